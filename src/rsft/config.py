@@ -1,0 +1,265 @@
+"""The run configuration: nested pydantic models with help text on every field.
+
+Loaded from YAML, with ``a.b=c`` overrides from the command line, and validated
+before anything runs. An unknown key or a wrong type is a one-line
+`ConfigError` naming the dotted key. Selection rules form a list whose items
+are discriminated by their ``rule`` key, so a typo in a rule name is reported
+as such rather than as a missing field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rsft.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModelConfig(Section):
+    hidden_size: int = Field(128, description="Hidden size of the from-scratch Llama.", gt=0)
+    num_layers: int = Field(4, description="Number of decoder layers.", gt=0)
+    num_heads: int = Field(4, description="Attention heads (and key/value heads).", gt=0)
+    intermediate_size: int | None = Field(None, description="MLP width; default 4 × hidden_size.")
+    max_position_embeddings: int = Field(128, description="Longest sequence the model will see.", gt=0)
+
+
+class ModelConfig(Section):
+    path: str = Field(
+        "tiny",
+        description="HF model directory or hub id loaded with from_pretrained; 'tiny' builds a from-scratch "
+        "character-level Llama for the task's alphabet (no download).",
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer path if it differs from `path`.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
+    trust_remote_code: bool = Field(False, description="Passed to from_pretrained.")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of the 'tiny' model.")
+
+
+class TaskConfig(Section):
+    name: str = Field(
+        "addition",
+        description="A built-in task (addition, countdown) or 'dataset' for your own prompts from `train`/`eval`.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Options of the built-in task (e.g. digits).")
+    train: str | None = Field(
+        None, description="Train prompts: a .jsonl or .parquet file, or 'hf:NAME[:CONFIG]' for an HF dataset."
+    )
+    eval: str | None = Field(None, description="Held-out prompts, same forms as `train`.")
+    train_split: str = Field("train", description="Split of an HF dataset used for `train`.")
+    eval_split: str = Field("test", description="Split of an HF dataset used for `eval`.")
+    prompt_column: str = Field(
+        "prompt", description="Column holding the prompt: a string, or a list of chat messages."
+    )
+    id_column: str | None = Field(None, description="Column with a stable prompt id; default: the row number.")
+    completion_column: str | None = Field(
+        None, description="Column with a gold completion, used only by `warm_start`."
+    )
+    field_columns: list[str] | None = Field(
+        None, description="Columns handed to the scorer as keyword arguments; default: every other column."
+    )
+    max_train_prompts: int | None = Field(None, description="Use only the first N train prompts.", gt=0)
+    max_eval_prompts: int | None = Field(None, description="Use only the first N held-out prompts.", gt=0)
+
+
+class SamplingConfig(Section):
+    engine: str = Field("transformers", description="Sampling engine: transformers, fake, or 'module:factory'.")
+    n: int = Field(8, description="Samples per prompt (K).", gt=0)
+    temperature: float = Field(1.0, description="Sampling temperature; 0 means greedy.", ge=0)
+    top_p: float = Field(1.0, description="Nucleus sampling mass.", gt=0, le=1)
+    top_k: int = Field(0, description="Keep only the k most likely tokens; 0 disables.", ge=0)
+    max_new_tokens: int = Field(64, description="Longest completion, in tokens.", gt=0)
+    stop: list[str] = Field(default_factory=list, description="Stop strings; the completion ends before them.")
+    batch_size: int = Field(64, description="Prompts per engine batch (each expands to n rows).", gt=0)
+
+
+class PassesRule(Section):
+    rule: Literal["passes"]
+    min: float = Field(1.0, description="Keep samples whose score is at least this.")
+
+
+class DedupRule(Section):
+    rule: Literal["dedup"]
+    key: Literal["normalized", "exact", "answer"] = Field(
+        "normalized", description="What makes two samples the same: whitespace/case-normalized text, exact text, "
+        "or the scorer's extracted answer."
+    )
+
+
+class CapRule(Section):
+    rule: Literal["cap"]
+    n: int = Field(10, description="Keep at most n samples per prompt (ReST-EM keeps 10).", gt=0)
+
+
+class TopKRule(Section):
+    rule: Literal["top_k"]
+    k: int = Field(1, description="Keep the k best-scoring samples per prompt (k=1 is best-of-N).", gt=0)
+
+
+class DropUniformRule(Section):
+    rule: Literal["drop_uniform"]
+    tol: float = Field(0.0, description="Drop groups whose scores all lie within this distance of each other.")
+
+
+Rule = Annotated[Union[PassesRule, DedupRule, CapRule, TopKRule, DropUniformRule], Field(discriminator="rule")]
+
+
+def _default_rules() -> list[Any]:
+    return [PassesRule(rule="passes"), DedupRule(rule="dedup"), CapRule(rule="cap")]
+
+
+class SelectionConfig(Section):
+    rules: list[Rule] = Field(default_factory=_default_rules, description="Rules applied in order to each group.")
+
+
+class LoraConfig(Section):
+    r: int = Field(16, description="LoRA rank.", gt=0)
+    alpha: int = Field(32, description="LoRA alpha.", gt=0)
+    dropout: float = Field(0.0, description="LoRA dropout.", ge=0, lt=1)
+    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt.")
+
+
+class TrainConfig(Section):
+    init: Literal["previous", "base"] = Field(
+        "previous", description="Start each round from the previous round's model, or from the base (ReST-EM)."
+    )
+    replay: Literal["none", "all_rounds"] = Field(
+        "none", description="Also train on the best sample per prompt from every earlier round (Llama 2)."
+    )
+    epochs: float = Field(1.0, description="Passes over the selected data (ignored when max_steps > 0).", gt=0)
+    max_steps: int = Field(-1, description="Optimizer steps per round; -1 uses `epochs`.")
+    batch_size: int = Field(16, description="Per-device train batch size.", gt=0)
+    grad_accum: int = Field(1, description="Gradient accumulation steps.", gt=0)
+    learning_rate: float = Field(1e-5, description="Peak learning rate.", gt=0)
+    lr_scheduler: str = Field("constant", description="transformers scheduler name.")
+    warmup_ratio: float = Field(0.0, description="Fraction of steps spent warming up.", ge=0, le=1)
+    weight_decay: float = Field(0.0, description="AdamW weight decay.", ge=0)
+    max_length: int = Field(1024, description="Truncate prompt+completion to this many tokens.", gt=0)
+    save_steps: int = Field(200, description="Checkpoint every N steps so a killed round resumes.", gt=0)
+    lora: LoraConfig | None = Field(None, description="Train a LoRA adapter with peft instead of all weights.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for TRL's SFTConfig.")
+
+
+class EvalConfig(Section):
+    enabled: bool = Field(True, description="Evaluate on the held-out prompts after each round.")
+    n: int = Field(8, description="Sampled completions per held-out prompt for pass@k and maj@k.", ge=0)
+    k: list[int] = Field(default_factory=lambda: [1, 8], description="k values for pass@k and maj@k (k <= n).")
+    temperature: float = Field(1.0, description="Temperature of the sampled evaluation.", gt=0)
+    pass_threshold: float = Field(1.0, description="A held-out sample passes if its score is at least this.")
+    max_new_tokens: int | None = Field(None, description="Default: sampling.max_new_tokens.")
+
+
+class WarmStartConfig(Section):
+    enabled: bool = Field(False, description="SFT the base on gold completions before round 0.")
+    examples: int = Field(700, description="Gold examples to train on.", gt=0)
+    max_steps: int = Field(2000, description="Upper bound on warm-start steps.", gt=0)
+    target_pass1: float = Field(
+        0.1, description="Stop once held-out greedy pass@1 reaches this (a low, non-zero start).", ge=0, le=1
+    )
+    check_every: int = Field(50, description="Evaluate greedy pass@1 every N steps.", gt=0)
+    batch_size: int = Field(64, description="Batch size.", gt=0)
+    learning_rate: float = Field(1e-3, description="Learning rate.", gt=0)
+    eval_prompts: int = Field(200, description="Held-out prompts used for the stopping check.", gt=0)
+
+
+class RunConfig(Section):
+    name: str = Field("run", description="Run name; the run directory is output_dir/name.")
+    output_dir: str = Field("runs", description="Parent directory of run directories.")
+    seed: int = Field(0, description="Root seed; per-sample seeds derive from (seed, round, prompt id, index).")
+    rounds: int = Field(3, description="Rejection-sampling rounds.", ge=0)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The policy.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="Where prompts come from.")
+    scorer: Any = Field(
+        None, description="Scorer: a name, 'module:function', or {name, kwargs}; default: the task's own."
+    )
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How samples are drawn.")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which samples are kept.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning on the kept samples.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Held-out evaluation.")
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig, description="Optional gold SFT first.")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _RULE_TAGS))
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        msg = f"unknown key '{loc}'"
+    elif kind == "missing":
+        msg = f"missing required key '{loc}'"
+    elif kind == "union_tag_invalid":
+        msg = f"key '{loc}': unknown rule {e['input'].get('rule')!r}, expected one of {sorted(_RULE_TAGS)}"
+    elif kind == "union_tag_not_found":
+        msg = f"key '{loc}': each rule needs a 'rule' key, one of {sorted(_RULE_TAGS)}"
+    else:
+        msg = f"key '{loc}': {e['msg'].lower()}, got {e.get('input')!r}"
+    return f"{source}: {msg}"
+
+
+_RULE_TAGS = {"passes", "dedup", "cap", "top_k", "drop_uniform"}
+
+
+def parse_value(text: str) -> Any:
+    """A command-line override value, read as YAML (so 3 is an int, [1,2] a list, 'x' a string)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected key=value, e.g. train.learning_rate=1e-4")
+    key, _, raw = override.partition("=")
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {override!r}: '{p}' is not a section")
+        node = nxt
+    node[parts[-1]] = parse_value(raw)
+
+
+def build_config(data: dict[str, Any], overrides: list[str] = (), source: str = "config") -> RunConfig:
+    data = dict(data or {})
+    for o in overrides:
+        apply_override(data, o)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (or start from defaults when path is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
+    return build_config(data, overrides, source)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Loading prompts and rendering them for models and trainers."""

@@ -1,0 +1,150 @@
+"""Round metrics: pass@k, maj@k, acceptance, coverage, diversity, reward, entropy, throughput.
+
+Everything here is a pure function of records already on disk, so
+`rsft metrics RUN` can recompute the table of any finished round.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from rich.table import Table
+
+from rsft.records import Group
+from rsft.selection import Selection, normalize
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021), as a stable product."""
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+def _answer_key(group: Group, i: int) -> str:
+    score = group.scores[i]
+    return score.answer if score.answer is not None else normalize(group.samples[i].text)
+
+
+def majority_correct(group: Group, k: int, threshold: float) -> bool:
+    """Majority vote over the first k samples' extracted answers; ties go to the earliest answer."""
+    k = min(k, len(group.samples))
+    keys = [_answer_key(group, i) for i in range(k)]
+    if not keys:
+        return False
+    counts = Counter(keys)
+    top = max(counts.values())
+    winner = next(key for key in keys if counts[key] == top)
+    i = keys.index(winner)
+    s = group.scores[i]
+    return s.ok and s.value >= threshold
+
+
+def passed(group: Group, threshold: float) -> int:
+    return sum(1 for s in group.scores if s.ok and s.value >= threshold)
+
+
+def eval_metrics(greedy: list[Group], sampled: list[Group], ks: list[int], threshold: float) -> dict[str, float]:
+    out: dict[str, float] = {"prompts": len(greedy) or len(sampled)}
+    if greedy:
+        out["greedy_pass@1"] = sum(passed(g, threshold) > 0 for g in greedy) / len(greedy)
+        out["greedy_format_fail"] = sum(
+            1 for g in greedy for s in g.scores if s.parts.get("format") == 0.0
+        ) / len(greedy)
+    if sampled:
+        n = len(sampled[0].samples)
+        for k in ks:
+            if k <= n:
+                out[f"pass@{k}"] = sum(pass_at_k(n, passed(g, threshold), k) for g in sampled) / len(sampled)
+                out[f"maj@{k}"] = sum(majority_correct(g, k, threshold) for g in sampled) / len(sampled)
+        values = [s.value for g in sampled for s in g.scores if s.ok]
+        out["sampled_reward_mean"] = statistics.fmean(values) if values else 0.0
+    return out
+
+
+def round_metrics(scored: list[Group], selection: Selection, pass_min: float | None) -> dict[str, Any]:
+    """Metrics of one round's sample → score → select stages."""
+    samples = [s for g in scored for s in g.samples]
+    n_samples = len(samples)
+    accepted = [
+        [(s, c) for s, c in g.scored if c.ok and c.value >= pass_min] if pass_min is not None else list(k.scored)
+        for g, k in zip(scored, selection.groups, strict=True)
+    ]
+    n_acc = sum(len(a) for a in accepted)
+    ok_groups = [[c.value for c in g.scores if c.ok] for g in scored]
+    tokens = sum(s.num_tokens for s in samples)
+    return {
+        "prompts": len(scored),
+        "samples": n_samples,
+        "acceptance_rate": n_acc / n_samples if n_samples else 0.0,
+        "coverage": sum(bool(a) for a in accepted) / len(scored) if scored else 0.0,
+        "distinct_accepted_per_prompt": (
+            statistics.fmean(len({normalize(s.text) for s, _ in a}) for a in accepted) if accepted else 0.0
+        ),
+        "reward_mean": statistics.fmean(v for vs in ok_groups for v in vs) if any(ok_groups) else 0.0,
+        "reward_max_mean": statistics.fmean(max(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
+        "reward_median_mean": statistics.fmean(statistics.median(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
+        "entropy_mean": sum(s.entropy * s.num_tokens for s in samples) / tokens if tokens else 0.0,
+        "tokens_generated": tokens,
+        "tokens_per_prompt": tokens / len(scored) if scored else 0.0,
+        "finished_by_length": sum(s.finish_reason == "length" for s in samples) / n_samples if n_samples else 0.0,
+        "scorer_errors": sum(1 for g in scored for c in g.scores if not c.ok),
+        "kept": sum(len(g.samples) for g in selection.groups),
+        "survivors": dict(selection.survivors),
+    }
+
+
+_COLUMNS = [
+    ("round", "round", "{}"),
+    ("greedy pass@1", "eval.greedy_pass@1", "{:.1%}"),
+    ("pass@k", "eval.pass@max", "{:.1%}"),
+    ("maj@k", "eval.maj@max", "{:.1%}"),
+    ("accept", "acceptance_rate", "{:.1%}"),
+    ("coverage", "coverage", "{:.1%}"),
+    ("distinct", "distinct_accepted_per_prompt", "{:.2f}"),
+    ("reward", "reward_mean", "{:.3f}"),
+    ("max/med", "reward_max_med", "{}"),
+    ("entropy", "entropy_mean", "{:.3f}"),
+    ("tokens", "tokens_generated", "{:,}"),
+    ("tok/s", "tokens_per_s", "{:,.0f}"),
+    ("errors", "scorer_errors", "{}"),
+    ("kept", "kept", "{}"),
+    ("train rows", "train_rows", "{}"),
+    ("loss", "train_loss", "{:.4f}"),
+    ("secs", "seconds_total", "{:.0f}"),
+]
+
+
+def _lookup(row: dict[str, Any], key: str) -> Any:
+    if key == "reward_max_med":
+        if "reward_max_mean" not in row:
+            return None
+        return f"{row['reward_max_mean']:.2f}/{row['reward_median_mean']:.2f}"
+    if key.startswith("eval."):
+        ev = row.get("eval") or {}
+        name = key[5:]
+        if name.endswith("@max"):
+            ks = sorted(int(k.split("@")[1]) for k in ev if k.startswith(name[:-3] + "@"))
+            return ev.get(f"{name[:-3]}@{ks[-1]}") if ks else None
+        return ev.get(name)
+    return row.get(key)
+
+
+def round_table(rows: list[dict[str, Any]], title: str = "rsft rounds") -> Table:
+    """One row per round (plus the base model), the columns a practitioner watches."""
+    table = Table(title=title)
+    present = [c for c in _COLUMNS if any(_lookup(r, c[1]) is not None for r in rows)]
+    for header, _, _ in present:
+        table.add_column(header, justify="right")
+    for r in rows:
+        cells = []
+        for _, key, fmt in present:
+            v = _lookup(r, key)
+            cells.append("-" if v is None else fmt.format(v))
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,70 @@
+"""Rich progress bars for the long stages, and a TrainerCallback that drives one.
+
+Bars go to stderr so `--json` output on stdout stays machine-readable. Rich
+allows one live display at a time, so a bar opened while another is showing
+(an eval inside the warm start's training, say) joins the same display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
+from transformers import TrainerCallback
+
+console = Console(stderr=True)
+_active: Progress | None = None
+
+
+@contextmanager
+def progress_bar(label: str, total: int, completed: int = 0) -> Iterator[tuple[Progress, TaskID]]:
+    global _active
+    owner = _active is None
+    if owner:
+        _active = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=console,
+        )
+        _active.start()
+    bar = _active
+    task = bar.add_task(label, total=total, completed=completed, info="")
+    try:
+        yield bar, task
+    finally:
+        if owner:
+            bar.stop()
+            _active = None
+        else:
+            bar.remove_task(task)
+
+
+class RichTrainCallback(TrainerCallback):
+    """Advances a rich bar per optimizer step and shows the latest loss."""
+
+    def __init__(self, label: str = "train") -> None:
+        self.label = label
+        self._ctx = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._ctx = progress_bar(self.label, total=state.max_steps, completed=state.global_step)
+        self._bar, self._task = self._ctx.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._bar is not None:
+            self._bar.update(self._task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self._bar is not None and logs and "loss" in logs:
+            self._bar.update(self._task, info=f"loss {logs['loss']:.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None

@@ -1,0 +1,189 @@
+"""Typed records that flow between the stages of a round.
+
+Every stage is a plain function over these records; nothing passes dicts of
+lists between stages. Completions travel grouped with their prompt (`Group`),
+so no stage ever does index arithmetic such as ``i % K`` to find which prompt a
+sample belongs to.
+
+The records are frozen so a stage cannot mutate what an earlier stage wrote;
+selection returns new `Group`s instead of editing old ones. Each record
+round-trips through JSON (`to_json` / `from_json`) because the run directory,
+not memory, is the state between stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt, as plain text or as chat messages.
+
+    `fields` holds the dataset's other columns (answer, tests, ...). Scorers
+    receive them as keyword arguments, the way TRL's GRPOTrainer hands dataset
+    columns to its reward functions.
+    """
+
+    id: str
+    text: str | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError(f"prompt {self.id!r}: exactly one of text or messages must be set")
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.messages is not None:
+            out["messages"] = list(self.messages)
+        else:
+            out["text"] = self.text
+        if self.fields:
+            out["fields"] = self.fields
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Prompt:
+        msgs = d.get("messages")
+        return cls(
+            id=str(d["id"]),
+            text=d.get("text"),
+            messages=tuple(msgs) if msgs is not None else None,
+            fields=dict(d.get("fields") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion drawn for a prompt.
+
+    `logprob` is the summed log-probability of the sampled tokens under the
+    model's own distribution (raw logits, temperature 1), as vLLM reports it by
+    default. `entropy` is the mean, over completion tokens, of the entropy of the
+    distribution actually sampled from (after temperature, top-k and top-p):
+    that is the quantity that collapses when positives-only training
+    overconcentrates the policy.
+    """
+
+    prompt_id: str
+    index: int
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprob: float = 0.0
+    entropy: float = 0.0
+    finish_reason: str = "stop"  # "stop" (EOS or stop string) | "length"
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["token_ids"] = list(self.token_ids)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Sample:
+        return cls(**{**d, "token_ids": tuple(d.get("token_ids", ()))})
+
+
+@dataclass(frozen=True)
+class Score:
+    """A scorer's verdict on one sample.
+
+    `error` is set when the scorer failed on this sample (exception, timeout or
+    a `None` return); `value` is then None and the sample can never be selected.
+    One failing sample never stops a run.
+
+    `parts` carries named components (``format``, ``correct``, ...) so that a
+    format failure stays distinguishable from a wrong answer. `answer` is the
+    extracted final answer when the scorer knows one; maj@k votes over it.
+    """
+
+    value: float | None
+    parts: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    answer: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.value is not None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"value": self.value}
+        if self.parts:
+            d["parts"] = self.parts
+        if self.error is not None:
+            d["error"] = self.error
+        if self.answer is not None:
+            d["answer"] = self.answer
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Score:
+        return cls(value=d.get("value"), parts=dict(d.get("parts") or {}), error=d.get("error"), answer=d.get("answer"))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A prompt with its samples and (once scored) one score per sample.
+
+    The unit that scoring, selection and evaluation work on. `scores` is empty
+    before scoring and otherwise has exactly one entry per sample, in order.
+    """
+
+    prompt: Prompt
+    samples: tuple[Sample, ...]
+    scores: tuple[Score, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.scores and len(self.scores) != len(self.samples):
+            raise ValueError(f"group {self.prompt.id!r}: {len(self.scores)} scores for {len(self.samples)} samples")
+
+    @property
+    def scored(self) -> list[tuple[Sample, Score]]:
+        return list(zip(self.samples, self.scores, strict=True))
+
+    def with_scores(self, scores: list[Score]) -> Group:
+        return Group(self.prompt, self.samples, tuple(scores))
+
+    def keep(self, pairs: list[tuple[Sample, Score]]) -> Group:
+        """A new group holding only `pairs` (a subset of this group's scored samples)."""
+        return Group(self.prompt, tuple(s for s, _ in pairs), tuple(c for _, c in pairs))
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"prompt": self.prompt.to_json(), "samples": [s.to_json() for s in self.samples]}
+        if self.scores:
+            d["scores"] = [s.to_json() for s in self.scores]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Group:
+        return cls(
+            prompt=Prompt.from_json(d["prompt"]),
+            samples=tuple(Sample.from_json(s) for s in d["samples"]),
+            scores=tuple(Score.from_json(s) for s in d.get("scores", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A preference pair for reward-model training or DPO.
+
+    `margin` is the reward difference chosen − rejected; `p` is the soft label,
+    the probability that `chosen` is preferred (1.0 for a hard label).
+    """
+
+    prompt: Prompt
+    chosen: str
+    rejected: str
+    margin: float | None = None
+    p: float | None = None

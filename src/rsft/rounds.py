@@ -1,0 +1,114 @@
+"""The round loop: sample → score → select → train → evaluate, then the next round.
+
+`run` is the whole of rejection-sampling fine-tuning. It writes the resolved
+config first, prepares the base model (build the tiny model and/or warm-start
+it, when configured), evaluates the base, then runs each round's stages in
+order. Every stage skips itself when its done-marker exists, so calling `run`
+again on the same directory resumes at the first unfinished stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rsft.config import RunConfig, dump_config, load_config
+from rsft.errors import ConfigError
+from rsft.progress import console
+from rsft.rundir import atomic_write_json, atomic_write_text, replace_dir, round_dirs
+from rsft.stages import ROUND_STAGES, Run, eval_model, run_stage
+
+
+def open_run(cfg: RunConfig) -> Run:
+    """Create the run directory with its resolved config, or reopen it for a resume."""
+    run_dir = cfg.run_dir
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        old = load_config(cfg_path).model_dump(mode="json")
+        new = cfg.model_dump(mode="json")
+        old.pop("rounds"), new.pop("rounds")
+        if old != new:
+            diff = _first_difference(old, new)
+            raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
+                              "resume with the same config or choose a new name=")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, dump_config(cfg))
+    return Run(cfg, run_dir)
+
+
+def _first_difference(old: Any, new: Any, key: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                return _first_difference(old.get(k), new.get(k), f"{key}.{k}" if key else k)
+    return f"{key}: {old!r} then, {new!r} now"
+
+
+def prepare_base(run: Run) -> None:
+    """Build the tiny model and/or warm-start the base into RUN/base-model (once)."""
+    if (run.dir / "base.done").exists() or run.base_model == run.cfg.model.path:
+        return
+    from rsft.tasks.tiny_model import build_tiny
+    from rsft.training.warm_start import warm_start
+
+    t0 = time.perf_counter()
+    base = run.dir / "base-model"
+    init = run.cfg.model.path
+    if init == "tiny":
+        if run.task.alphabet is None:
+            raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
+                              f"task {run.task.name!r} has none; give a model path")
+        init = str(build_tiny(run.dir / "base-init", run.task.alphabet, run.cfg.model.tiny, run.cfg.seed))
+    info: dict[str, Any] = {"init": init}
+    ws = run.cfg.warm_start
+    if ws.enabled:
+        info["warm_start"] = warm_start(init, base, run.task.gold, run.task.eval, run.scorer, ws,
+                                        run.cfg.sampling.max_new_tokens, seed=run.cfg.seed)
+    else:
+        replace_dir(Path(init), base)
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    atomic_write_json(run.dir / "base.json", info)
+    atomic_write_text(run.dir / "base.done", "")
+
+
+def eval_base(run: Run) -> None:
+    if (run.dir / "base-eval.done").exists() or not run.cfg.eval.enabled or not run.task.eval:
+        return
+    atomic_write_json(run.dir / "base-eval.json", eval_model(run, run.base_model, -1))
+    atomic_write_text(run.dir / "base-eval.done", "")
+
+
+def round_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The base model's eval and every finished round's metrics, for tables and `rsft metrics`."""
+    rows = []
+    base_eval = run_dir / "base-eval.json"
+    if base_eval.exists():
+        rows.append({"round": "base", "eval": json.loads(base_eval.read_text())})
+    for rd in round_dirs(run_dir):
+        if rd.metrics_file.exists():
+            rows.append(json.loads(rd.metrics_file.read_text()))
+    return rows
+
+
+def print_table(run_dir: Path, title: str | None = None) -> None:
+    from rsft.metrics import round_table
+
+    console.print(round_table(round_rows(run_dir), title or f"rsft · {run_dir}"))
+
+
+def run(cfg: RunConfig) -> Path:
+    """Rejection-sampling fine-tuning, round after round; resumes an existing run directory."""
+    run = open_run(cfg)
+    prepare_base(run)
+    eval_base(run)
+    for r in range(cfg.rounds):
+        for name, stage in ROUND_STAGES:
+            run_stage(run, r, name, stage)
+        print_table(run.dir, f"rsft · {run.dir} · after round {r}")
+    return run.dir
+
+
+def run_from_file(config_path: str | Path | None, overrides: list[str] = ()) -> Path:
+    return run(load_config(config_path, overrides))

@@ -1,0 +1,132 @@
+"""The run directory is the state.
+
+Every stage reads only the run directory and writes only its own files. Files
+are written atomically (temporary file, then rename), and a stage's
+``<stage>.done`` marker is written last: its existence is the only proof that
+the stage finished. Resuming is therefore "run every stage whose marker is
+missing", with no separate bookkeeping that could disagree with the files.
+
+The one append-only file is ``samples.jsonl``: sampling writes one line per
+prompt group, a whole batch per write, so an interrupted sampling stage resumes
+at the first prompt not written. A torn last line from a kill is cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rsft.errors import DataError
+
+STAGES = ("sample", "score", "select", "train", "eval")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows in one write and fsync, so a kill leaves at most one torn line."""
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the objects of a JSONL file; a bad line is a one-line error naming file:line."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield obj
+
+
+def truncate_torn_tail(path: Path) -> None:
+    """Cut a partial last line left by a kill during an append."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+
+
+class RoundDir:
+    """Paths and done-markers of one round: ``RUN/round-NNN/``."""
+
+    def __init__(self, run_dir: Path, round_index: int) -> None:
+        self.run_dir = Path(run_dir)
+        self.index = round_index
+        self.path = self.run_dir / f"round-{round_index:03d}"
+
+    samples = property(lambda self: self.path / "samples.jsonl")
+    scored = property(lambda self: self.path / "scored.jsonl")
+    selected = property(lambda self: self.path / "selected.jsonl")
+    kept = property(lambda self: self.path / "kept.jsonl")
+    pairs = property(lambda self: self.path / "pairs.jsonl")
+    model = property(lambda self: self.path / "model")
+    train_work = property(lambda self: self.path / "train-work")
+    eval_file = property(lambda self: self.path / "eval.json")
+    metrics_file = property(lambda self: self.path / "metrics.json")
+    stage_times = property(lambda self: self.path / "stage_times.json")
+
+    def done(self, stage: str) -> bool:
+        return (self.path / f"{stage}.done").exists()
+
+    def mark_done(self, stage: str) -> None:
+        atomic_write_text(self.path / f"{stage}.done", "")
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        times = json.loads(self.stage_times.read_text()) if self.stage_times.exists() else {}
+        times[stage] = round(seconds, 3)
+        atomic_write_json(self.stage_times, times)
+
+    def times(self) -> dict[str, float]:
+        return json.loads(self.stage_times.read_text()) if self.stage_times.exists() else {}
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished directory into place, replacing any stale one."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(src, dst)
+
+
+def round_dirs(run_dir: Path) -> list[RoundDir]:
+    """Existing rounds of a run, in order."""
+    out = []
+    for p in sorted(Path(run_dir).glob("round-[0-9][0-9][0-9]")):
+        out.append(RoundDir(run_dir, int(p.name.split("-")[1])))
+    return out

@@ -1,0 +1,78 @@
+"""The Engine protocol, sampling parameters, and per-sample seeds.
+
+An engine turns prompts into K samples each and returns them grouped by
+prompt, in prompt order. Randomness is per sample: the seed of sample i of
+prompt p in round r is derived from (seed, r, p, i) with hashlib, never
+Python's `hash()`, so a sample does not depend on which batch it landed in,
+and a resumed run draws exactly what an uninterrupted one would.
+
+Heavy engines are imported only when chosen; they are optional extras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from rsft.errors import ConfigError
+from rsft.records import Prompt, Sample
+
+if TYPE_CHECKING:
+    from rsft.config import SamplingConfig
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    round: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @classmethod
+    def from_config(cls, cfg: SamplingConfig, seed: int, round_index: int) -> SamplingParams:
+        return cls(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, tuple(cfg.stop), seed, round_index)
+
+
+class Engine(Protocol):
+    def generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
+        """K=n samples for each prompt, as one list per prompt in prompt order."""
+        ...
+
+
+def sample_seed(seed: int, round_index: int, prompt_id: str, index: int) -> int:
+    """A 63-bit seed for one sample, stable across processes, batches and resumes."""
+    key = f"{seed}/{round_index}/{prompt_id}/{index}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Text before the earliest stop string, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
+                 batch_size: int = 64, trust_remote_code: bool = False) -> Engine:
+    """The engine a config names. 'module:factory' names a user's engine factory."""
+    if name == "transformers":
+        from rsft.sampling.transformers_engine import TransformersEngine
+
+        return TransformersEngine.from_path(model_path, tokenizer_path, dtype, trust_remote_code=trust_remote_code)
+    if name == "fake":
+        from rsft.sampling.fake import FakeEngine
+
+        return FakeEngine()
+    if ":" in name:
+        from rsft.registry import import_object
+
+        factory = import_object(name, "sampling.engine")
+        return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype)
+    raise ConfigError(f"key 'sampling.engine': unknown engine {name!r}, expected transformers, fake or 'module:factory'")

@@ -1,0 +1,165 @@
+"""The default engine: our own cached sampling loop over a transformers causal LM.
+
+Why not `model.generate(num_return_sequences=K)`: it runs the prompt K times
+and keeps finished rows in the batch until the longest one ends. This loop
+instead
+  1. runs each prompt once (left-padded batch, explicit position ids);
+  2. copies the prompt's KV cache to its K rows (`batch_repeat_interleave`);
+  3. decodes one token per step for every live row;
+  4. drops finished rows from the cache (`batch_select_indices`).
+Each row draws its randomness from its own generator seeded by
+`sample_seed(seed, round, prompt id, index)`, by inverse-CDF sampling with one
+uniform per step, so a sample is the same whichever batch it is in.
+
+Greedy decoding (temperature 0) takes the argmax and matches `generate`.
+It does not implement beam search, repetition penalties or speculative decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from rsft.data.formats import render_prompt
+from rsft.modeling import load_model, load_tokenizer
+from rsft.records import Prompt, Sample
+from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, top-k and top-p applied to logits [b, V]; removed tokens become -inf."""
+    scaled = logits / params.temperature  # [b, V]
+    if params.top_k > 0 and params.top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]  # [b, 1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)  # [b, V]
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass before it already reaches top_p (the top token always stays)
+        drop_sorted = probs.cumsum(-1) - probs >= params.top_p  # [b, V]
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scaled = scaled.masked_fill(drop, float("-inf"))
+    return scaled
+
+
+def pick_tokens(
+    logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Choose one token per row of logits [b, V].
+
+    Returns (token [b], logprob of the token under the raw model distribution [b],
+    entropy of the distribution sampled from [b]).
+    """
+    logits = logits.float()
+    raw_logp = logits.log_softmax(-1)  # [b, V]
+    if params.greedy:
+        token = logits.argmax(-1)  # [b]
+        probs = raw_logp.exp()
+    else:
+        probs = filter_logits(logits, params).softmax(-1)  # [b, V]
+        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # [b]
+        cdf = probs.double().cumsum(-1)  # [b, V]
+        token = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+        token = token.clamp(max=logits.shape[-1] - 1)  # [b]
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # [b]
+    logprob = raw_logp.gather(-1, token.unsqueeze(-1)).squeeze(-1)  # [b]
+    return token, logprob, entropy
+
+
+class TransformersEngine:
+    """Samples from an in-memory transformers model; see the module docstring for the loop."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)  # [E]
+
+    @classmethod
+    def from_path(cls, path: str, tokenizer_path: str | None = None, dtype: str = "float32",
+                  trust_remote_code: bool = False) -> TransformersEngine:
+        tok = load_tokenizer(tokenizer_path or path, trust_remote_code=trust_remote_code)
+        return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok)
+
+    def generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
+        if not prompts:
+            return []
+        with torch.inference_mode():
+            return self._generate(prompts, n, params)
+
+    def _generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
+        tok = self.tokenizer
+        texts = [render_prompt(p, tok) for p in prompts]
+        enc = tok(texts, padding=True, padding_side="left", return_tensors="pt")
+        mask = enc["attention_mask"]  # [B, P]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions,
+            past_key_values=cache, use_cache=True, logits_to_keep=1,
+        )
+        rows = len(prompts) * n
+        cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1, :].repeat_interleave(n, 0)  # [B*n, V]
+        mask = mask.repeat_interleave(n, 0)  # [B*n, P]
+        next_pos = positions[:, -1:].repeat_interleave(n, 0) + 1  # [B*n, 1]
+        live = torch.arange(rows)  # [b] original row of each live row
+        generators = []
+        for p in prompts:
+            for i in range(n):
+                g = torch.Generator()
+                g.manual_seed(sample_seed(params.seed, params.round, p.id, i))
+                generators.append(g)
+        ids: list[list[int]] = [[] for _ in range(rows)]
+        logprob = torch.zeros(rows, dtype=torch.float64)
+        entropy_sum = torch.zeros(rows, dtype=torch.float64)
+        reason = ["length"] * rows
+
+        for step in range(params.max_new_tokens):
+            token, lp, ent = pick_tokens(logits, params, [generators[r] for r in live.tolist()])
+            logprob[live] += lp.double()
+            entropy_sum[live] += ent.double()
+            finished = torch.isin(token, self.eos_ids)  # [b]
+            for j, (r, t) in enumerate(zip(live.tolist(), token.tolist())):
+                ids[r].append(t)
+                if finished[j]:
+                    reason[r] = "stop"
+                elif params.stop and cut_at_stop(tok.decode(ids[r], skip_special_tokens=True), params.stop)[1]:
+                    reason[r] = "stop"
+                    finished[j] = True
+            if step == params.max_new_tokens - 1:
+                break
+            keep = (~finished).nonzero().squeeze(-1)  # [b']
+            if keep.numel() == 0:
+                break
+            if keep.numel() < live.numel():
+                cache.batch_select_indices(keep)
+                live, token, mask, next_pos = live[keep], token[keep], mask[keep], next_pos[keep]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)  # [b, L+1]
+            out = self.model(
+                input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=next_pos,
+                past_key_values=cache, use_cache=True,
+            )
+            logits = out.logits[:, -1, :]  # [b, V]
+            next_pos = next_pos + 1
+
+        groups = []
+        for b, p in enumerate(prompts):
+            group = []
+            for i in range(n):
+                r = b * n + i
+                text = tok.decode(ids[r], skip_special_tokens=True)
+                if params.stop:
+                    text = cut_at_stop(text, params.stop)[0]
+                group.append(Sample(
+                    prompt_id=p.id, index=i, text=text, token_ids=tuple(ids[r]),
+                    logprob=float(logprob[r]), entropy=float(entropy_sum[r] / max(len(ids[r]), 1)),
+                    finish_reason=reason[r],
+                ))
+            groups.append(group)
+        return groups

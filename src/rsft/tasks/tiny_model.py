@@ -1,0 +1,72 @@
+"""A from-scratch character-level Llama, so the demo and the tests need no download.
+
+The tokenizer is a `tokenizers` WordLevel model over single characters,
+wrapped as a `PreTrainedTokenizerFast`; the model is a `LlamaForCausalLM` built
+from a `LlamaConfig`. Both are saved as an ordinary HF model directory, so
+everything downstream loads them with the same `from_pretrained(path)` call a
+hub model takes. This module does not train anything; the warm start does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from rsft.config import TinyModelConfig
+
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """One token per character of `alphabet`, plus pad/bos/eos/unk; BOS is prepended on encode."""
+    chars = list(dict.fromkeys(alphabet))
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def tiny_llama(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig, seed: int = 0) -> LlamaForCausalLM:
+    """A small Llama with freshly initialised weights (seeded), sized by `shape`."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size or 4 * shape.hidden_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def build_tiny(path: Path, alphabet: str, shape: TinyModelConfig, seed: int = 0) -> Path:
+    """Write an untrained tiny model and its tokenizer to `path` as an HF model directory."""
+    tokenizer = char_tokenizer(alphabet)
+    model = tiny_llama(tokenizer, shape, seed)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

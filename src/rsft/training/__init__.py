@@ -1,0 +1,1 @@
+"""Training on what selection kept (SFT), and beside it, preference models."""
