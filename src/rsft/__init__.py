@@ -1,0 +1,44 @@
+"""rsft: rejection-sampling fine-tuning (RAFT, ReST-EM, iterative best-of-N) for HF causal LMs.
+
+The public API, imported lazily so that `import rsft` stays cheap:
+
+    rsft.run(config)                      the round loop (resumes a run directory)
+    rsft.run_from_file(path, overrides)   the same, from YAML
+    rsft.demo()                           the built-in CPU demo
+    rsft.run_round_stage(run_dir, r, s)   one stage of one round
+    rsft.evaluate_model(model_or_run)     held-out metrics
+    rsft.round_rows(run_dir)              per-round metrics
+    rsft.load_config / RunConfig          configuration
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "run": "rsft.rounds",
+    "run_from_file": "rsft.rounds",
+    "run_round_stage": "rsft.rounds",
+    "evaluate_model": "rsft.rounds",
+    "round_rows": "rsft.rounds",
+    "demo": "rsft.demo",
+    "demo_config": "rsft.demo",
+    "load_config": "rsft.config",
+    "build_config": "rsft.config",
+    "RunConfig": "rsft.config",
+    "Prompt": "rsft.records",
+    "Sample": "rsft.records",
+    "Score": "rsft.records",
+    "Group": "rsft.records",
+    "Pair": "rsft.records",
+    "RsftError": "rsft.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'rsft' has no attribute {name!r}")

@@ -102,8 +102,8 @@ def round_metrics(scored: list[Group], selection: Selection, pass_min: float | N
 _COLUMNS = [
     ("round", "round", "{}"),
     ("greedy pass@1", "eval.greedy_pass@1", "{:.1%}"),
-    ("pass@k", "eval.pass@max", "{:.1%}"),
-    ("maj@k", "eval.maj@max", "{:.1%}"),
+    ("pass@{k}", "eval.pass@", "{:.1%}"),
+    ("maj@{k}", "eval.maj@", "{:.1%}"),
     ("accept", "acceptance_rate", "{:.1%}"),
     ("coverage", "coverage", "{:.1%}"),
     ("distinct", "distinct_accepted_per_prompt", "{:.2f}"),
@@ -120,31 +120,36 @@ _COLUMNS = [
 ]
 
 
-def _lookup(row: dict[str, Any], key: str) -> Any:
+def _largest_k(rows: list[dict[str, Any]], prefix: str) -> int | None:
+    ks = [int(k[len(prefix):]) for r in rows for k in (r.get("eval") or {}) if k.startswith(prefix)]
+    return max(ks) if ks else None
+
+
+def _lookup(row: dict[str, Any], key: str, k: int | None) -> Any:
     if key == "reward_max_med":
         if "reward_max_mean" not in row:
             return None
         return f"{row['reward_max_mean']:.2f}/{row['reward_median_mean']:.2f}"
     if key.startswith("eval."):
-        ev = row.get("eval") or {}
         name = key[5:]
-        if name.endswith("@max"):
-            ks = sorted(int(k.split("@")[1]) for k in ev if k.startswith(name[:-3] + "@"))
-            return ev.get(f"{name[:-3]}@{ks[-1]}") if ks else None
-        return ev.get(name)
+        return (row.get("eval") or {}).get(f"{name}{k}" if name.endswith("@") else name)
     return row.get(key)
 
 
 def round_table(rows: list[dict[str, Any]], title: str = "rsft rounds") -> Table:
     """One row per round (plus the base model), the columns a practitioner watches."""
     table = Table(title=title)
-    present = [c for c in _COLUMNS if any(_lookup(r, c[1]) is not None for r in rows)]
-    for header, _, _ in present:
+    columns = []
+    for header, key, fmt in _COLUMNS:
+        k = _largest_k(rows, key[5:]) if key.endswith("@") else None
+        if any(_lookup(r, key, k) is not None for r in rows):
+            columns.append((header.format(k=k), key, fmt, k))
+    for header, *_ in columns:
         table.add_column(header, justify="right")
     for r in rows:
         cells = []
-        for _, key, fmt in present:
-            v = _lookup(r, key)
+        for _, key, fmt, k in columns:
+            v = _lookup(r, key, k)
             cells.append("-" if v is None else fmt.format(v))
         table.add_row(*cells)
     return table

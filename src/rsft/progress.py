@@ -7,6 +7,7 @@ allows one live display at a time, so a bar opened while another is showing
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,7 +18,19 @@ from rich.progress import (
 from transformers import TrainerCallback
 
 console = Console(stderr=True)
+# Tables go to stdout; when stdout is a file or pipe, Rich would squeeze them into 80 columns.
+table_console = Console(width=None if sys.stdout.isatty() else 200)
 _active: Progress | None = None
+
+
+def quiet_hf() -> None:
+    """Silence the tqdm bars and info logs of transformers and datasets; rsft shows its own bars."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_warning()
 
 
 @contextmanager

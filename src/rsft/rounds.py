@@ -16,7 +16,7 @@ from typing import Any
 
 from rsft.config import RunConfig, dump_config, load_config
 from rsft.errors import ConfigError
-from rsft.progress import console
+from rsft.progress import quiet_hf, table_console
 from rsft.rundir import atomic_write_json, atomic_write_text, replace_dir, round_dirs
 from rsft.stages import ROUND_STAGES, Run, eval_model, run_stage
 
@@ -95,11 +95,12 @@ def round_rows(run_dir: Path) -> list[dict[str, Any]]:
 def print_table(run_dir: Path, title: str | None = None) -> None:
     from rsft.metrics import round_table
 
-    console.print(round_table(round_rows(run_dir), title or f"rsft · {run_dir}"))
+    table_console.print(round_table(round_rows(run_dir), title or f"rsft · {run_dir}"))
 
 
 def run(cfg: RunConfig) -> Path:
     """Rejection-sampling fine-tuning, round after round; resumes an existing run directory."""
+    quiet_hf()
     run = open_run(cfg)
     prepare_base(run)
     eval_base(run)
@@ -112,3 +113,45 @@ def run(cfg: RunConfig) -> Path:
 
 def run_from_file(config_path: str | Path | None, overrides: list[str] = ()) -> Path:
     return run(load_config(config_path, overrides))
+
+
+def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False) -> bool:
+    """Run one stage of round r on an existing run directory; True if it ran, False if already done."""
+    from rsft.errors import RsftError
+
+    run = Run.open(run_dir)
+    names = [name for name, _ in ROUND_STAGES]
+    if stage not in names:
+        raise RsftError(f"unknown stage {stage!r}, expected one of {names}")
+    before = names[: names.index(stage)]
+    if r > 0 and not run.round(r - 1).done("train") and stage == "sample":
+        raise RsftError(f"round {r}: round {r - 1} has no trained model yet; run its stages first")
+    for prev in before:
+        if not run.round(r).done(prev):
+            raise RsftError(f"round {r}: stage '{prev}' has not finished; run `rsft {prev} {run_dir} --round {r}` first")
+    quiet_hf()
+    prepare_base(run)
+    return run_stage(run, r, stage, dict(ROUND_STAGES)[stage], force=force)
+
+
+def latest_model(run: Run) -> tuple[str, int]:
+    """The newest trained model of a run and its round (-1 for the base)."""
+    trained = [rd for rd in round_dirs(run.dir) if rd.done("train")]
+    return (str(trained[-1].model), trained[-1].index) if trained else (run.base_model, -1)
+
+
+def evaluate_model(target: str | Path, config: str | Path | None = None, overrides: list[str] = (),
+                   round_index: int | None = None) -> dict[str, float]:
+    """Held-out metrics of a model directory (on the config's task) or of a run's newest/given round."""
+    quiet_hf()
+    path = Path(target)
+    if (path / "config.yaml").is_file():
+        run = Run(load_config(path / "config.yaml", overrides), path)
+        if round_index is None:
+            model, round_index = latest_model(run)
+        else:
+            model = str(run.round(round_index).model)
+    else:
+        cfg = load_config(config, overrides)
+        run, model, round_index = Run(cfg, cfg.run_dir), str(path), round_index or 0
+    return eval_model(run, model, round_index)

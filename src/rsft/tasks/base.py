@@ -31,7 +31,7 @@ class Task:
     name: str
     train: list[Prompt]
     eval: list[Prompt]
-    scorer: Callable[..., Any]
+    scorer: Callable[..., Any] | None
     gold: list[tuple[Prompt, str]] = field(default_factory=list)
     alphabet: str | None = None
 

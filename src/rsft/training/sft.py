@@ -22,7 +22,7 @@ from typing import Any
 
 from rsft.config import TrainConfig
 from rsft.modeling import load_model, load_tokenizer
-from rsft.progress import RichTrainCallback
+from rsft.progress import RichTrainCallback, quiet_hf
 from rsft.rundir import replace_dir
 
 
@@ -103,8 +103,10 @@ def train_sft(
     import time
 
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
+    quiet_hf()
     t0 = time.perf_counter()
     work = out_dir.parent / f"{out_dir.name}-work"
     model = load_model(init_path, dtype)
@@ -116,6 +118,7 @@ def train_sft(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=_peft_config(cfg), callbacks=[RichTrainCallback(label), *callbacks],
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
     has_checkpoint = any(work.glob("checkpoint-*"))
     out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     final = work / "final"

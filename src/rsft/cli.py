@@ -1,0 +1,132 @@
+"""The `rsft` command line: each command is a thin wrapper over a public function.
+
+User mistakes (`RsftError`) print one line to stderr and exit 2, with no
+traceback. Heavy libraries are imported inside commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rsft.errors import RsftError
+
+app = typer.Typer(
+    help="Rejection-sampling fine-tuning (RAFT / ReST-EM / iterative best-of-N) for Hugging Face causal LMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="Config overrides, key=value (e.g. rounds=3).")]
+RoundOpt = Annotated[int, typer.Option("--round", "-r", help="Round index.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Run again even if the stage is done.")]
+
+
+@app.command()
+def demo(
+    overrides: Overrides = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Parent of the run directory.")] = None,
+) -> None:
+    """Watch a 1M-parameter model learn 3-digit addition by rejection sampling, on a CPU, in minutes."""
+    from rsft.demo import demo as run_demo
+
+    run_dir = run_demo(overrides or [], output_dir)
+    typer.echo(f"run directory: {run_dir}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    overrides: Overrides = None,
+) -> None:
+    """Run (or resume) rejection-sampling fine-tuning from a config."""
+    from rsft.rounds import run_from_file
+
+    run_dir = run_from_file(config, overrides or [])
+    typer.echo(f"run directory: {run_dir}")
+
+
+def _stage(stage: str, run_dir: Path, round_index: int, force: bool) -> None:
+    from rsft.rounds import run_round_stage
+
+    ran = run_round_stage(run_dir, round_index, stage, force)
+    typer.echo(f"round {round_index} {stage}: {'done' if ran else 'already done (use --force to redo)'}")
+
+
+@app.command()
+def sample(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) -> None:
+    """Sample K completions per train prompt for one round of a run directory."""
+    _stage("sample", run_dir, round_index, force)
+
+
+@app.command()
+def score(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) -> None:
+    """Score a round's samples."""
+    _stage("score", run_dir, round_index, force)
+
+
+@app.command()
+def select(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) -> None:
+    """Apply the selection rules to a round's scored samples and write selected.jsonl."""
+    _stage("select", run_dir, round_index, force)
+
+
+@app.command()
+def train(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) -> None:
+    """Fine-tune on a round's selected samples."""
+    _stage("train", run_dir, round_index, force)
+
+
+@app.command("eval")
+def eval_cmd(
+    target: Annotated[str, typer.Argument(help="A model directory (or hub id), or a run directory.")],
+    config: Annotated[Optional[Path], typer.Option(help="Config naming the task, for a bare model.")] = None,
+    overrides: Overrides = None,
+    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="Round of a run (default: newest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a model on held-out prompts: greedy pass@1, pass@k, maj@k."""
+    from rsft.rounds import evaluate_model
+
+    metrics = evaluate_model(target, config, overrides or [], round_index)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        for k, v in sorted(metrics.items()):
+            typer.echo(f"{k:24s} {v:.4f}" if isinstance(v, float) else f"{k:24s} {v}")
+
+
+@app.command()
+def metrics(
+    run_dir: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-round metrics and eval as JSON.")] = False,
+) -> None:
+    """Per-round metrics of a run, as a table or JSON."""
+    from rsft.rounds import print_table, round_rows
+
+    if not (run_dir / "config.yaml").is_file():
+        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    if as_json:
+        typer.echo(json.dumps(round_rows(run_dir), indent=2, sort_keys=True))
+    else:
+        print_table(run_dir)
+
+
+def main() -> None:
+    try:
+        app()
+    except RsftError as e:
+        print(f"rsft: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("rsft: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

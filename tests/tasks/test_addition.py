@@ -1,0 +1,31 @@
+from rsft.tasks.addition import addition_scorer, make_task
+
+
+def test_splits_are_seeded_and_disjoint():
+    a, b = make_task(digits=3, n_train=50, n_eval=20, n_gold=30, seed=1), make_task(3, 50, 20, 30, seed=1)
+    assert [p.text for p in a.train] == [p.text for p in b.train]
+    texts = [p.text for p in a.train] + [p.text for p in a.eval] + [p.text for p, _ in a.gold]
+    assert len(set(texts)) == len(texts) == 100
+    assert make_task(3, 50, 20, 30, seed=2).train[0].text != a.train[0].text
+
+
+def test_gold_completions_verify():
+    task = make_task(digits=4, n_train=0, n_eval=0, n_gold=50)
+    prompts = [p.text for p, _ in task.gold]
+    scores = addition_scorer(prompts, [c for _, c in task.gold], [p.fields["answer"] for p, _ in task.gold])
+    assert all(s.value == 1.0 for s in scores)
+
+
+def test_digits_are_reversed():
+    task = make_task(digits=3, n_train=1, n_eval=0, n_gold=0)
+    p = task.train[0]
+    a, b = p.text[:-1].split("+")
+    assert int(a[::-1]) + int(b[::-1]) == p.fields["answer"]
+
+
+def test_format_failure_is_apart_from_wrong_answer():
+    wrong, bad, right, chat = addition_scorer(
+        ["", "", "", ""], ["0000", "12a", "9750", [{"role": "assistant", "content": "9750"}]], [579] * 4)
+    assert wrong.value == 0.0 and wrong.parts == {"format": 1.0, "correct": 0.0}
+    assert bad.value == 0.0 and bad.parts == {"format": 0.0, "correct": 0.0}
+    assert right.value == 1.0 and right.answer == "579" and chat.value == 1.0
