@@ -13,9 +13,9 @@ directory and renamed into place, so a half-written model never exists.
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,26 @@ def _peft_config(cfg: TrainConfig) -> Any:
     )
 
 
+def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainConfig, seed: int = 0,
+                     dtype: str = "float32", label: str = "train", callbacks: list[Any] = ()) -> Any:
+    """A TRL SFTTrainer over prompt/completion `rows`, checkpointing into `work`."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    quiet_hf()
+    model = load_model(init_path, dtype)
+    tokenizer = load_tokenizer(init_path)
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    trainer = SFTTrainer(
+        model=model, args=sft_config(cfg, work, seed, len(rows)), train_dataset=dataset,
+        processing_class=tokenizer, peft_config=_peft_config(cfg),
+        callbacks=[RichTrainCallback(label), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
+    return trainer
+
+
 def train_sft(
     rows: list[dict[str, Any]],
     init_path: str,
@@ -100,25 +120,9 @@ def train_sft(
     `out_dir.parent / (out_dir.name + "-work")` holds checkpoints while training;
     it is resumed from when present and removed once the model is in place.
     """
-    import time
-
-    from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
-
-    quiet_hf()
     t0 = time.perf_counter()
     work = out_dir.parent / f"{out_dir.name}-work"
-    model = load_model(init_path, dtype)
-    tokenizer = load_tokenizer(init_path)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    args = sft_config(cfg, work, seed, len(rows))
-    logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-        peft_config=_peft_config(cfg), callbacks=[RichTrainCallback(label), *callbacks],
-    )
-    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
+    trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, callbacks)
     has_checkpoint = any(work.glob("checkpoint-*"))
     out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     final = work / "final"
@@ -127,7 +131,7 @@ def train_sft(
         trained.save_pretrained(out_dir.parent / f"{out_dir.name}-adapter")
         trained = trained.merge_and_unload()
     trained.save_pretrained(final)
-    tokenizer.save_pretrained(final)
+    trainer.processing_class.save_pretrained(final)
     replace_dir(final, out_dir)
     shutil.rmtree(work, ignore_errors=True)
     loss = float(out.training_loss) if out.training_loss is not None else math.nan

@@ -1,0 +1,75 @@
+"""User mistakes: a non-zero exit and one line on stderr naming what is wrong, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def dataset_config(tmp_path, train_rows: str, model) -> str:
+    (tmp_path / "train.jsonl").write_text(train_rows)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"output_dir: {tmp_path / 'runs'}\nmodel: {{path: {model}}}\n"
+        f"task: {{name: dataset, train: {tmp_path / 'train.jsonl'}}}\nscorer: addition\n"
+    )
+    return str(cfg)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+
+
+def test_malformed_jsonl_line(tmp_path, model_dir):
+    rows = json.dumps({"prompt": "1+1=", "answer": 2}) + "\n" + '{"prompt": "2+2=", "answer": \n'
+    cfg = dataset_config(tmp_path, rows, model_dir)
+    assert_one_line_error(run_cli("run", cfg), "train.jsonl:2", "invalid JSON")
+
+
+def test_missing_column(tmp_path, model_dir):
+    cfg = dataset_config(tmp_path, json.dumps({"question": "1+1="}) + "\n", model_dir)
+    assert_one_line_error(run_cli("run", cfg), "train.jsonl:1", "missing column 'prompt'")
+
+
+def test_unknown_config_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sampling:\n  temprature: 0.7\n")
+    assert_one_line_error(run_cli("run", str(cfg)), "c.yaml", "unknown key 'sampling.temprature'")
+
+
+@pytest.mark.parametrize("text, needle", [("rounds: three\n", "key 'rounds'"),
+                                          ("sampling: {n: -2}\n", "key 'sampling.n'")])
+def test_wrong_type(tmp_path, text, needle):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    assert_one_line_error(run_cli("run", str(cfg)), needle)
+
+
+def test_wrong_type_in_override(tmp_path):
+    assert_one_line_error(run_cli("demo", "train.max_steps=lots", f"output_dir={tmp_path}"), "key 'train.max_steps'")
+
+
+def test_missing_model_path(tmp_path):
+    cfg = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", tmp_path / "no-model")
+    assert_one_line_error(run_cli("run", cfg), "model.path", "no such directory")
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_line_error(run_cli("run", str(tmp_path / "nope.yaml")), "config file not found")
+
+
+def test_changed_config_on_resume(tmp_path):
+    from tests.conftest import ROOT
+
+    mini = str(ROOT / "tests" / "e2e" / "mini.yaml")
+    run_cli("run", mini, f"output_dir={tmp_path}", "rounds=0", check=True)
+    assert_one_line_error(run_cli("run", mini, f"output_dir={tmp_path}", "rounds=0", "sampling.n=3"),
+                          "different config", "sampling.n")
