@@ -31,11 +31,12 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Run again even if the s
 def demo(
     overrides: Overrides = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Parent of the run directory.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete an earlier demo run and start over.")] = False,
 ) -> None:
     """Watch a 1M-parameter model learn 3-digit addition by rejection sampling, on a CPU, in minutes."""
     from rsft.demo import demo as run_demo
 
-    run_dir = run_demo(overrides or [], output_dir)
+    run_dir = run_demo(overrides or [], output_dir, fresh=fresh)
     typer.echo(f"run directory: {run_dir}")
 
 

@@ -37,8 +37,27 @@ def demo_config(overrides: list[str] = (), output_dir: str | Path | None = None)
     return build_config(data, overrides, source="demo")
 
 
-def demo(overrides: list[str] = (), output_dir: str | Path | None = None) -> Path:
-    """Run (or resume) the demo; returns the run directory."""
+def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh: bool = False) -> Path:
+    """Run (or resume) the demo; returns the run directory. `fresh` deletes an earlier demo run first."""
+    import shutil
+
     from rsft.rounds import run
 
-    return run(demo_config(overrides, output_dir))
+    from rsft.progress import table_console
+    from rsft.rounds import round_rows
+
+    cfg = demo_config(overrides, output_dir)
+    if fresh and cfg.run_dir.exists():
+        shutil.rmtree(cfg.run_dir)
+    table_console.print(
+        f"[bold]rsft demo[/]: a {cfg.model.tiny.hidden_size}-wide, {cfg.model.tiny.num_layers}-layer Llama learns "
+        f"{cfg.task.params.get('digits', 3)}-digit addition (digits reversed) by rejection sampling: "
+        f"{cfg.rounds} rounds of sample K={cfg.sampling.n} → verify → keep the correct → fine-tune.\n"
+        f"run directory: {cfg.run_dir} (run again to resume; --fresh to start over)"
+    )
+    run_dir = run(cfg)
+    rows = [r for r in round_rows(run_dir) if "greedy_pass@1" in (r.get("eval") or {})]
+    if len(rows) > 1:
+        trail = " → ".join(f"{r['eval']['greedy_pass@1']:.1%}" for r in rows)
+        table_console.print(f"held-out greedy pass@1, base then each round: {trail}")
+    return run_dir

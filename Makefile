@@ -1,0 +1,39 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates or reuses .venv and installs what it needs: torch==2.13.0 first, on its own
+# (an unpinned torch would pull a multi-GB CUDA build), then rsft with the extras it uses.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  := torch==2.13.0
+
+.PHONY: demo test test-slow bench venv clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.torch: | $(PY)
+	$(PIP) install -q $(TORCH)
+	touch $@
+
+$(VENV)/.rsft: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e '.[test,ctranslate2]'
+	touch $@
+
+venv: $(VENV)/.rsft
+
+demo: $(VENV)/.rsft
+	$(VENV)/bin/rsft demo
+
+test: $(VENV)/.rsft
+	$(PY) -m pytest -p no:cacheprovider
+
+test-slow: $(VENV)/.rsft
+	$(PY) -m pytest -p no:cacheprovider -m slow
+
+bench: $(VENV)/.rsft
+	$(PY) bench/sampling.py
+
+clean:
+	rm -rf $(VENV) runs
