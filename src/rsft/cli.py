@@ -66,9 +66,32 @@ def sample(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) ->
 
 
 @app.command()
-def score(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) -> None:
-    """Score a round's samples."""
-    _stage("score", run_dir, round_index, force)
+def score(
+    target: Annotated[Path, typer.Argument(help="A run directory, or a JSONL/Parquet file of prompts and completions.")],
+    round_index: RoundOpt = 0,
+    force: ForceOpt = False,
+    scorer: Annotated[Optional[str], typer.Option(help="For a file: scorer name, 'module:function', or a "
+                                                         "YAML/JSON spec such as '{name: numeric}'.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="For a file: where to write (default FILE.scored.jsonl).")] = None,
+    prompt_column: Annotated[str, typer.Option(help="For a file: the prompt column.")] = "prompt",
+    completion_column: Annotated[str, typer.Option(help="For a file: the completion column.")] = "completion",
+    min_score: Annotated[Optional[float], typer.Option("--min", help="For a file: keep only rows scoring at least this.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="For a file: seconds per sample before it is an error.")] = None,
+) -> None:
+    """Score a round's samples (run directory), or score/filter a dataset file on its own."""
+    if target.is_dir():
+        _stage("score", target, round_index, force)
+        return
+    from rsft.config import parse_value
+    from rsft.scoring.files import score_file
+
+    if scorer is None:
+        raise RsftError("rsft score FILE needs --scorer (e.g. --scorer numeric or --scorer my_module:my_reward)")
+    spec = parse_value(scorer) if scorer.lstrip().startswith("{") else scorer
+    result = score_file(target, spec, output, prompt_column, completion_column, min_score, timeout)
+    mean = "-" if result.mean is None else f"{result.mean:.4f}"
+    typer.echo(f"scored {result.rows} rows: mean {mean}, {result.errors} scorer errors; "
+               f"wrote {result.written} rows to {result.output}")
 
 
 @app.command()

@@ -79,6 +79,12 @@ class SamplingConfig(Section):
     batch_size: int = Field(64, description="Prompts per engine batch (each expands to n rows).", gt=0)
 
 
+class ScoringConfig(Section):
+    timeout: float | None = Field(
+        None, description="Seconds a scorer may spend per sample; a sample over it is a scorer error.", gt=0
+    )
+
+
 class PassesRule(Section):
     rule: Literal["passes"]
     min: float = Field(1.0, description="Keep samples whose score is at least this.")
@@ -176,8 +182,10 @@ class RunConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The policy.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="Where prompts come from.")
     scorer: Any = Field(
-        None, description="Scorer: a name, 'module:function', or {name, kwargs}; default: the task's own."
+        None, description="Scorer: a name, 'module:function', {name, kwargs}, or a combination "
+        "{combine: sum|max|min|gate, ...}; default: the task's own."
     )
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="How scorers are run.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How samples are drawn.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which samples are kept.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning on the kept samples.")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
-from transformers import TrainerCallback
 
 console = Console(stderr=True)
 # Tables go to stdout; when stdout is a file or pipe, Rich would squeeze them into 80 columns.
@@ -56,28 +56,33 @@ def progress_bar(label: str, total: int, completed: int = 0) -> Iterator[tuple[P
             bar.remove_task(task)
 
 
-class RichTrainCallback(TrainerCallback):
-    """Advances a rich bar per optimizer step and shows the latest loss."""
+def rich_train_callback(label: str = "train") -> Any:
+    """A TrainerCallback advancing a rich bar per optimizer step and showing the latest loss.
 
-    def __init__(self, label: str = "train") -> None:
-        self.label = label
-        self._ctx = None
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
+    Built on demand so that importing this module does not import transformers.
+    """
+    
+    class RichTrainCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self._ctx: Any = None
+            self._bar: Progress | None = None
+            self._task: TaskID | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._ctx = progress_bar(self.label, total=state.max_steps, completed=state.global_step)
-        self._bar, self._task = self._ctx.__enter__()
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._ctx = progress_bar(label, total=state.max_steps, completed=state.global_step)
+            self._bar, self._task = self._ctx.__enter__()
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if self._bar is not None:
-            self._bar.update(self._task, completed=state.global_step)
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._bar is not None:
+                self._bar.update(self._task, completed=state.global_step)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self._bar is not None and logs and "loss" in logs:
-            self._bar.update(self._task, info=f"loss {logs['loss']:.4f}")
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self._bar is not None and logs and "loss" in logs:
+                self._bar.update(self._task, info=f"loss {logs['loss']:.4f}")
 
-    def on_train_end(self, args, state, control, **kwargs):
-        if self._ctx is not None:
-            self._ctx.__exit__(None, None, None)
-            self._ctx = None
+        def on_train_end(self, args, state, control, **kwargs):
+            if self._ctx is not None:
+                self._ctx.__exit__(None, None, None)
+                self._ctx = None
+
+    return RichTrainCallback()

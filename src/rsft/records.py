@@ -117,6 +117,10 @@ class Score:
     def ok(self) -> bool:
         return self.error is None and self.value is not None
 
+    def __float__(self) -> float:
+        """The value, NaN on error: lets a list of Scores be a TRL reward list (TRL ignores NaN rewards)."""
+        return float(self.value) if self.ok else float("nan")
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"value": self.value}
         if self.parts:

@@ -23,7 +23,8 @@ from rsft.rundir import (
 )
 from rsft.progress import progress_bar
 from rsft.sampling.base import SamplingParams, build_engine
-from rsft.scoring.base import build_scorer, score_groups
+from rsft.registry import build_scorer
+from rsft.scoring.base import score_groups
 from rsft.tasks.base import Task, load_task
 
 
@@ -122,7 +123,7 @@ def score_stage(run: Run, r: int) -> None:
     groups = read_groups(rd.samples)
 
     def score(batch: list[Group]) -> list[dict[str, Any]]:
-        return [g.to_json() for g in score_groups(run.scorer, batch)]
+        return [g.to_json() for g in score_groups(run.scorer, batch, run.cfg.scoring.timeout)]
 
     resumable_map(groups, rd.scored, score, max(1, run.cfg.sampling.batch_size), f"round {r} score",
                   lambda g: g.prompt.id)
@@ -174,7 +175,7 @@ def eval_model(run: Run, model_path: str, round_index: int) -> dict[str, float]:
 
     return evaluate(run.engine(model_path), run.task.eval, run.scorer, run.cfg.eval,
                     run.cfg.sampling.max_new_tokens, seed=run.cfg.seed, round_index=round_index,
-                    batch_size=run.cfg.sampling.batch_size)
+                    batch_size=run.cfg.sampling.batch_size, timeout=run.cfg.scoring.timeout)
 
 
 def eval_stage(run: Run, r: int) -> None:

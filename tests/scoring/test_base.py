@@ -4,7 +4,8 @@ import pytest
 
 from rsft.errors import ConfigError
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.scoring.base import build_scorer, score_groups, to_score
+from rsft.registry import build_scorer
+from rsft.scoring.base import score_groups, to_score
 
 
 def groups() -> list[Group]:

@@ -17,47 +17,16 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from rsft.data.formats import scorer_completion, scorer_prompt
-from rsft.errors import ConfigError
 from rsft.records import Group, Score
 
 
 class Scorer(Protocol):
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Sequence[Any]: ...
-
-
-def build_scorer(spec: Any, default: Callable[..., Any] | None = None, key: str = "scorer") -> Callable[..., Any]:
-    """The scorer a config names: None (the task's own), a built-in name, 'module:function', or {name, kwargs}."""
-    from rsft.registry import builtin_scorers, import_object
-
-    if spec is None:
-        if default is None:
-            raise ConfigError(f"key '{key}': this task has no default scorer; name one")
-        return default
-    kwargs: dict[str, Any] = {}
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"name", "kwargs"}
-        if unknown or "name" not in spec:
-            raise ConfigError(f"key '{key}': expected {{name, kwargs}}, got keys {sorted(spec)}")
-        kwargs = dict(spec.get("kwargs") or {})
-        spec = spec["name"]
-    if not isinstance(spec, str):
-        raise ConfigError(f"key '{key}': expected a scorer name or 'module:function', got {spec!r}")
-    builtins = builtin_scorers()
-    if spec in builtins:
-        try:
-            return builtins[spec](**kwargs)
-        except TypeError as e:
-            raise ConfigError(f"key '{key}.kwargs': {e}") from None
-    if ":" not in spec:
-        raise ConfigError(f"key '{key}': unknown scorer {spec!r}, expected one of {sorted(builtins)} or 'module:function'")
-    obj = import_object(spec, key)
-    if kwargs:  # a factory taking options and returning the scorer
-        return obj(**kwargs)
-    return obj
 
 
 def to_score(raw: Any) -> Score:
@@ -85,34 +54,72 @@ def _accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str
     return {k: v for k, v in kwargs.items() if k in names}
 
 
-def _call(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]) -> list[Score]:
-    out = list(fn(prompts=prompts, completions=completions, **_accepted_kwargs(fn, kwargs)))
+class ScorerTimeout(Exception):
+    pass
+
+
+def _call(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kwargs: dict[str, Any],
+          timeout: float | None = None) -> list[Score]:
+    args = dict(prompts=prompts, completions=completions, **_accepted_kwargs(fn, kwargs))
+    if timeout is None:
+        out = list(fn(**args))
+    else:
+        out = list(_with_timeout(fn, args, timeout * len(completions)))
     if len(out) != len(completions):
         raise ValueError(f"scorer returned {len(out)} values for {len(completions)} completions")
     return [to_score(v) for v in out]
+
+
+def _with_timeout(fn: Callable[..., Any], args: dict[str, Any], seconds: float) -> Any:
+    """Run fn in a daemon thread and give up after `seconds`.
+
+    Python cannot kill a thread: a scorer that hangs forever keeps its thread
+    (daemon, so it never blocks exit). Scorers that run untrusted code use
+    `scoring.code`, which kills whole process groups instead.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(**args)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True, name="rsft-scorer")
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise ScorerTimeout(f"timed out after {seconds:g}s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0][:500]
 
 
-def score_flat(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]) -> list[Score]:
-    """Score aligned lists; on an exception, retry one by one so it lands on its sample."""
+def score_flat(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kwargs: dict[str, Any],
+               timeout: float | None = None) -> list[Score]:
+    """Score aligned lists; on an exception or timeout, retry one by one so it lands on its sample.
+
+    `timeout` is per sample: a batch call may take `timeout × batch size`.
+    """
     try:
-        return _call(fn, prompts, completions, kwargs)
+        return _call(fn, prompts, completions, kwargs, timeout)
     except Exception:  # noqa: BLE001 - a scorer's failure is data, not a crash
         pass
     out = []
     for i in range(len(completions)):
         one = {k: [v[i]] for k, v in kwargs.items()}
         try:
-            out.extend(_call(fn, [prompts[i]], [completions[i]], one))
+            out.extend(_call(fn, [prompts[i]], [completions[i]], one, timeout))
         except Exception as e:  # noqa: BLE001
             out.append(Score(None, error=_describe(e)))
     return out
 
 
-def score_groups(fn: Callable[..., Any], groups: list[Group]) -> list[Group]:
+def score_groups(fn: Callable[..., Any], groups: list[Group], timeout: float | None = None) -> list[Group]:
     """Score every sample of every group in one scorer call; groups come back with scores attached."""
     prompts, completions, ids = [], [], []
     field_names = sorted({k for g in groups for k in g.prompt.fields})
@@ -124,7 +131,7 @@ def score_groups(fn: Callable[..., Any], groups: list[Group]) -> list[Group]:
             ids.append(list(s.token_ids))
             for k in field_names:
                 fields[k].append(g.prompt.fields.get(k))
-    scores = score_flat(fn, prompts, completions, {"completion_ids": ids, **fields}) if completions else []
+    scores = score_flat(fn, prompts, completions, {"completion_ids": ids, **fields}, timeout) if completions else []
     out, at = [], 0
     for g in groups:
         out.append(g.with_scores(scores[at : at + len(g.samples)]))

@@ -37,9 +37,9 @@ class Task:
 
 
 def _builtin_factories() -> dict[str, Callable[..., Task]]:
-    from rsft.tasks import addition
+    from rsft.tasks import addition, countdown
 
-    return {"addition": addition.make_task}
+    return {"addition": addition.make_task, "countdown": countdown.make_task}
 
 
 def load_task(cfg: TaskConfig, seed: int = 0) -> Task:

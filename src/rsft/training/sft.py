@@ -22,7 +22,7 @@ from typing import Any
 
 from rsft.config import TrainConfig
 from rsft.modeling import load_model, load_tokenizer
-from rsft.progress import RichTrainCallback, quiet_hf
+from rsft.progress import quiet_hf, rich_train_callback
 from rsft.rundir import replace_dir
 
 
@@ -99,7 +99,7 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     trainer = SFTTrainer(
         model=model, args=sft_config(cfg, work, seed, len(rows)), train_dataset=dataset,
         processing_class=tokenizer, peft_config=_peft_config(cfg),
-        callbacks=[RichTrainCallback(label), *callbacks],
+        callbacks=[rich_train_callback(label), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
     return trainer

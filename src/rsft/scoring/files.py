@@ -1,0 +1,60 @@
+"""`rsft score FILE`: score (and optionally filter) an existing dataset of prompts and completions.
+
+Filtering a dataset with a verifier or a reward model is a job of its own:
+each row keeps all its columns and gains ``score``, ``score_parts`` and
+``score_error``; with `min_score`, only rows that scored at least that are
+written. The other columns reach the scorer as keyword arguments, as in a run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsft.data.prompts import load_rows
+from rsft.errors import DataError
+from rsft.progress import progress_bar
+from rsft.registry import build_scorer
+from rsft.rundir import atomic_write_jsonl
+from rsft.scoring.base import score_flat
+
+
+@dataclass(frozen=True)
+class FileScores:
+    rows: int
+    written: int
+    errors: int
+    mean: float | None
+    output: Path
+
+
+def score_file(input_path: str | Path, scorer: Any, output: str | Path | None = None,
+               prompt_column: str = "prompt", completion_column: str = "completion",
+               min_score: float | None = None, timeout: float | None = None, batch_size: int = 256) -> FileScores:
+    """Score every row of a JSONL/Parquet/dataset file; write the rows with their scores."""
+    input_path = Path(input_path)
+    out_path = Path(output) if output else input_path.with_name(input_path.stem + ".scored.jsonl")
+    fn = build_scorer(scorer, key="--scorer")
+    rows = load_rows(str(input_path), "train", "input")
+    for where, row in rows:
+        for col in (prompt_column, completion_column):
+            if col not in row:
+                raise DataError(f"{where}: missing column {col!r}; columns are {sorted(row)}")
+    written, values, errors = [], [], 0
+    with progress_bar("score", total=len(rows)) as (bar, task):
+        for start in range(0, len(rows), batch_size):
+            batch = [r for _, r in rows[start : start + batch_size]]
+            fields = {k: [r.get(k) for r in batch] for k in batch[0] if k not in (prompt_column, completion_column)}
+            scores = score_flat(fn, [r[prompt_column] for r in batch], [r[completion_column] for r in batch],
+                                fields, timeout)
+            for row, s in zip(batch, scores, strict=True):
+                errors += not s.ok
+                if s.ok:
+                    values.append(s.value)
+                if min_score is None or (s.ok and s.value >= min_score):
+                    written.append({**row, "score": s.value, "score_parts": s.parts, "score_error": s.error})
+            bar.update(task, advance=len(batch))
+    atomic_write_jsonl(out_path, written)
+    return FileScores(len(rows), len(written), errors, statistics.fmean(values) if values else None, out_path)

@@ -1,0 +1,77 @@
+"""A reward model as a scorer: any HF `AutoModelForSequenceClassification` with one label.
+
+Each (prompt, completion) is rendered the way the reward model saw text in
+training: through its tokenizer's chat template when it has one (a text prompt
+becomes a user turn, the completion an assistant turn), else as plain
+prompt + completion. Inputs longer than `max_length` are truncated from the
+left, keeping the end of the completion where the answer usually is, and the
+truncation is reported in the parts so it is never silent.
+
+It scores; it does not train (see `rsft.training.preference`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rsft.data.formats import completion_text
+from rsft.errors import RsftError
+from rsft.records import Score
+
+
+def _render(tokenizer: Any, prompt: Any, completion: Any) -> str:
+    answer = completion_text(completion)
+    if getattr(tokenizer, "chat_template", None):
+        messages = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+        messages = messages + [{"role": "assistant", "content": answer}]
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+    return text + answer
+
+
+class RewardModelScorer:
+    """Scores completions with a scalar reward model, in batches, without gradients."""
+
+    def __init__(self, path: str, batch_size: int = 16, max_length: int = 1024, dtype: str = "float32") -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from rsft.modeling import _DTYPES, _check_path
+
+        _check_path(path, "scorer reward model")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=_DTYPES[dtype]).eval()
+        except (OSError, ValueError) as e:
+            raise RsftError(f"scorer reward model {path!r}: cannot load ({str(e).splitlines()[0]})") from None
+        if self.model.config.num_labels != 1:
+            raise RsftError(f"scorer reward model {path!r}: expected num_labels=1, got {self.model.config.num_labels}")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.tokenizer.truncation_side = "left"
+        self.batch_size, self.max_length = batch_size, max_length
+        self.__name__ = "reward_model"
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Score]:
+        texts = [_render(self.tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+        out: list[Score] = []
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(self._score(texts[start : start + self.batch_size]))
+        return out
+
+    @torch.inference_mode()
+    def _score(self, texts: list[str]) -> list[Score]:
+        # a chat template writes its own special tokens; plain text gets the tokenizer's (BOS...)
+        special = not getattr(self.tokenizer, "chat_template", None)
+        full = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             add_special_tokens=special, return_tensors="pt")
+        rewards = self.model(**enc).logits[:, 0].float()  # [B]
+        return [Score(float(r), {"truncated": float(len(ids) > self.max_length)}) for r, ids in zip(rewards, full)]
+
+
+def reward_model(path: str, batch_size: int = 16, max_length: int = 1024, dtype: str = "float32") -> RewardModelScorer:
+    return RewardModelScorer(path, batch_size, max_length, dtype)

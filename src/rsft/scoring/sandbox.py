@@ -1,0 +1,463 @@
+"""Run one untrusted Python program against its tests, in the strongest sandbox the machine offers.
+
+`Sandbox.run(code, steps)` starts a fresh child, runs the candidate `code`, then each step (setup
+statements and tests) in the same interpreter, and returns a typed `RunResult`. It never raises for
+anything the program does; a failure of the sandbox itself (cannot start) is ``status="error"``.
+
+Every mode gives, for every run:
+
+- a fresh process group and session (``start_new_session``), killed with SIGKILL when the
+  wall-clock timeout expires, and again after a normal exit;
+- rlimits: CPU seconds, address space (``memory_mb``, per process), file size (``max_output_bytes``,
+  per file: the captured stdout/stderr file is one), open files, no core dumps;
+- when the host runs as root: a fresh, random unprivileged uid/gid for the run (no passwd entry, no
+  groups), so RLIMIT_NPROC is enforced (the kernel exempts root from it) and counts this run only,
+  the program cannot signal host processes, and after the run every process of that uid is killed
+  (``kill -KILL -1`` as that uid), which also catches double-forked, setsid'ed daemons;
+- a scrubbed environment (PATH, LANG, HOME only), stdin at EOF, ``python -I`` (no PYTHON* variables,
+  no user site, no script directory on sys.path);
+- a verdict the program cannot fake: the harness reports over a pipe of its own, each line
+  prefixed by a random per-run nonce that reaches the harness on stdin (not argv, not env) and is
+  read before the candidate runs. A test counts as passed only when its own "pass" line arrives.
+  Exit codes, stdout, stderr and files are never read for the verdict. So ``os._exit(0)``,
+  ``sys.exit(0)``, printing "PASS", writing guessed lines to every descriptor, overwriting files,
+  or patching builtins, ``os.write`` or ``sys.exit`` cannot turn a test into a pass. The
+  harness captured what it uses before the candidate ran, gives every test fresh builtins and
+  clears trace/profile hooks before each. A top-level exception in the candidate (SystemExit
+  included) fails every test, as in the usual one-script harnesses.
+
+| protection                          | bwrap | unshare | process |
+|-------------------------------------|:-----:|:-------:|:-------:|
+| timeout kills every descendant      |  yes  |   yes   | yes (root: by uid) |
+| rlimits (CPU, memory, file size)    |  yes  |   yes   |   yes   |
+| fork bomb bounded (RLIMIT_NPROC)    |  yes  | yes (root) | yes (root) |
+| cannot signal host processes        |  yes  |   yes   | yes (root) |
+| no network (not even loopback)      |  yes  |   yes   |   no    |
+| cannot see host processes           |  yes  |   yes   |   no    |
+| host files invisible, except the interpreter (read-only) | yes | no | no |
+| cannot write anywhere on the host   |  yes  |   no    |   no    |
+| total disk use bounded              | yes (tmpfs) | no | no |
+
+- **bwrap** (bubblewrap): new pid, net, ipc, uts and cgroup namespaces (and a user namespace when
+  not root); an empty root with read-only binds of /usr (and /bin, /lib* as on the host), the
+  interpreter's prefixes and two files of /etc (ld.so.cache, localtime); a fresh /proc and minimal
+  /dev; a size-capped tmpfs at /tmp holding the work directory; every capability dropped (as root
+  SETUID/SETGID are kept only until the harness switches to the run's uid); ``--die-with-parent``,
+  ``--new-session``, ``--clearenv``. Killing bwrap kills the namespace's init and so everything.
+- **unshare** (util-linux): new pid, net, ipc, uts and mount namespaces with a private /proc. The
+  filesystem is the host's, seen with the run uid's permissions: it can read world-readable files
+  and write world-writable directories (/tmp, /dev/shm) and leave files there.
+- **process**: a plain child with the limits above. It shares the host's network (it can connect
+  to local services and the internet), sees its processes, reads what an unprivileged user can
+  read, writes world-writable directories, and can fill the disk with many files up to the
+  file-size limit each within the timeout. When the host is not root there is no separate uid: no
+  process-count limit, daemons that call setsid survive the run, and the program can signal or
+  read everything the host user can.
+
+``mode="auto"`` probes bwrap, then unshare, then process (once per interpreter, cached) and uses
+the first that runs a real program. Modes other than bwrap run the candidate under an unprivileged
+uid, so the interpreter's standard library must be readable by everyone; an interpreter installed
+under /root (pyenv) is not, and such a mode reports itself unavailable (pass ``python=``, e.g.
+``/usr/bin/python3``). Not provided anywhere: a memory limit for the run as a whole (RLIMIT_AS is
+per process; the worst case is ``max_procs x memory_mb``), seccomp, or defence against a candidate
+that deliberately inspects the interpreter it shares with the harness (frames, ``gc``, ctypes) to
+find the nonce, or that returns objects whose ``__eq__`` always says True.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Status = Literal["ok", "failed", "timeout", "crashed", "error"]
+MODES = ("bwrap", "unshare", "process")
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+BOX_WORKDIR = "/tmp/work"  # the work directory inside bwrap, on its size-capped /tmp
+UID_BASE, UID_SPAN = 1_900_000_000, 100_000_000  # random per-run uids, far from real accounts
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested sandbox mode cannot run a program on this machine."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float = 5.0  # wall-clock seconds for the whole run (program and all tests)
+    memory_mb: int = 512  # RLIMIT_AS, per process
+    max_procs: int = 16  # RLIMIT_NPROC for the run's uid: processes plus threads
+    max_output_bytes: int = 1 << 20  # RLIMIT_FSIZE: caps captured stdout+stderr and every file written
+    disk_mb: int = 64  # bwrap only: size of the tmpfs holding /tmp and the work directory
+
+
+@dataclass(frozen=True)
+class Step:
+    """One piece of test source run after the candidate: a test (counted) or setup (not counted)."""
+
+    source: str
+    is_test: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    passed: int
+    total: int
+    status: Status  # ok: all tests passed | failed | timeout | crashed: died early | error: sandbox failure
+    compiled: bool  # the candidate's code compiled
+    detail: str  # first failures, how the run ended, and the tail of its output
+    seconds: float
+    mode: str
+    uid: int | None = None  # the run's unprivileged uid (None when the host is not root)
+    workdir: str | None = None  # the host work directory, removed before returning (None in bwrap)
+
+
+# The child side. It reads the job (nonce, code, steps, limits) from stdin, sets the limits, drops to
+# the run's uid, then runs the candidate and the steps. Only lines starting with the nonce count.
+HARNESS = r'''
+import os, sys, resource, json, builtins
+def main():
+    job = json.loads(sys.stdin.buffer.read())
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0); os.close(null)
+    nonce, fd, steps = job["nonce"], job["fd"], job["steps"]
+    write, exit_, run, compile_, typename = os.write, os._exit, exec, compile, type
+    settrace, setprofile = sys.settrace, sys.setprofile
+    def report(kind, index=-1, message=""):
+        text = " ".join(str(message).split())[:300]
+        try:
+            write(fd, f"{nonce} {kind} {index} {text}\n".encode("utf-8", "backslashreplace"))
+        except BaseException:
+            exit_(3)
+    def describe(e):
+        try:
+            return f"{typename(e).__name__}: {e}"
+        except BaseException:
+            return "exception"
+    for name, value in job["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value) if name != "RLIMIT_CPU" else (value, value + 1))
+    uid = job["uid"]
+    if uid is not None:
+        os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)
+        if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):
+            exit_(4)
+    report("start")
+    fresh = dict(builtins.__dict__)
+    namespace = {"__name__": "__solution__", "__builtins__": dict(fresh)}
+    try:
+        code = compile_(job["code"], "<solution>", "exec")
+    except BaseException as e:
+        report("syntax", -1, describe(e)); report("done"); exit_(0)
+    report("compiled")
+    try:
+        run(code, namespace)
+    except BaseException as e:
+        report("raised", -1, describe(e)); report("done"); exit_(0)
+    for i, (source, is_test) in enumerate(steps):
+        settrace(None); setprofile(None)
+        namespace["__builtins__"] = dict(fresh)
+        try:
+            run(compile_(source, f"<test {i}>", "exec"), namespace)
+        except BaseException as e:
+            report("fail", i, describe(e))
+        else:
+            if is_test:
+                report("pass", i)
+    report("done")
+    exit_(0)
+main()
+'''
+
+
+class Sandbox:
+    """Runs programs in one mode; `mode="auto"` resolves to the strongest mode that works here."""
+
+    def __init__(self, mode: str = "auto", limits: Limits | None = None, python: str | None = None):
+        if mode not in ("auto", *MODES):
+            raise ValueError(f"unknown sandbox mode {mode!r}, expected auto, {', '.join(MODES)}")
+        self.limits = limits or Limits()
+        self.python = python or sys.executable
+        self.mode = resolve_mode(mode, self.python)
+
+    def run(self, code: str, steps: Sequence[Step]) -> RunResult:
+        return _run(self.mode, self.python, self.limits, code, list(steps))
+
+
+_probe_lock = threading.Lock()
+_probed: dict[tuple[str, str], str | None] = {}  # (mode, python) -> None if it works, else why not
+
+
+def probe(mode: str, python: str) -> str | None:
+    """None if `mode` runs a real program (one importing a module after the uid switch), else why not."""
+    key = (mode, python)
+    with _probe_lock:
+        if key not in _probed:
+            _probed[key] = _probe(mode, python)
+        return _probed[key]
+
+
+def _probe(mode: str, python: str) -> str | None:
+    tool = {"bwrap": "bwrap", "unshare": "unshare"}.get(mode)
+    if tool and not shutil.which(tool):
+        return f"{tool} is not installed"
+    try:
+        r = _run(mode, python, Limits(timeout=20), "import colorsys\nx = 1", [Step("assert x == 1")])
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    if r.status == "ok":
+        return None
+    if "ModuleNotFoundError" in r.detail or "PermissionError" in r.detail:
+        return (f"{python}'s standard library is not readable by an unprivileged uid ({r.detail[:200]}); "
+                "pass python= a system interpreter such as /usr/bin/python3, or use bwrap")
+    return f"probe run ended {r.status}: {r.detail[:300]}"
+
+
+def resolve_mode(mode: str, python: str) -> str:
+    """The mode to use: `mode` itself if it works here, or for auto the first of bwrap, unshare, process."""
+    reasons = []
+    for m in MODES if mode == "auto" else (mode,):
+        why = probe(m, python)
+        if why is None:
+            return m
+        reasons.append(f"{m}: {why}")
+    raise SandboxUnavailable("no sandbox mode works here: " + "; ".join(reasons))
+
+
+def _python_prefixes(python: str) -> list[str]:
+    """Directories the interpreter needs, outside /usr: its prefixes and the directory of its binary."""
+    out = subprocess.run([python, "-I", "-S", "-c", "import sys, json; print(json.dumps([sys.prefix, "
+                          "sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"],
+                         capture_output=True, text=True, timeout=30, check=True, env=ENV)
+    dirs = {os.path.abspath(p) for p in json.loads(out.stdout)}
+    dirs |= {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
+    dirs = {d for d in dirs if d != "/" and not d.startswith("/usr/")}
+    return sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs))  # outermost only
+
+
+_prefix_cache: dict[str, list[str]] = {}
+
+
+def _bwrap_command(python: str, limits: Limits, as_root: bool) -> list[str]:
+    if python not in _prefix_cache:
+        _prefix_cache[python] = _python_prefixes(python)
+    cmd = ["bwrap", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
+    # As root a user namespace would map the sandbox back to uid 0, which RLIMIT_NPROC ignores; so no
+    # user namespace, and the harness keeps only SETUID/SETGID until it switches to the run's uid.
+    cmd += (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+             "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if as_root else ["--unshare-all"])
+    for k, v in {**ENV, "HOME": BOX_WORKDIR}.items():
+        cmd += ["--setenv", k, v]
+    cmd += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            cmd += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    for f in ("/etc/ld.so.cache", "/etc/localtime"):
+        cmd += ["--ro-bind-try", f, f]
+    cmd += ["--perms", "1777", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
+            "--perms", "0777", "--dir", BOX_WORKDIR]
+    for prefix in _prefix_cache[python]:
+        parents = [str(p) for p in reversed(Path(prefix).parents) if str(p) != "/"]
+        for parent in parents:  # bwrap would copy the host's modes, e.g. /root's 0700
+            cmd += ["--perms", "0755", "--dir", parent]
+        cmd += ["--ro-bind", prefix, prefix]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", BOX_WORKDIR, "--"]
+    return cmd
+
+
+def _command(mode: str, python: str, limits: Limits, as_root: bool) -> list[str]:
+    tail = [python, "-I", "-c", HARNESS]
+    if mode == "bwrap":
+        return _bwrap_command(python, limits, as_root) + tail
+    if mode == "unshare":
+        user = [] if as_root else ["--user", "--map-root-user"]
+        return ["unshare", *user, "--fork", "--pid", "--kill-child", "--mount-proc", "--net", "--ipc",
+                "--uts", "--", *tail]
+    return tail
+
+
+_uid_lock = threading.Lock()
+_uids_in_use: set[int] = set()
+
+
+def _allocate_uid() -> int:
+    with _uid_lock:
+        while (uid := UID_BASE + secrets.randbelow(UID_SPAN)) in _uids_in_use:
+            pass
+        _uids_in_use.add(uid)
+        return uid
+
+
+def live_pids(uid: int) -> list[int]:
+    """Processes (not zombies) whose real uid is `uid`."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
+            out.append(int(entry.name))
+    return out
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid`: ``kill -1`` run as that uid reaches exactly those (and not itself)."""
+    kill = shutil.which("kill") or "/bin/kill"
+    for _ in range(100):
+        subprocess.run([kill, "-KILL", "-1"], user=uid, group=uid, extra_groups=[], env=ENV, cwd="/",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        if not live_pids(uid):
+            return
+        time.sleep(0.01)
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it: a zombie leader keeps its process group id
+    reserved, so the later killpg cannot hit an unrelated group that reused the number."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _collect(proc: subprocess.Popen, fd: int, nonce: str, deadline: float, max_lines: int) -> tuple[list[str], bool]:
+    """Nonce lines from the harness's pipe until the child exits or the deadline; True if timed out.
+
+    Memory stays bounded whatever the program writes to the pipe: partial lines are capped and only
+    lines that start with the nonce are kept.
+    """
+    lines: list[str] = []
+    pending = b""
+    prefix = nonce.encode() + b" "
+    open_ = True
+    while True:
+        exited = _exited(proc.pid)
+        now = time.monotonic()
+        if now >= deadline:
+            return lines, not exited
+        if not open_:  # every writer closed the pipe; wait for the exit itself
+            if exited:
+                return lines, False
+            time.sleep(0.01)
+            continue
+        if not select.select([fd], [], [], 0 if exited else min(0.05, deadline - now))[0]:
+            if exited:  # exited and nothing left to read (a daemon may still hold the pipe open)
+                return lines, False
+            continue
+        chunk = os.read(fd, 1 << 16)
+        open_ = bool(chunk)
+        *complete, pending = (pending + chunk).split(b"\n")
+        pending = pending[-4096:]
+        lines += [c[len(prefix):].decode("utf-8", "replace") for c in complete if c.startswith(prefix)]
+        del lines[max_lines:]
+
+
+def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -> RunResult:
+    start = time.monotonic()
+    as_root = os.geteuid() == 0
+    uid = _allocate_uid() if as_root else None
+    nonce = secrets.token_hex(16)
+    workdir = None if mode == "bwrap" else tempfile.mkdtemp(prefix="rsft-sandbox-")
+    if workdir and uid is not None:
+        os.chown(workdir, uid, uid)
+    rlimits = {"RLIMIT_CPU": int(limits.timeout) + 1, "RLIMIT_AS": limits.memory_mb << 20,
+               "RLIMIT_FSIZE": limits.max_output_bytes, "RLIMIT_NOFILE": 256, "RLIMIT_CORE": 0}
+    if uid is not None or mode != "process":  # without a uid of its own the count would include the host's
+        rlimits["RLIMIT_NPROC"] = limits.max_procs
+    read_fd, write_fd = os.pipe()
+    job = {"nonce": nonce, "fd": write_fd, "uid": uid, "code": code, "rlimits": rlimits,
+           "steps": [[s.source, s.is_test] for s in steps]}
+    proc = None
+    lines: list[str] = []
+    timed_out = False
+    with tempfile.TemporaryFile() as output:
+        try:
+            try:
+                proc = subprocess.Popen(_command(mode, python, limits, as_root), stdin=subprocess.PIPE,
+                                        stdout=output, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                                        cwd=workdir or "/", env={**ENV, "HOME": workdir or BOX_WORKDIR},
+                                        start_new_session=True)
+            finally:
+                os.close(write_fd)
+            threading.Thread(target=_feed, args=(proc.stdin, json.dumps(job).encode()), daemon=True).start()
+            lines, timed_out = _collect(proc, read_fd, nonce, start + limits.timeout, 4 * len(steps) + 16)
+        except (OSError, subprocess.SubprocessError) as e:
+            lines, timed_out = [], False
+            output.write(f"cannot start the sandbox: {e}".encode())
+        finally:
+            os.close(read_fd)
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, 9)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+            if uid is not None:
+                _kill_uid(uid)
+                with _uid_lock:
+                    _uids_in_use.discard(uid)
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+                if os.path.exists(workdir):  # e.g. nesting deeper than rmtree's recursion
+                    subprocess.run(["rm", "-rf", "--", workdir], check=False)
+        output.seek(max(0, output.seek(0, 2) - 600))
+        tail = output.read().decode("utf-8", "replace")
+    returncode = proc.returncode if proc is not None else None
+    return _verdict(lines, steps, timed_out, returncode, tail, limits, mode, uid, workdir, time.monotonic() - start)
+
+
+def _feed(stdin, data: bytes) -> None:
+    try:
+        stdin.write(data)
+    except OSError:  # the child died before reading its job
+        pass
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+
+def _verdict(lines: list[str], steps: list[Step], timed_out: bool, returncode: int | None, tail: str,
+             limits: Limits, mode: str, uid: int | None, workdir: str | None, seconds: float) -> RunResult:
+    """Count passes from the nonce lines: a test passes only with a "pass" line and no "fail" line."""
+    events = [line.split(" ", 2) for line in lines]
+    kinds = {e[0] for e in events}
+    passes = {int(e[1]) for e in events if e[0] == "pass"}
+    fails = {int(e[1]): e[2] for e in events if e[0] == "fail"}
+    tests = [i for i, s in enumerate(steps) if s.is_test]
+    passed = sum(1 for i in tests if i in passes and i not in fails)
+    notes = [f"{kind}: {e[2]}" for e in events for kind in ("syntax", "raised") if e[0] == kind]
+    notes += [f"step {i}: {msg}" for i, msg in sorted(fails.items())[:3]]
+    if "start" not in kinds:
+        status: Status = "error"
+        notes.insert(0, f"the sandbox did not start (exit status {returncode})")
+    elif "done" in kinds:
+        status = "ok" if passed == len(tests) else "failed"
+    elif timed_out:
+        status = "timeout"
+        notes.insert(0, f"timed out after {limits.timeout:g}s")
+    else:
+        status = "crashed"
+        notes.insert(0, f"ended before finishing its tests (exit status {returncode})")
+    if tail.strip():
+        notes.append("output: " + tail.strip()[-400:])
+    return RunResult(passed=passed, total=len(tests), status=status, compiled="compiled" in kinds,
+                     detail="\n".join(notes)[:2000], seconds=round(seconds, 3), mode=mode, uid=uid,
+                     workdir=workdir)

@@ -1,0 +1,72 @@
+"""Stage functions around sampling, with the fake engine (unit tests only; e2e tests use real engines)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from rsft.config import build_config
+from rsft.errors import RsftError
+from rsft.rounds import open_run
+from rsft.stages import read_groups, run_stage, sample_stage, score_stage, select_stage
+
+
+def fake_run(tmp_path, scorer, rules=None, **extra):
+    rows = [{"prompt": f"q{i}", "fake": ["a", "b", "a", "c"]} for i in range(10)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = build_config({
+        "name": "fake", "output_dir": str(tmp_path / "runs"), "model": {"path": str(tmp_path)},
+        "task": {"name": "dataset", "train": str(tmp_path / "train.jsonl")}, "scorer": scorer,
+        "sampling": {"engine": "fake", "n": 4, "batch_size": 3},
+        "selection": {"rules": rules or [{"rule": "passes", "min": 1.0}, {"rule": "dedup"}]}, **extra,
+    })
+    run = open_run(cfg)
+    run_stage(run, 0, "sample", sample_stage)
+    return run
+
+
+def test_scorer_errors_are_counted_not_fatal(tmp_path, monkeypatch):
+    (tmp_path / "s_none.py").write_text("def f(prompts, completions, **kw):\n"
+                                   "    return [None if c == 'c' else float(c == 'a') for c in completions]\n")
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path, "s_none:f")
+    run_stage(run, 0, "score", score_stage)
+    groups = read_groups(run.round(0).scored)
+    assert sum(1 for g in groups for s in g.scores if not s.ok) == 10
+    run_stage(run, 0, "select", select_stage)
+    kept = [json.loads(x) for x in run.round(0).selected.read_text().splitlines()]
+    assert len(kept) == 10 and all(r["completion"] == "a" for r in kept)  # dedup: one 'a' per prompt
+
+
+def test_a_round_where_every_sample_errors_stops_with_a_clear_message(tmp_path, monkeypatch):
+    (tmp_path / "s_raise.py").write_text("def f(prompts, completions, **kw):\n    raise RuntimeError('judge down')\n")
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path, "s_raise:f")
+    with pytest.raises(RsftError, match=r"scorer failed on all 40 samples \(first error: RuntimeError: judge down\)"):
+        run_stage(run, 0, "score", score_stage)
+    assert not run.round(0).done("score")
+
+
+def test_selection_that_keeps_nothing_stops(tmp_path, monkeypatch):
+    (tmp_path / "s_zero.py").write_text("def f(prompts, completions, **kw):\n    return [0.0] * len(completions)\n")
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path, "s_zero:f")
+    run_stage(run, 0, "score", score_stage)
+    with pytest.raises(RsftError, match="selection kept no samples"):
+        run_stage(run, 0, "select", select_stage)
+
+
+def test_scorer_timeout_is_an_error_on_that_sample(tmp_path, monkeypatch):
+    (tmp_path / "s_slow.py").write_text("import time\ndef f(prompts, completions, **kw):\n"
+                                   "    if 'c' in completions: time.sleep(3)\n    return [1.0] * len(completions)\n")
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path, "s_slow:f", scoring={"timeout": 0.05})
+    t0 = time.monotonic()
+    run_stage(run, 0, "score", score_stage)
+    groups = read_groups(run.round(0).scored)
+    errors = [s.error for g in groups for s in g.scores if not s.ok]
+    assert len(errors) == 10 and all("timed out" in e for e in errors)
+    assert all(g.scores[0].value == 1.0 for g in groups)
+    assert time.monotonic() - t0 < 30
