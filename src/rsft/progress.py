@@ -61,6 +61,7 @@ def rich_train_callback(label: str = "train") -> Any:
 
     Built on demand so that importing this module does not import transformers.
     """
+    from transformers import TrainerCallback
     
     class RichTrainCallback(TrainerCallback):
         def __init__(self) -> None:

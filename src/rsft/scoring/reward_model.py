@@ -21,7 +21,8 @@ from rsft.errors import RsftError
 from rsft.records import Score
 
 
-def _render(tokenizer: Any, prompt: Any, completion: Any) -> str:
+def render(tokenizer: Any, prompt: Any, completion: Any) -> str:
+    """The text a reward model reads for (prompt, completion); training and scoring share it."""
     answer = completion_text(completion)
     if getattr(tokenizer, "chat_template", None):
         messages = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
@@ -29,6 +30,11 @@ def _render(tokenizer: Any, prompt: Any, completion: Any) -> str:
         return tokenizer.apply_chat_template(messages, tokenize=False)
     text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
     return text + answer
+
+
+def adds_special_tokens(tokenizer: Any) -> bool:
+    """A chat template writes its own special tokens; plain text gets the tokenizer's (BOS...)."""
+    return not getattr(tokenizer, "chat_template", None)
 
 
 class RewardModelScorer:
@@ -56,7 +62,7 @@ class RewardModelScorer:
         self.__name__ = "reward_model"
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Score]:
-        texts = [_render(self.tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+        texts = [render(self.tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
         out: list[Score] = []
         for start in range(0, len(texts), self.batch_size):
             out.extend(self._score(texts[start : start + self.batch_size]))
@@ -64,8 +70,7 @@ class RewardModelScorer:
 
     @torch.inference_mode()
     def _score(self, texts: list[str]) -> list[Score]:
-        # a chat template writes its own special tokens; plain text gets the tokenizer's (BOS...)
-        special = not getattr(self.tokenizer, "chat_template", None)
+        special = adds_special_tokens(self.tokenizer)
         full = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              add_special_tokens=special, return_tensors="pt")

@@ -1,0 +1,207 @@
+"""Reward-model training with the soft-label Bradley-Terry loss.
+
+With P(i ≻ j) = σ(r_i − r_j) and hp the labelled probability that `chosen` is
+preferred, the loss of one pair is
+
+    L = −hp · log σ(Δ − m) − (1 − hp) · log σ(m − Δ),   Δ = r_chosen − r_rejected
+
+where m is the pair's optional margin (TRL's RewardTrainer margin). hp = 1
+gives the usual −log σ(r_w − r_l − m); hp = 0.5 pulls Δ towards m (0 without a
+margin): the model learns that it cannot tell the two apart. TRL's
+RewardTrainer has no soft labels, so this is a small `transformers.Trainer`
+with its own loss and collator; the text of each (prompt, completion) is
+rendered exactly as the reward-model scorer renders it, so the trained
+directory loads straight into `scorer: {name: reward_model}`.
+
+It does not do pairwise data collection (see `rsft export pairs`) or RLHF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rsft.errors import DataError
+from rsft.rundir import atomic_write_json, read_jsonl_numbered, replace_dir
+from rsft.scoring.reward_model import adds_special_tokens, render
+
+
+def soft_bt_loss(delta: torch.Tensor, hp: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """Mean soft-label Bradley-Terry loss over pairs; all inputs are [B]."""
+    shifted = delta - margin  # [B]
+    return -(hp * F.logsigmoid(shifted) + (1 - hp) * F.logsigmoid(-shifted)).mean()
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: Any
+    chosen: Any
+    rejected: Any
+    p: float = 1.0
+    margin: float = 0.0
+
+
+def load_pairs(path: str | Path) -> list[PreferencePair]:
+    """Pairs from JSONL rows {prompt, chosen, rejected, p?, margin?}; errors name file:line."""
+    pairs = []
+    for line, row in read_jsonl_numbered(Path(path)):
+        for col in ("prompt", "chosen", "rejected"):
+            if col not in row:
+                raise DataError(f"{path}:{line}: missing column {col!r}; a pair needs prompt, chosen, rejected")
+        p = row.get("p", 1.0)
+        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise DataError(f"{path}:{line}: 'p' must be a probability in [0, 1], got {p!r}")
+        margin = row.get("margin") or 0.0
+        pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"], float(p), float(margin)))
+    if not pairs:
+        raise DataError(f"{path}: no pairs")
+    return pairs
+
+
+def split_pairs(pairs: list[PreferencePair], eval_fraction: float, seed: int) -> tuple[list, list]:
+    """Held-out split by prompt (hashing), so no prompt is on both sides."""
+    def held(pair: PreferencePair) -> bool:
+        key = json.dumps(pair.prompt, sort_keys=True)
+        h = int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "big")
+        return h / 2**64 < eval_fraction
+
+    evals = [p for p in pairs if held(p)]
+    return [p for p in pairs if not held(p)], evals
+
+
+class PairCollator:
+    """Tokenizes pairs and stacks chosen then rejected: input_ids [2B, T], hp [B], margin [B]."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.special = adds_special_tokens(tokenizer)
+
+    def __call__(self, pairs: list[PreferencePair]) -> dict[str, torch.Tensor]:
+        texts = [render(self.tokenizer, p.prompt, p.chosen) for p in pairs] + \
+                [render(self.tokenizer, p.prompt, p.rejected) for p in pairs]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             add_special_tokens=self.special, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "hp": torch.tensor([p.p for p in pairs]), "margin": torch.tensor([p.margin for p in pairs])}
+
+
+def pair_rewards(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]  # [2B]
+    chosen, rejected = rewards.float().chunk(2)  # [B], [B]
+    return chosen, rejected
+
+
+def _trainer_class() -> Any:
+    from transformers import Trainer
+
+    class SoftBTTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            chosen, rejected = pair_rewards(model, inputs)
+            loss = soft_bt_loss(chosen - rejected, inputs["hp"], inputs["margin"])
+            return (loss, {"chosen": chosen, "rejected": rejected}) if return_outputs else loss
+
+    return SoftBTTrainer
+
+
+@torch.inference_mode()
+def evaluate_pairs(model: Any, collator: PairCollator, pairs: list[PreferencePair], bins: int = 5,
+                   batch_size: int = 64) -> dict[str, Any]:
+    """Held-out pair accuracy and calibration of P(chosen ≻ rejected) = σ(Δ) against hp, in bins."""
+    model.eval()
+    deltas, hps = [], []
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        chosen, rejected = pair_rewards(model, collator(batch))
+        deltas.extend((chosen - rejected).tolist())
+        hps.extend(p.p for p in batch)
+    probs = [1 / (1 + math.exp(-d)) for d in deltas]
+    decided = [(pr, hp) for pr, hp in zip(probs, hps) if hp != 0.5]
+    accuracy = sum((pr > 0.5) == (hp > 0.5) for pr, hp in decided) / len(decided) if decided else None
+    table = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [(pr, hp) for pr, hp in zip(probs, hps) if lo <= pr < hi or (b == bins - 1 and pr == 1.0)]
+        if members:
+            table.append({"bin": f"[{lo:.1f}, {hi:.1f})", "pairs": len(members),
+                          "mean_predicted": sum(m[0] for m in members) / len(members),
+                          "mean_label": sum(m[1] for m in members) / len(members)})
+    ece = sum(row["pairs"] * abs(row["mean_predicted"] - row["mean_label"]) for row in table) / max(len(probs), 1)
+    return {"pairs": len(pairs), "accuracy": accuracy, "mean_abs_gap": sum(abs(d) for d in deltas) / max(len(deltas), 1),
+            "mean_predicted": sum(probs) / max(len(probs), 1), "mean_label": sum(hps) / max(len(hps), 1),
+            "ece": ece, "calibration": table}
+
+
+@dataclass(frozen=True)
+class RewardModelTraining:
+    init: str
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 16
+    max_length: int = 512
+    eval_fraction: float = 0.1
+    seed: int = 0
+    bins: int = 5
+    dtype: str = "float32"
+
+
+def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardModelTraining,
+                       eval_path: str | Path | None = None) -> dict[str, Any]:
+    """Train a scalar reward model on pairs; write it (and report.json) to out_dir; return the report.
+
+    `cfg.init` is a causal LM or classifier directory: its backbone is kept and a
+    one-output score head is added (initialising the reward model from the
+    policy, as RLHF pipelines do).
+    """
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    from rsft.modeling import _DTYPES, load_tokenizer
+    from rsft.progress import quiet_hf, rich_train_callback
+
+    quiet_hf()
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    pairs = load_pairs(pairs_path)
+    train, held = (pairs, load_pairs(eval_path)) if eval_path else split_pairs(pairs, cfg.eval_fraction, cfg.seed)
+    if not train:
+        raise DataError(f"{pairs_path}: no training pairs left after holding out {cfg.eval_fraction:.0%}")
+    tokenizer = load_tokenizer(cfg.init, what="reward model init")
+    model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=_DTYPES[cfg.dtype])
+    model.config.pad_token_id = tokenizer.pad_token_id
+    collator = PairCollator(tokenizer, cfg.max_length)
+    before = evaluate_pairs(model, collator, held, cfg.bins) if held else None
+    work = out_dir.parent / f"{out_dir.name}-work"
+    args = TrainingArguments(
+        output_dir=str(work), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="constant", report_to="none",
+        save_strategy="no", logging_steps=10, remove_unused_columns=False, dataloader_num_workers=0,
+        disable_tqdm=True, seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
+        bf16=False, fp16=False,
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train, data_collator=collator,
+                               callbacks=[rich_train_callback("reward model")])
+    trainer.remove_callback(PrinterCallback)
+    result = trainer.train()
+    after = evaluate_pairs(trainer.model, collator, held, cfg.bins) if held else None
+    final = work / "final"
+    trainer.model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    report = {"train_pairs": len(train), "eval_pairs": len(held), "steps": int(result.global_step),
+              "train_loss": float(result.training_loss), "eval_before": before, "eval": after,
+              "seconds": round(time.perf_counter() - t0, 2), "init": cfg.init}
+    atomic_write_json(final / "report.json", report)
+    replace_dir(final, out_dir)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return report

@@ -1,0 +1,86 @@
+"""Soft-label Bradley-Terry reward-model training on a tiny model built from config."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from rsft.registry import build_scorer
+from rsft.training.preference import RewardModelTraining, load_pairs, soft_bt_loss, train_reward_model
+from tests.conftest import make_model_dir
+
+
+def test_loss_reduces_to_bradley_terry_and_honours_soft_labels():
+    delta = torch.tensor([0.3, -1.2, 2.0])
+    hard = soft_bt_loss(delta, torch.ones(3), torch.zeros(3))
+    assert hard.item() == pytest.approx(-torch.nn.functional.logsigmoid(delta).mean().item())
+    with_margin = soft_bt_loss(delta, torch.ones(3), torch.full((3,), 0.5))
+    assert with_margin.item() == pytest.approx(-torch.nn.functional.logsigmoid(delta - 0.5).mean().item())
+    # hp = 0.5: the loss is minimised at delta = 0, and its gradient there is zero
+    d = torch.zeros(1, requires_grad=True)
+    soft_bt_loss(d, torch.tensor([0.5]), torch.zeros(1)).backward()
+    assert d.grad.item() == pytest.approx(0.0)
+    # hp = 0.8: minimised where sigma(delta) = 0.8
+    grid = torch.linspace(-4, 4, 801)
+    losses = torch.stack([soft_bt_loss(g.view(1), torch.tensor([0.8]), torch.zeros(1)) for g in grid])
+    assert torch.sigmoid(grid[losses.argmin()]).item() == pytest.approx(0.8, abs=0.01)
+
+
+def synthetic_pairs(path, n, p, seed=0):
+    """chosen: digits only; rejected: the same with one digit replaced by a letter."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        good = "".join(rng.choice("0123456789") for _ in range(6))
+        j = rng.randrange(6)
+        bad = good[:j] + rng.choice("abc") + good[j + 1:]
+        rows.append({"prompt": f"{i % 50}+{i % 7}=", "chosen": good, "rejected": bad, "p": p})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("pol") / "m", alphabet="0123456789+=abc", init_range=0.02)
+
+
+def train(tmp_path, policy, p):
+    pairs = synthetic_pairs(tmp_path / f"pairs{p}.jsonl", 600, p)
+    cfg = RewardModelTraining(init=str(policy), learning_rate=3e-3, max_steps=80, batch_size=32, eval_fraction=0.2)
+    return train_reward_model(pairs, tmp_path / f"rm{p}", cfg)
+
+
+def test_hard_labels_raise_held_out_accuracy(tmp_path, policy):
+    report = train(tmp_path, policy, 1.0)
+    assert report["eval_pairs"] > 50 and report["train_pairs"] > 400
+    assert report["eval_before"]["accuracy"] < 0.8 and report["eval"]["accuracy"] >= 0.9
+    assert report["eval"]["mean_predicted"] > 0.8  # calibrated towards hp = 1
+    assert sum(b["pairs"] for b in report["eval"]["calibration"]) == report["eval_pairs"]
+    # the output directory is a reward-model scorer that ranks the held-out kind of pair
+    scorer = build_scorer({"name": "reward_model", "kwargs": {"path": str(tmp_path / "rm1.0")}})
+    good, bad = scorer(prompts=["3+4=", "3+4="], completions=["123456", "12a456"])
+    assert good.value > bad.value
+
+
+def test_half_labels_keep_reward_gaps_near_zero(tmp_path, policy):
+    report = train(tmp_path, policy, 0.5)
+    hard = train(tmp_path, policy, 1.0)
+    assert report["eval"]["mean_abs_gap"] < 0.25
+    assert hard["eval"]["mean_abs_gap"] > 4 * report["eval"]["mean_abs_gap"]
+    assert abs(report["eval"]["mean_predicted"] - 0.5) < 0.06
+
+
+def test_bad_pairs_file_names_the_line(tmp_path):
+    from rsft.errors import DataError
+
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n')
+    with pytest.raises(DataError, match=r"p\.jsonl:2: missing column 'rejected'"):
+        load_pairs(f)
+    f.write_text('{"prompt": "a", "chosen": "b", "rejected": "c", "p": 1.5}\n')
+    with pytest.raises(DataError, match=r"p\.jsonl:1: 'p' must be a probability"):
+        load_pairs(f)
