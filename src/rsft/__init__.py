@@ -8,6 +8,10 @@ The public API, imported lazily so that `import rsft` stays cheap:
     rsft.run_round_stage(run_dir, r, s)   one stage of one round
     rsft.evaluate_model(model_or_run)     held-out metrics
     rsft.round_rows(run_dir)              per-round metrics
+    rsft.best_of_n(model, scorer, ...)    inference-time best-of-N
+    rsft.export_pairs(run_dir)            DPO pairs from scored samples
+    rsft.train_reward_model(pairs, ...)   soft-label Bradley-Terry reward model
+    rsft.score_file(path, scorer)         score / filter a dataset file
     rsft.load_config / RunConfig          configuration
 """
 
@@ -23,6 +27,13 @@ _EXPORTS = {
     "evaluate_model": "rsft.rounds",
     "round_rows": "rsft.rounds",
     "demo": "rsft.demo",
+    "best_of_n": "rsft.best_of_n",
+    "BestOfN": "rsft.best_of_n",
+    "export_pairs": "rsft.training.export",
+    "train_reward_model": "rsft.training.preference",
+    "RewardModelTraining": "rsft.training.preference",
+    "score_file": "rsft.scoring.files",
+    "build_scorer": "rsft.registry",
     "demo_config": "rsft.demo",
     "load_config": "rsft.config",
     "build_config": "rsft.config",

@@ -141,6 +141,96 @@ def metrics(
         print_table(run_dir)
 
 
+export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)
+reward_app = typer.Typer(help="Preference / reward models.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+app.add_typer(reward_app, name="reward-model")
+
+
+@export_app.command("pairs")
+def export_pairs_cmd(
+    run_dir: Path,
+    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="One round (default: every round).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: the round's pairs.jsonl).")] = None,
+    all_pairs: Annotated[bool, typer.Option("--all-pairs", help="Every accepted x rejected pair, not just best vs worst.")] = False,
+    threshold: Annotated[float, typer.Option(help="With --all-pairs: the score that makes a sample accepted.")] = 1.0,
+    cap: Annotated[int, typer.Option(help="At most this many pairs per prompt.")] = 16,
+    tau: Annotated[Optional[float], typer.Option(help="Attach soft labels p = sigmoid(margin / tau).")] = None,
+) -> None:
+    """Chosen/rejected pairs (TRL DPO format, with reward margins) from a run's scored samples."""
+    from rsft.training.export import export_pairs
+
+    path, count = export_pairs(run_dir, round_index, output, all_pairs, threshold, cap, tau)
+    typer.echo(f"wrote {count} pairs to {path}")
+
+
+@reward_app.command("train")
+def reward_model_train(
+    pairs: Annotated[Path, typer.Argument(help="Pairs JSONL: {prompt, chosen, rejected, p?, margin?}.")],
+    init: Annotated[str, typer.Option(help="Causal LM or classifier directory to start from.")],
+    output: Annotated[Path, typer.Option(help="Where to write the reward model.")],
+    eval_pairs: Annotated[Optional[Path], typer.Option(help="Held-out pairs (default: a split of PAIRS).")] = None,
+    eval_fraction: Annotated[float, typer.Option(help="Held-out fraction, split by prompt.")] = 0.1,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
+    epochs: Annotated[float, typer.Option(help="Epochs (ignored when --max-steps > 0).")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps; -1 uses epochs.")] = -1,
+    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 16,
+    max_length: Annotated[int, typer.Option(help="Truncate each text to this many tokens.")] = 512,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train a scalar reward model with the soft-label Bradley-Terry loss; report accuracy and calibration."""
+    from rsft.training.preference import RewardModelTraining, train_reward_model
+
+    cfg = RewardModelTraining(init=init, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
+                              batch_size=batch_size, max_length=max_length, eval_fraction=eval_fraction, seed=seed)
+    report = train_reward_model(pairs, output, cfg, eval_pairs)
+    ev = report["eval"]
+    if ev:
+        typer.echo(f"held-out pairs {ev['pairs']}: accuracy {ev['accuracy']:.3f} "
+                   f"(before {report['eval_before']['accuracy']:.3f}), mean P(chosen) {ev['mean_predicted']:.3f} "
+                   f"vs label {ev['mean_label']:.3f}, ECE {ev['ece']:.3f}")
+        for row in ev["calibration"]:
+            typer.echo(f"  P in {row['bin']}: {row['pairs']:5d} pairs, predicted {row['mean_predicted']:.3f}, "
+                       f"labelled {row['mean_label']:.3f}")
+    typer.echo(f"reward model: {output} (report.json inside)")
+
+
+@app.command("best-of-n")
+def best_of_n_cmd(
+    model: Annotated[str, typer.Option(help="Model directory or hub id.")],
+    scorer: Annotated[str, typer.Option(help="Scorer name, 'module:function', or a YAML spec.")],
+    n: Annotated[int, typer.Option(help="Candidates per prompt.")] = 16,
+    prompt: Annotated[Optional[list[str]], typer.Option(help="A prompt (repeatable).")] = None,
+    input_path: Annotated[Optional[Path], typer.Option("--input", help="JSONL/Parquet of prompts.")] = None,
+    prompt_column: Annotated[str, typer.Option(help="Prompt column of --input.")] = "prompt",
+    output: Annotated[Optional[Path], typer.Option(help="Write JSONL here instead of stdout.")] = None,
+    all_candidates: Annotated[bool, typer.Option("--all", help="Include every candidate with its score.")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Top-p.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 256,
+    engine: Annotated[str, typer.Option(help="Sampling engine.")] = "transformers",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""
+    from rsft.best_of_n import best_of_n
+    from rsft.config import parse_value
+    from rsft.rundir import atomic_write_jsonl
+
+    if (prompt is None) == (input_path is None):
+        raise RsftError("best-of-n needs exactly one of --prompt TEXT or --input FILE")
+    spec = parse_value(scorer) if scorer.lstrip().startswith("{") else scorer
+    results = best_of_n(model, spec, prompts=prompt, input_path=input_path, n=n, temperature=temperature,
+                        top_p=top_p, max_new_tokens=max_new_tokens, engine=engine, return_all=all_candidates,
+                        seed=seed, prompt_column=prompt_column)
+    rows = [r.to_json() for r in results]
+    if output:
+        atomic_write_jsonl(output, rows)
+        typer.echo(f"wrote {len(rows)} results to {output}")
+    else:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+
+
 def main() -> None:
     try:
         app()

@@ -154,6 +154,10 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     enabled: bool = Field(True, description="Evaluate on the held-out prompts after each round.")
+    scorer: Any = Field(
+        None, description="Judge for held-out metrics, same forms as `scorer`; default: the run's scorer. Set it to "
+        "a verifier when the rounds are scored by a reward model, to see whether the two diverge."
+    )
     n: int = Field(8, description="Sampled completions per held-out prompt for pass@k and maj@k.", ge=0)
     k: list[int] = Field(default_factory=lambda: [1, 8], description="k values for pass@k and maj@k (k <= n).")
     temperature: float = Field(1.0, description="Temperature of the sampled evaluation.", gt=0)

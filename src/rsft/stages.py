@@ -50,6 +50,12 @@ class Run:
     def scorer(self) -> Callable[..., Any]:
         return build_scorer(self.cfg.scorer, self.task.scorer)
 
+    @cached_property
+    def eval_scorer(self) -> Callable[..., Any]:
+        if self.cfg.eval.scorer is None:
+            return self.scorer
+        return build_scorer(self.cfg.eval.scorer, self.task.scorer, key="eval.scorer")
+
     def round(self, r: int) -> RoundDir:
         return RoundDir(self.dir, r)
 
@@ -139,9 +145,11 @@ def select_stage(run: Run, r: int) -> None:
     """Apply the rule chain; write kept groups, SFT rows (with replay) and selection counts."""
     from rsft.selection import select
     from rsft.training.data import replay_rows, sft_rows
+    from rsft.training.export import group_pairs
 
     rd = run.round(r)
-    selection = select(read_groups(rd.scored), run.cfg.selection.rules)
+    scored = read_groups(rd.scored)
+    selection = select(scored, run.cfg.selection.rules)
     kept = [g for g in selection.groups if g.samples]
     if not kept:
         chain = ", ".join(f"{name}: {n}" for name, n in selection.survivors)
@@ -150,6 +158,7 @@ def select_stage(run: Run, r: int) -> None:
     rows = sft_rows(kept)
     replayed = replay_rows(run, r, rows) if run.cfg.train.replay == "all_rounds" else []
     atomic_write_jsonl(rd.kept, [g.to_json() for g in kept])
+    atomic_write_jsonl(rd.pairs, [row for g in scored for row in group_pairs(g)])
     atomic_write_jsonl(rd.selected, rows + replayed)
     atomic_write_json(rd.path / "selection.json", {
         "survivors": dict(selection.survivors), "rows": len(rows), "replayed": len(replayed),
@@ -173,7 +182,7 @@ def train_stage(run: Run, r: int) -> None:
 def eval_model(run: Run, model_path: str, round_index: int) -> dict[str, float]:
     from rsft.evaluation import evaluate
 
-    return evaluate(run.engine(model_path), run.task.eval, run.scorer, run.cfg.eval,
+    return evaluate(run.engine(model_path), run.task.eval, run.eval_scorer, run.cfg.eval,
                     run.cfg.sampling.max_new_tokens, seed=run.cfg.seed, round_index=round_index,
                     batch_size=run.cfg.sampling.batch_size, timeout=run.cfg.scoring.timeout)
 

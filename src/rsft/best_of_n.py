@@ -1,0 +1,78 @@
+"""Inference-time best-of-N: sample N completions per prompt, score them, return the best.
+
+The same engine, scorer and selection order as a training round (highest score,
+ties to the lowest sample index; failed scores never win), without training
+anything. Prompts come as strings, `Prompt` records, or rows of a JSONL/Parquet
+file whose other columns reach the scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsft.records import Group, Prompt, Sample, Score
+from rsft.registry import build_scorer
+from rsft.sampling.base import SamplingParams, build_engine
+from rsft.scoring.base import score_groups
+from rsft.selection import best_sample
+
+
+@dataclass(frozen=True)
+class BestOfN:
+    """The winner for one prompt, and (on request) every candidate with its score."""
+
+    prompt: Prompt
+    best: Sample | None
+    score: Score | None
+    candidates: Group | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.prompt.id, "prompt": self.prompt.text if self.prompt.text is not None
+                               else list(self.prompt.messages), **self.prompt.fields}
+        if self.best is None or self.score is None or not self.score.ok:
+            row.update({"completion": None, "score": None, "error": "every candidate failed to score"})
+        else:
+            row.update({"completion": self.best.text, "score": self.score.value, "parts": self.score.parts})
+        if self.candidates is not None:
+            row["candidates"] = [{"index": s.index, "completion": s.text, **c.to_json()}
+                                 for s, c in self.candidates.scored]
+        return row
+
+
+def _as_prompts(prompts: list[Any] | None, input_path: str | Path | None, prompt_column: str) -> list[Prompt]:
+    if input_path is not None:
+        from rsft.data.prompts import load_rows, rows_to_prompts
+
+        return rows_to_prompts(load_rows(str(input_path), "train", "--input"), prompt_column, None, None)
+    out = []
+    for i, p in enumerate(prompts or []):
+        out.append(p if isinstance(p, Prompt) else Prompt(str(i), text=p) if isinstance(p, str)
+                   else Prompt(str(i), messages=tuple(p)))
+    return out
+
+
+def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_path: str | Path | None = None,
+              n: int = 16, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+              max_new_tokens: int = 256, engine: str = "transformers", return_all: bool = False, seed: int = 0,
+              prompt_column: str = "prompt", batch_size: int = 16, timeout: float | None = None) -> list[BestOfN]:
+    """Best of `n` samples per prompt under `scorer` (a name, 'module:function', a spec, or a callable)."""
+    from rsft.progress import progress_bar, quiet_hf
+
+    quiet_hf()
+    items = _as_prompts(prompts, input_path, prompt_column)
+    fn = scorer if callable(scorer) else build_scorer(scorer, key="--scorer")
+    eng = build_engine(engine, model)
+    params = SamplingParams(temperature, top_p, top_k, max_new_tokens, (), seed, 0)
+    results = []
+    with progress_bar(f"best-of-{n}", total=len(items)) as (bar, task):
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            groups = [Group(p, tuple(s)) for p, s in zip(batch, eng.generate(batch, n, params), strict=True)]
+            for g in score_groups(fn, groups, timeout):
+                top = best_sample(g)
+                results.append(BestOfN(g.prompt, top[0] if top else None, top[1] if top else None,
+                                       g if return_all else None))
+            bar.update(task, advance=len(batch))
+    return results
