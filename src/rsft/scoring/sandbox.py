@@ -1,71 +1,68 @@
 """Run one untrusted Python program against its tests, in the strongest sandbox the machine offers.
 
-`Sandbox.run(code, steps)` starts a fresh child, runs the candidate `code`, then each step (setup
-statements and tests) in the same interpreter, and returns a typed `RunResult`. It never raises for
-anything the program does; a failure of the sandbox itself (cannot start) is ``status="error"``.
+`Sandbox.run(code, steps)` starts a fresh child, runs the candidate `code` and then each `Step`
+(test or setup) in that interpreter, and returns a `RunResult`. Nothing the program does makes it
+raise; a sandbox that cannot start is ``status="error"``.
 
-Every mode gives, for every run:
+Every mode gives every run:
+- its own process group and session, SIGKILLed at the wall-clock timeout and after a normal exit;
+- rlimits: CPU seconds, address space (``memory_mb`` per process), file size (``max_output_bytes``
+  per file; captured stdout+stderr is such a file), 256 open files, no core dumps;
+- as root: a fresh random unprivileged uid/gid (no groups). RLIMIT_NPROC then holds (the kernel
+  exempts root) and counts this run only, the program cannot signal host processes, and after the
+  run ``kill -KILL -1`` as that uid ends every process it left, setsid'ed daemons included;
+- an environment of PATH, LANG and HOME only, stdin at EOF, ``python -I -u``;
+- a verdict it cannot fake by exiting, printing, patching or hijacking the result pipe. The
+  harness reports on a pipe of its own, and signs each line with keyed BLAKE2b under a per-run key
+  that it read from stdin (not argv or env) before the candidate ran and never writes anywhere. A
+  program that swaps the pipe for its own (dup2) reads genuine lines but cannot sign a new one.
+  A test passes only on its own signed "pass" line; exit codes, output and files are never read
+  for the verdict. The harness holds its own references to what it calls (the MAC is a C type),
+  gives each test fresh builtins and clears trace/profile hooks first. A top-level exception in
+  the candidate, SystemExit included, fails every test, as in one-script harnesses.
 
-- a fresh process group and session (``start_new_session``), killed with SIGKILL when the
-  wall-clock timeout expires, and again after a normal exit;
-- rlimits: CPU seconds, address space (``memory_mb``, per process), file size (``max_output_bytes``,
-  per file: the captured stdout/stderr file is one), open files, no core dumps;
-- when the host runs as root: a fresh, random unprivileged uid/gid for the run (no passwd entry, no
-  groups), so RLIMIT_NPROC is enforced (the kernel exempts root from it) and counts this run only,
-  the program cannot signal host processes, and after the run every process of that uid is killed
-  (``kill -KILL -1`` as that uid), which also catches double-forked, setsid'ed daemons;
-- a scrubbed environment (PATH, LANG, HOME only), stdin at EOF, ``python -I`` (no PYTHON* variables,
-  no user site, no script directory on sys.path);
-- a verdict the program cannot fake: the harness reports over a pipe of its own, each line
-  prefixed by a random per-run nonce that reaches the harness on stdin (not argv, not env) and is
-  read before the candidate runs. A test counts as passed only when its own "pass" line arrives.
-  Exit codes, stdout, stderr and files are never read for the verdict. So ``os._exit(0)``,
-  ``sys.exit(0)``, printing "PASS", writing guessed lines to every descriptor, overwriting files,
-  or patching builtins, ``os.write`` or ``sys.exit`` cannot turn a test into a pass. The
-  harness captured what it uses before the candidate ran, gives every test fresh builtins and
-  clears trace/profile hooks before each. A top-level exception in the candidate (SystemExit
-  included) fails every test, as in the usual one-script harnesses.
+| protection                                   | bwrap | unshare | process |
+|----------------------------------------------|-------|---------|---------|
+| timeout and exit kill every descendant       | yes   | yes     | as root (by uid); else the process group only |
+| CPU, memory, file-size rlimits               | yes   | yes     | yes     |
+| fork bomb bounded (RLIMIT_NPROC)             | yes   | yes     | as root only |
+| cannot signal or see host processes          | yes   | yes     | signal: as root only; see: no |
+| no network, not even host loopback           | yes   | yes     | no      |
+| host files invisible (interpreter read-only) | yes   | no      | no      |
+| cannot write to the host filesystem          | yes   | no      | no      |
+| total disk use bounded                       | yes (tmpfs) | no | no   |
 
-| protection                          | bwrap | unshare | process |
-|-------------------------------------|:-----:|:-------:|:-------:|
-| timeout kills every descendant      |  yes  |   yes   | yes (root: by uid) |
-| rlimits (CPU, memory, file size)    |  yes  |   yes   |   yes   |
-| fork bomb bounded (RLIMIT_NPROC)    |  yes  | yes (root) | yes (root) |
-| cannot signal host processes        |  yes  |   yes   | yes (root) |
-| no network (not even loopback)      |  yes  |   yes   |   no    |
-| cannot see host processes           |  yes  |   yes   |   no    |
-| host files invisible, except the interpreter (read-only) | yes | no | no |
-| cannot write anywhere on the host   |  yes  |   no    |   no    |
-| total disk use bounded              | yes (tmpfs) | no | no |
+- **bwrap**: new pid, net, ipc, uts, cgroup namespaces (plus a user namespace when not root); an
+  empty read-only root with read-only binds of /usr, /bin and /lib* as on the host, the
+  interpreter's prefixes, /etc/ld.so.cache and /etc/localtime; fresh /proc, minimal /dev;
+  size-capped tmpfs (``disk_mb`` each) at /tmp, holding the work directory, and /dev/shm; all
+  capabilities dropped (as root, SETUID/SETGID survive only until the harness takes the run's uid);
+  ``--die-with-parent --new-session --clearenv``. The namespace dies with its init.
+- **unshare**: new pid, net, ipc, uts, mount namespaces and a private /proc; the harness stays on
+  as the namespace's init. The filesystem is the host's, seen with the run uid's rights: it reads
+  world-readable files, writes world-writable directories (/tmp, /var/tmp, /dev/shm) and can
+  leave files there.
+- **process** (the fallback) does NOT protect against: network use (local services, the
+  internet), reading whatever an unprivileged user can read, writing and leaving files in
+  world-writable directories, filling the disk with many files (each capped, none counted), or
+  seeing host processes. Without root it also has no process-count limit, setsid'ed daemons
+  outlive the run, and the program can signal and read everything the host user can.
 
-- **bwrap** (bubblewrap): new pid, net, ipc, uts and cgroup namespaces (and a user namespace when
-  not root); an empty root with read-only binds of /usr (and /bin, /lib* as on the host), the
-  interpreter's prefixes and two files of /etc (ld.so.cache, localtime); a fresh /proc and minimal
-  /dev; a size-capped tmpfs at /tmp holding the work directory; every capability dropped (as root
-  SETUID/SETGID are kept only until the harness switches to the run's uid); ``--die-with-parent``,
-  ``--new-session``, ``--clearenv``. Killing bwrap kills the namespace's init and so everything.
-- **unshare** (util-linux): new pid, net, ipc, uts and mount namespaces with a private /proc. The
-  filesystem is the host's, seen with the run uid's permissions: it can read world-readable files
-  and write world-writable directories (/tmp, /dev/shm) and leave files there.
-- **process**: a plain child with the limits above. It shares the host's network (it can connect
-  to local services and the internet), sees its processes, reads what an unprivileged user can
-  read, writes world-writable directories, and can fill the disk with many files up to the
-  file-size limit each within the timeout. When the host is not root there is no separate uid: no
-  process-count limit, daemons that call setsid survive the run, and the program can signal or
-  read everything the host user can.
-
-``mode="auto"`` probes bwrap, then unshare, then process (once per interpreter, cached) and uses
-the first that runs a real program. Modes other than bwrap run the candidate under an unprivileged
-uid, so the interpreter's standard library must be readable by everyone; an interpreter installed
-under /root (pyenv) is not, and such a mode reports itself unavailable (pass ``python=``, e.g.
-``/usr/bin/python3``). Not provided anywhere: a memory limit for the run as a whole (RLIMIT_AS is
-per process; the worst case is ``max_procs x memory_mb``), seccomp, or defence against a candidate
-that deliberately inspects the interpreter it shares with the harness (frames, ``gc``, ctypes) to
-find the nonce, or that returns objects whose ``__eq__`` always says True.
+``mode="auto"`` probes bwrap, unshare, process, in that order (once per interpreter, cached) and
+takes the first that runs a real program. Outside bwrap the program runs as an unprivileged uid,
+so the interpreter's standard library must be world-readable; one under /root (pyenv) is not, and
+those modes then report themselves unavailable (pass ``python=``, e.g. /usr/bin/python3).
+Nowhere provided: a memory limit for the run as a whole (worst case ``max_procs x memory_mb``),
+seccomp, or a defence against a candidate that deliberately inspects the interpreter it shares
+with the harness (frames, gc, ctypes) to find the key or skip an assert, or that returns objects
+whose ``__eq__`` always says True. The test suite runs as root here; the paths without root (user
+namespaces, no uid switch) were checked by hand as an unprivileged user.
 """
-
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -98,7 +95,7 @@ class Limits:
     memory_mb: int = 512  # RLIMIT_AS, per process
     max_procs: int = 16  # RLIMIT_NPROC for the run's uid: processes plus threads
     max_output_bytes: int = 1 << 20  # RLIMIT_FSIZE: caps captured stdout+stderr and every file written
-    disk_mb: int = 64  # bwrap only: size of the tmpfs holding /tmp and the work directory
+    disk_mb: int = 64  # bwrap only: size of each tmpfs, /tmp (holding the work directory) and /dev/shm
 
 
 @dataclass(frozen=True)
@@ -122,28 +119,36 @@ class RunResult:
     workdir: str | None = None  # the host work directory, removed before returning (None in bwrap)
 
 
-# The child side. It reads the job (nonce, code, steps, limits) from stdin, sets the limits, drops to
-# the run's uid, then runs the candidate and the steps. Only lines starting with the nonce count.
+# The child side. It reads the job (key, code, steps, limits) from stdin, sets the limits, drops to
+# the run's uid, then runs the candidate and the steps. Only lines signed with the key count.
 HARNESS = r'''
-import os, sys, resource, json, builtins
+import os, sys, resource, json, builtins, hashlib
 def main():
     job = json.loads(sys.stdin.buffer.read())
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0); os.close(null)
-    nonce, fd, steps = job["nonce"], job["fd"], job["steps"]
-    write, exit_, run, compile_, typename = os.write, os._exit, exec, compile, type
+    key, fd, steps = bytes.fromhex(job["key"]), job["fd"], job["steps"]
+    write, exit_, run, compile_, typename, mac = os.write, os._exit, exec, compile, type, hashlib.blake2b
     settrace, setprofile = sys.settrace, sys.setprofile
     def report(kind, index=-1, message=""):
         text = " ".join(str(message).split())[:300]
         try:
-            write(fd, f"{nonce} {kind} {index} {text}\n".encode("utf-8", "backslashreplace"))
+            line = f"{kind} {index} {text}".encode("utf-8", "backslashreplace")
+            write(fd, mac(line, key=key, digest_size=16).hexdigest().encode() + b" " + line + b"\n")
         except BaseException:
             exit_(3)
     def describe(e):
         try:
-            return f"{typename(e).__name__}: {e}"
+            message = str(e)
+            return typename(e).__name__ + (": " + message if message else "")
         except BaseException:
             return "exception"
+    if os.getpid() == 1:  # unshare: stay on as the namespace's init, so the program is an ordinary process
+        child = os.fork()
+        while child:
+            pid, status = os.wait()
+            if pid == child:
+                exit_(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
     for name, value in job["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (value, value) if name != "RLIMIT_CPU" else (value, value + 1))
     uid = job["uid"]
@@ -240,7 +245,7 @@ def _python_prefixes(python: str) -> list[str]:
                          capture_output=True, text=True, timeout=30, check=True, env=ENV)
     dirs = {os.path.abspath(p) for p in json.loads(out.stdout)}
     dirs |= {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
-    dirs = {d for d in dirs if d != "/" and not d.startswith("/usr/")}
+    dirs = {d for d in dirs if d not in ("/", "/usr") and not d.startswith("/usr/")}
     return sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs))  # outermost only
 
 
@@ -272,12 +277,13 @@ def _bwrap_command(python: str, limits: Limits, as_root: bool) -> list[str]:
         for parent in parents:  # bwrap would copy the host's modes, e.g. /root's 0700
             cmd += ["--perms", "0755", "--dir", parent]
         cmd += ["--ro-bind", prefix, prefix]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", BOX_WORKDIR, "--"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.disk_mb << 20),
+            "--tmpfs", "/dev/shm", "--remount-ro", "/", "--chdir", BOX_WORKDIR, "--"]
     return cmd
 
 
 def _command(mode: str, python: str, limits: Limits, as_root: bool) -> list[str]:
-    tail = [python, "-I", "-c", HARNESS]
+    tail = [python, "-I", "-u", "-c", HARNESS]  # -u: output reaches the capped file as it is written
     if mode == "bwrap":
         return _bwrap_command(python, limits, as_root) + tail
     if mode == "unshare":
@@ -336,15 +342,23 @@ def _exited(pid: int) -> bool:
     return info is not None
 
 
-def _collect(proc: subprocess.Popen, fd: int, nonce: str, deadline: float, max_lines: int) -> tuple[list[str], bool]:
-    """Nonce lines from the harness's pipe until the child exits or the deadline; True if timed out.
+def _signed(line: bytes, key: bytes) -> str | None:
+    """The payload of a line signed with `key` (``<mac> <payload>``), or None."""
+    tag, _, payload = line.partition(b" ")
+    if len(tag) != 32 or len(line) > 1024:
+        return None
+    expected = hashlib.blake2b(payload, key=key, digest_size=16).hexdigest().encode()
+    return payload.decode("utf-8", "replace") if hmac.compare_digest(tag, expected) else None
+
+
+def _collect(proc: subprocess.Popen, fd: int, key: bytes, deadline: float, max_lines: int) -> tuple[list[str], bool]:
+    """Signed lines from the harness's pipe until the child exits or the deadline; True if timed out.
 
     Memory stays bounded whatever the program writes to the pipe: partial lines are capped and only
-    lines that start with the nonce are kept.
+    correctly signed lines are kept.
     """
     lines: list[str] = []
     pending = b""
-    prefix = nonce.encode() + b" "
     open_ = True
     while True:
         exited = _exited(proc.pid)
@@ -364,7 +378,7 @@ def _collect(proc: subprocess.Popen, fd: int, nonce: str, deadline: float, max_l
         open_ = bool(chunk)
         *complete, pending = (pending + chunk).split(b"\n")
         pending = pending[-4096:]
-        lines += [c[len(prefix):].decode("utf-8", "replace") for c in complete if c.startswith(prefix)]
+        lines += [p for p in (_signed(c, key) for c in complete) if p is not None]
         del lines[max_lines:]
 
 
@@ -372,7 +386,7 @@ def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -
     start = time.monotonic()
     as_root = os.geteuid() == 0
     uid = _allocate_uid() if as_root else None
-    nonce = secrets.token_hex(16)
+    key = secrets.token_bytes(32)
     workdir = None if mode == "bwrap" else tempfile.mkdtemp(prefix="rsft-sandbox-")
     if workdir and uid is not None:
         os.chown(workdir, uid, uid)
@@ -381,7 +395,7 @@ def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -
     if uid is not None or mode != "process":  # without a uid of its own the count would include the host's
         rlimits["RLIMIT_NPROC"] = limits.max_procs
     read_fd, write_fd = os.pipe()
-    job = {"nonce": nonce, "fd": write_fd, "uid": uid, "code": code, "rlimits": rlimits,
+    job = {"key": key.hex(), "fd": write_fd, "uid": uid, "code": code, "rlimits": rlimits,
            "steps": [[s.source, s.is_test] for s in steps]}
     proc = None
     lines: list[str] = []
@@ -396,7 +410,7 @@ def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -
             finally:
                 os.close(write_fd)
             threading.Thread(target=_feed, args=(proc.stdin, json.dumps(job).encode()), daemon=True).start()
-            lines, timed_out = _collect(proc, read_fd, nonce, start + limits.timeout, 4 * len(steps) + 16)
+            lines, timed_out = _collect(proc, read_fd, key, start + limits.timeout, 4 * len(steps) + 16)
         except (OSError, subprocess.SubprocessError) as e:
             lines, timed_out = [], False
             output.write(f"cannot start the sandbox: {e}".encode())
@@ -423,21 +437,15 @@ def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -
 
 
 def _feed(stdin, data: bytes) -> None:
-    try:
-        stdin.write(data)
-    except OSError:  # the child died before reading its job
-        pass
-    finally:
-        try:
-            stdin.close()
-        except OSError:
-            pass
+    with contextlib.suppress(OSError):  # the child died before reading its job
+        with stdin:
+            stdin.write(data)
 
 
 def _verdict(lines: list[str], steps: list[Step], timed_out: bool, returncode: int | None, tail: str,
              limits: Limits, mode: str, uid: int | None, workdir: str | None, seconds: float) -> RunResult:
-    """Count passes from the nonce lines: a test passes only with a "pass" line and no "fail" line."""
-    events = [line.split(" ", 2) for line in lines]
+    """Count passes from the signed lines: a test passes only with a "pass" line and no "fail" line."""
+    events = [e for e in (line.split(" ", 2) for line in lines) if len(e) == 3 and e[1].lstrip("-").isdigit()]
     kinds = {e[0] for e in events}
     passes = {int(e[1]) for e in events if e[0] == "pass"}
     fails = {int(e[1]): e[2] for e in events if e[0] == "fail"}
