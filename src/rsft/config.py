@@ -77,6 +77,19 @@ class SamplingConfig(Section):
     max_new_tokens: int = Field(64, description="Longest completion, in tokens.", gt=0)
     stop: list[str] = Field(default_factory=list, description="Stop strings; the completion ends before them.")
     batch_size: int = Field(64, description="Prompts per engine batch (each expands to n rows).", gt=0)
+    allocation: Literal["uniform", "early_stop", "gvm"] = Field(
+        "uniform", description="Samples per prompt: n each; waves until enough are accepted; or GVM-RAFT's split."
+    )
+    wave: int = Field(4, description="early_stop: samples per prompt per wave.", gt=0)
+    target_accepted: int = Field(2, description="early_stop: stop a prompt at this many distinct accepted.", gt=0)
+    presample: int = Field(4, description="gvm: samples per prompt before allocating the rest (n0).", gt=0)
+    token_budget: int | None = Field(
+        None, description="gvm: generated tokens for the round; default: what n per prompt would cost.", gt=0
+    )
+    max_per_prompt: int | None = Field(None, description="gvm: cap per prompt; default 4 × n.", gt=0)
+    accept_min: float | None = Field(
+        None, description="Score that counts as accepted while sampling; default: the selection's passes(min), or 1."
+    )
 
 
 class ScoringConfig(Section):

@@ -109,16 +109,54 @@ def read_groups(path: Path) -> list[Group]:
     return [Group.from_json(d) for d in read_jsonl(path)]
 
 
+def accept_min(cfg: RunConfig) -> float:
+    """What counts as accepted while sampling adaptively: explicit, else the passes rule's min, else 1."""
+    if cfg.sampling.accept_min is not None:
+        return cfg.sampling.accept_min
+    return next((rule.min for rule in cfg.selection.rules if isinstance(rule, PassesRule)), 1.0)
+
+
 def sample_stage(run: Run, r: int) -> None:
-    """K samples per train prompt from the current policy, appended to samples.jsonl per batch."""
+    """Samples for every train prompt from the current policy, appended to samples.jsonl per batch.
+
+    `uniform` draws n per prompt. `early_stop` and `gvm` (see `sampling.allocation`)
+    score while they sample, so their groups are written with scores attached.
+    """
+    from rsft.sampling import allocation
+
     rd = run.round(r)
     s = run.cfg.sampling
     engine = run.engine(run.policy(r))
     params = SamplingParams.from_config(s, run.cfg.seed, r)
+    timeout, amin = run.cfg.scoring.timeout, accept_min(run.cfg)
 
-    def draw(batch: list[Prompt]) -> list[dict[str, Any]]:
-        groups = engine.generate(batch, s.n, params)
-        return [Group(p, tuple(g)).to_json() for p, g in zip(batch, groups, strict=True)]
+    if s.allocation == "uniform":
+        def draw(batch: list[Prompt]) -> list[dict[str, Any]]:
+            groups = engine.generate(batch, s.n, params)
+            return [Group(p, tuple(g)).to_json() for p, g in zip(batch, groups, strict=True)]
+    elif s.allocation == "early_stop":
+        def draw(batch: list[Prompt]) -> list[dict[str, Any]]:
+            groups = allocation.early_stop(engine, run.scorer, batch, params, s.wave, s.n, s.target_accepted,
+                                           amin, timeout)
+            return [g.to_json() for g in groups]
+    else:
+        presample = rd.path / "presample.jsonl"
+        resumable_map(run.task.train, presample,
+                      lambda batch: [g.to_json() for g in allocation.sample_scored(
+                          engine, run.scorer, batch, s.presample, params, timeout)],
+                      s.batch_size, f"round {r} presample", lambda p: p.id)
+        pre = read_groups(presample)
+        plan = allocation.gvm_plan(pre, amin, s.token_budget, s.n, s.max_per_prompt or 4 * s.n)
+        atomic_write_json(rd.path / "allocation.json", {
+            "budget_tokens": plan.budget_tokens, "presample_tokens": plan.presample_tokens,
+            "tokens_per_sample": plan.tokens_per_sample, "extra_samples": sum(plan.extra.values()),
+            "extra": plan.extra, "acceptance": plan.acceptance})
+        by_id = {g.prompt.id: g for g in pre}
+
+        def draw(batch: list[Prompt]) -> list[dict[str, Any]]:
+            grown = allocation.gvm_extend(engine, run.scorer, [by_id[p.id] for p in batch], plan.extra, params,
+                                          timeout)
+            return [g.to_json() for g in grown]
 
     resumable_map(run.task.train, rd.samples, draw, s.batch_size, f"round {r} sample", lambda p: p.id)
 
@@ -129,7 +167,11 @@ def score_stage(run: Run, r: int) -> None:
     groups = read_groups(rd.samples)
 
     def score(batch: list[Group]) -> list[dict[str, Any]]:
-        return [g.to_json() for g in score_groups(run.scorer, batch, run.cfg.scoring.timeout)]
+        # adaptive sampling already scored its groups with this scorer; keep those scores
+        todo = [g for g in batch if not g.scores and g.samples]
+        scored = score_groups(run.scorer, todo, run.cfg.scoring.timeout) if todo else []
+        done = {id(old): new for old, new in zip(todo, scored, strict=True)}
+        return [done.get(id(g), g).to_json() for g in batch]
 
     resumable_map(groups, rd.scored, score, max(1, run.cfg.sampling.batch_size), f"round {r} score",
                   lambda g: g.prompt.id)

@@ -31,6 +31,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int = 0
     round: int = 0
+    first_index: int = 0  # sample indices (and their seeds) start here: later waves of adaptive sampling
 
     @property
     def greedy(self) -> bool:

@@ -27,7 +27,7 @@ class FakeEngine:
         out = []
         for p in prompts:
             group = []
-            for i in range(n):
+            for i in range(params.first_index, params.first_index + n):
                 text = self.script(p, i)
                 ids = tuple(ord(c) for c in text)
                 group.append(Sample(p.id, i, text, ids, logprob=-float(len(ids)), entropy=1.0, finish_reason="stop"))

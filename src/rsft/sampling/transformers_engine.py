@@ -113,7 +113,7 @@ class TransformersEngine:
         for p in prompts:
             for i in range(n):
                 g = torch.Generator()
-                g.manual_seed(sample_seed(params.seed, params.round, p.id, i))
+                g.manual_seed(sample_seed(params.seed, params.round, p.id, params.first_index + i))
                 generators.append(g)
         ids: list[list[int]] = [[] for _ in range(rows)]
         logprob = torch.zeros(rows, dtype=torch.float64)
@@ -157,7 +157,7 @@ class TransformersEngine:
                 if params.stop:
                     text = cut_at_stop(text, params.stop)[0]
                 group.append(Sample(
-                    prompt_id=p.id, index=i, text=text, token_ids=tuple(ids[r]),
+                    prompt_id=p.id, index=params.first_index + i, text=text, token_ids=tuple(ids[r]),
                     logprob=float(logprob[r]), entropy=float(entropy_sum[r] / max(len(ids[r]), 1)),
                     finish_reason=reason[r],
                 ))

@@ -1,0 +1,151 @@
+"""How many samples each prompt gets: uniform, early stopping, or GVM-RAFT's variance-minimising split.
+
+Rejection sampling throws most of its samples away, so where the samples go
+matters as much as how fast they are drawn.
+
+- **early_stop** samples in waves of `w` per prompt and stops a prompt once it
+  has `m` distinct accepted samples (or reached the per-prompt maximum `n`):
+  easy prompts stop after one wave, hard ones keep going.
+- **gvm** (GVM-RAFT, arXiv 2505.02391) pre-samples `n0` per prompt, estimates
+  each prompt's acceptance rate p_i, and splits the rest of a token budget as
+  n_i ∝ G_i / sqrt(p_i + α / p_i^(β−1)), α = 1e-3, β = 2, rounded by largest
+  remainder so the total is kept. The paper's G_i is the prompt's gradient
+  norm; rsft uses the **acceptance-only variant** G_i = sqrt(p_i (1 − p_i)), the
+  standard deviation of the prompt's 0/1 reward, which is what scales the norm of
+  a baseline-corrected policy gradient for that prompt and needs no backward
+  pass. Prompts with p_i = 0 or 1 get no extra samples (their pre-samples stay).
+
+Both need scores while sampling, so samples come back already scored; the
+score stage keeps those scores instead of scoring twice. Sample indices (and so
+seeds) continue across waves, so the result does not depend on batching.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rsft.records import Group, Prompt
+from rsft.sampling.base import Engine, SamplingParams
+from rsft.scoring.base import score_groups
+from rsft.selection import normalize
+
+ALPHA, BETA = 1e-3, 2.0
+
+
+def accepted_texts(group: Group, accept_min: float) -> set[str]:
+    return {normalize(s.text) for s, c in group.scored if c.ok and c.value >= accept_min}
+
+
+def _merge(old: Group, new: Group) -> Group:
+    return Group(old.prompt, old.samples + new.samples, old.scores + new.scores)
+
+
+def sample_scored(engine: Engine, scorer: Callable[..., Any], prompts: list[Prompt], n: int,
+                  params: SamplingParams, timeout: float | None) -> list[Group]:
+    """n scored samples per prompt, indices from params.first_index."""
+    if not prompts or n <= 0:
+        return [Group(p, ()) for p in prompts]
+    drawn = engine.generate(prompts, n, params)
+    return score_groups(scorer, [Group(p, tuple(s)) for p, s in zip(prompts, drawn, strict=True)], timeout)
+
+
+def early_stop(engine: Engine, scorer: Callable[..., Any], prompts: list[Prompt], params: SamplingParams,
+               wave: int, max_n: int, target: int, accept_min: float, timeout: float | None = None) -> list[Group]:
+    """Waves of `wave` samples until a prompt has `target` distinct accepted samples or `max_n` samples."""
+    groups = {p.id: Group(p, ()) for p in prompts}
+    active = list(prompts)
+    drawn = 0
+    while active and drawn < max_n:
+        k = min(wave, max_n - drawn)
+        wave_params = SamplingParams(**{**params.__dict__, "first_index": drawn})
+        for g in sample_scored(engine, scorer, active, k, wave_params, timeout):
+            groups[g.prompt.id] = _merge(groups[g.prompt.id], g)
+        drawn += k
+        active = [p for p in active if len(accepted_texts(groups[p.id], accept_min)) < target]
+    return [groups[p.id] for p in prompts]
+
+
+def gvm_weight(p: float) -> float:
+    """GVM-RAFT's allocation weight with the acceptance-only G = sqrt(p(1-p)); 0 when p is 0 or 1."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    g = math.sqrt(p * (1 - p))
+    return g / math.sqrt(p + ALPHA / p ** (BETA - 1))
+
+
+def largest_remainder(total: int, weights: list[float], caps: list[int]) -> list[int]:
+    """Integer counts proportional to weights, summing to `total` (or to what the caps allow).
+
+    Floors first, then one more for the largest fractional parts; what a cap
+    refuses is shared again among the prompts still open.
+    """
+    counts = [0] * len(weights)
+    remaining = total
+    while remaining > 0:
+        open_idx = [i for i, w in enumerate(weights) if w > 0 and counts[i] < caps[i]]
+        if not open_idx:
+            break
+        wsum = sum(weights[i] for i in open_idx)
+        shares = {i: remaining * weights[i] / wsum for i in open_idx}
+        add = {i: min(int(shares[i]), caps[i] - counts[i]) for i in open_idx}
+        left = remaining - sum(add.values())
+        for i in sorted(open_idx, key=lambda i: (-(shares[i] % 1), i)):
+            if left == 0:
+                break
+            if counts[i] + add[i] < caps[i]:
+                add[i] += 1
+                left -= 1
+        if not any(add.values()):
+            break
+        for i, a in add.items():
+            counts[i] += a
+        remaining = left
+    return counts
+
+
+@dataclass(frozen=True)
+class GvmPlan:
+    """Extra samples per prompt after the pre-sample, and how the budget was worked out."""
+
+    extra: dict[str, int]
+    acceptance: dict[str, float]
+    budget_tokens: int
+    presample_tokens: int
+    tokens_per_sample: float
+
+
+def gvm_plan(presampled: list[Group], accept_min: float, budget_tokens: int | None, uniform_n: int,
+             max_per_prompt: int) -> GvmPlan:
+    """Split what is left of the token budget over prompts by GVM weight (largest remainder, capped)."""
+    samples = [s for g in presampled for s in g.samples]
+    used = sum(s.num_tokens for s in samples)
+    per_sample = used / len(samples) if samples else 1.0
+    budget = budget_tokens if budget_tokens is not None else int(round(uniform_n * len(presampled) * per_sample))
+    extra_samples = max(0, int((budget - used) / max(per_sample, 1e-9)))
+    acceptance = {g.prompt.id: (sum(1 for c in g.scores if c.ok and c.value >= accept_min) / len(g.samples)
+                                if g.samples else 0.0) for g in presampled}
+    weights = [gvm_weight(acceptance[g.prompt.id]) for g in presampled]
+    caps = [max(0, max_per_prompt - len(g.samples)) for g in presampled]
+    counts = largest_remainder(extra_samples, weights, caps)
+    return GvmPlan({g.prompt.id: c for g, c in zip(presampled, counts, strict=True)}, acceptance, budget, used,
+                   per_sample)
+
+
+def gvm_extend(engine: Engine, scorer: Callable[..., Any], presampled: list[Group], extra: dict[str, int],
+               params: SamplingParams, timeout: float | None = None) -> list[Group]:
+    """Draw each prompt's extra samples (indices after its pre-sample), grouping prompts by count."""
+    by_count: dict[tuple[int, int], list[Group]] = {}
+    for g in presampled:
+        if extra.get(g.prompt.id, 0) > 0:
+            by_count.setdefault((extra[g.prompt.id], len(g.samples)), []).append(g)
+    grown = {g.prompt.id: g for g in presampled}
+    for (k, first), gs in sorted(by_count.items()):
+        more = sample_scored(engine, scorer, [g.prompt for g in gs], k,
+                             SamplingParams(**{**params.__dict__, "first_index": first}), timeout)
+        for g in more:
+            grown[g.prompt.id] = _merge(grown[g.prompt.id], g)
+    return [grown[g.prompt.id] for g in presampled]
+

@@ -1,0 +1,74 @@
+"""Adaptive allocation: early stopping and GVM-RAFT's split (stage-level unit tests with the fake engine)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rsft.records import Group, Prompt, Sample, Score
+from rsft.sampling.allocation import early_stop, gvm_extend, gvm_plan, gvm_weight, largest_remainder
+from rsft.sampling.base import SamplingParams
+from rsft.sampling.fake import FakeEngine
+
+
+def exact_a(prompts, completions, **kwargs):
+    return [float(c.startswith("a")) for c in completions]
+
+
+def prompt(pid, outputs):
+    return Prompt(pid, text=pid, fields={"fake": outputs})
+
+
+def test_gvm_weight_follows_the_formula():
+    assert gvm_weight(0.0) == 0.0 and gvm_weight(1.0) == 0.0
+    p = 0.2
+    assert gvm_weight(p) == pytest.approx(math.sqrt(p * (1 - p)) / math.sqrt(p + 1e-3 / p))
+    # low-but-nonzero acceptance gets the most; near-solved prompts the least
+    assert gvm_weight(0.25) > gvm_weight(0.5) > gvm_weight(0.95) > 0
+
+
+@pytest.mark.parametrize("total, weights, caps", [
+    (10, [1, 1, 1], [10, 10, 10]), (7, [0.5, 0.25, 0.25], [100] * 3), (9, [1, 0, 2], [100, 100, 2]),
+    (100, [1, 1], [3, 4]),
+])
+def test_largest_remainder_keeps_the_total_within_caps(total, weights, caps):
+    counts = largest_remainder(total, weights, caps)
+    assert sum(counts) == min(total, sum(c for c, w in zip(caps, weights) if w > 0))
+    assert all(c <= cap for c, cap in zip(counts, caps))
+    assert all(c == 0 for c, w in zip(counts, weights) if w == 0)
+
+
+def test_early_stop_stops_each_prompt_at_m_distinct_accepted():
+    easy = prompt("easy", ["a1", "a2", "b", "b"])
+    hard = prompt("hard", ["b", "b", "b", "a1", "b", "b", "a1", "a2"])
+    never = prompt("never", ["b"])
+    groups = early_stop(FakeEngine(), exact_a, [easy, hard, never], SamplingParams(), wave=2, max_n=8,
+                        target=2, accept_min=1.0)
+    counts = {g.prompt.id: len(g.samples) for g in groups}
+    assert counts == {"easy": 2, "hard": 8, "never": 8}
+    assert [s.index for s in groups[1].samples] == list(range(8))  # indices continue across waves
+    assert all(len(g.scores) == len(g.samples) for g in groups)
+
+
+def scored_group(pid, accepted, n, tokens=4):
+    p = Prompt(pid, text=pid, fields={"fake": ["a" * tokens]})
+    samples = tuple(Sample(pid, i, "x", tuple(range(tokens))) for i in range(n))
+    return Group(p, samples, tuple(Score(1.0 if i < accepted else 0.0) for i in range(n)))
+
+
+def test_gvm_plan_spends_the_budget_on_mixed_prompts():
+    pre = [scored_group("zero", 0, 4), scored_group("all", 4, 4), scored_group("quarter", 1, 4),
+           scored_group("half", 2, 4)]
+    plan = gvm_plan(pre, accept_min=1.0, budget_tokens=None, uniform_n=8, max_per_prompt=32)
+    # uniform budget: 8 samples x 4 prompts x 4 tokens = 128 tokens; 64 spent; 16 samples left
+    assert plan.budget_tokens == 128 and plan.presample_tokens == 64
+    assert sum(plan.extra.values()) == 16
+    assert plan.extra["zero"] == 0 and plan.extra["all"] == 0
+    assert plan.extra["quarter"] > plan.extra["half"] > 0
+
+
+def test_gvm_extend_continues_indices():
+    pre = [scored_group("q", 1, 4)]
+    grown = gvm_extend(FakeEngine(), exact_a, pre, {"q": 3}, SamplingParams())
+    assert [s.index for s in grown[0].samples] == list(range(7)) and len(grown[0].scores) == 7
