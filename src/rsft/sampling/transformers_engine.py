@@ -71,9 +71,10 @@ def pick_tokens(
 class TransformersEngine:
     """Samples from an in-memory transformers model; see the module docstring for the loop."""
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch_tokens: int = 65536) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.max_batch_tokens = max_batch_tokens
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
@@ -82,19 +83,37 @@ class TransformersEngine:
 
     @classmethod
     def from_path(cls, path: str, tokenizer_path: str | None = None, dtype: str = "float32",
-                  trust_remote_code: bool = False) -> TransformersEngine:
+                  trust_remote_code: bool = False, max_batch_tokens: int = 65536) -> TransformersEngine:
         tok = load_tokenizer(tokenizer_path or path, trust_remote_code=trust_remote_code)
-        return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok)
+        return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens)
 
     def generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
+        """Prompts are bucketed by length into sub-batches of at most `max_batch_tokens` KV-cache
+        positions (rows × (prompt + new tokens)), so short prompts are not padded to long ones;
+        results come back in prompt order."""
         if not prompts:
             return []
+        texts = [render_prompt(p, self.tokenizer) for p in prompts]
+        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+        out: list[list[Sample] | None] = [None] * len(prompts)
         with torch.inference_mode():
-            return self._generate(prompts, n, params)
+            for bucket in self._buckets(order, lengths, n, params.max_new_tokens):
+                groups = self._generate([prompts[i] for i in bucket], [texts[i] for i in bucket], n, params)
+                for i, g in zip(bucket, groups, strict=True):
+                    out[i] = g
+        return out  # type: ignore[return-value]
 
-    def _generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
+    def _buckets(self, order: list[int], lengths: list[int], n: int, new_tokens: int) -> list[list[int]]:
+        buckets: list[list[int]] = [[]]
+        for i in order:  # ascending length: the newest prompt is the bucket's longest
+            if buckets[-1] and (len(buckets[-1]) + 1) * n * (lengths[i] + new_tokens) > self.max_batch_tokens:
+                buckets.append([])
+            buckets[-1].append(i)
+        return buckets
+
+    def _generate(self, prompts: list[Prompt], texts: list[str], n: int, params: SamplingParams) -> list[list[Sample]]:
         tok = self.tokenizer
-        texts = [render_prompt(p, tok) for p in prompts]
         enc = tok(texts, padding=True, padding_side="left", return_tensors="pt")
         mask = enc["attention_mask"]  # [B, P]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]

@@ -1,0 +1,122 @@
+"""Adaptive sample allocation on the demo task: yield per token, and tokens to convergence.
+
+    python bench/allocation.py yield        [--out runs/bench-alloc] [--warm-target 0.05]
+    python bench/allocation.py convergence  [--out runs/bench-alloc] [--rounds 6] [--warm-target 0.05]
+
+**yield**: one sampling round from the demo's warm-start model on its 2,000 train
+prompts, for each allocation, at an equal token budget (what uniform K=8 spends).
+It prints accepted *distinct* solutions per million generated tokens and the
+ratio to uniform, measured in one run. Addition has one right answer per
+prompt, so a distinct solution is a newly solved prompt.
+
+**convergence**: the demo's rounds with each allocation; prints the generated
+tokens (cumulative, sampling only) at which held-out greedy pass@1 first
+reaches 90%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rsft.config import build_config  # noqa: E402
+from rsft.demo import DEMO  # noqa: E402
+from rsft.rounds import run, run_round_stage  # noqa: E402
+from rsft.rundir import read_jsonl  # noqa: E402
+from rsft.selection import normalize  # noqa: E402
+
+STRATEGIES = {
+    "uniform": {"sampling.allocation": "uniform"},
+    "early_stop": {"sampling.allocation": "early_stop", "sampling.wave": 1, "sampling.target_accepted": 1},
+    "gvm": {"sampling.allocation": "gvm", "sampling.presample": 2},
+}
+
+
+def config(out: Path, name: str, changes: dict) -> object:
+    data = json.loads(json.dumps(DEMO))
+    data.update({"name": name, "output_dir": str(out)})
+    for key, value in changes.items():
+        node = data
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return build_config(data)
+
+
+def base_model(out: Path, warm_target: float) -> str:
+    """The demo's warm-start model (stopped at `warm_target` greedy pass@1), shared by every strategy."""
+    return str(run(config(out, f"base-{warm_target}", {"rounds": 0, "warm_start.target_pass1": warm_target}))
+               / "base-model")
+
+
+def round_yield(run_dir: Path) -> tuple[int, int, int]:
+    """(generated tokens, distinct accepted solutions, prompts with one) of round 0."""
+    tokens = distinct = covered = 0
+    for d in read_jsonl(run_dir / "round-000" / "scored.jsonl"):
+        tokens += sum(len(s["token_ids"]) for s in d["samples"])
+        texts = {normalize(s["text"]) for s, c in zip(d["samples"], d["scores"]) if (c.get("value") or 0) >= 1.0}
+        distinct += len(texts)
+        covered += bool(texts)
+    return tokens, distinct, covered
+
+
+def yield_bench(out: Path, warm_target: float) -> None:
+    base = base_model(out, warm_target)
+    results = {}
+    budget = None
+    for name, changes in STRATEGIES.items():
+        changes = {**changes, "model.path": base, "warm_start.enabled": False, "rounds": 0}
+        if name == "gvm":
+            changes["sampling.token_budget"] = budget
+        run_dir = run(config(out, f"yield-{warm_target}-{name}", changes))
+        run_round_stage(run_dir, 0, "sample")
+        run_round_stage(run_dir, 0, "score")
+        results[name] = round_yield(run_dir)
+        if name == "uniform":
+            budget = results[name][0]
+    print(f"\nyield, one round from the warm-start model (stopped at greedy pass@1 >= {warm_target}), 2000 prompts, "
+          f"uniform K=8 budget: {budget:,} tokens")
+    print("strategy   | tokens    | distinct accepted | prompts solved | per M tokens | vs uniform")
+    ref = results["uniform"][1] / results["uniform"][0] * 1e6
+    for name, (tokens, distinct, covered) in results.items():
+        per_m = distinct / tokens * 1e6
+        print(f"{name:10s} | {tokens:9,d} | {distinct:17d} | {covered:14d} | {per_m:12.0f} | {per_m / ref:.2f}x")
+
+
+def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
+    base = base_model(out, warm_target)
+    print(f"\nconvergence: tokens generated (sampling) until held-out greedy pass@1 >= 90%, {rounds} rounds max")
+    for name, changes in STRATEGIES.items():
+        run_dir = run(config(out, f"conv-{warm_target}-{name}", {**changes, "model.path": base, "warm_start.enabled": False,
+                                                   "rounds": rounds}))
+        total, reached, trail = 0, None, []
+        for r in range(rounds):
+            m = json.loads((run_dir / f"round-{r:03d}" / "metrics.json").read_text())
+            total += m["tokens_generated"]
+            trail.append(f"{m['eval']['greedy_pass@1']:.0%}")
+            if reached is None and m["eval"]["greedy_pass@1"] >= 0.9:
+                reached = (r, total)
+        where = f"round {reached[0]} after {reached[1]:,} tokens" if reached else "not reached"
+        print(f"{name:10s} | {where:32s} | pass@1 by round: {' '.join(trail)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["yield", "convergence"])
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-alloc"))
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--warm-target", type=float, default=0.05, help="warm-start greedy pass@1 target (demo: 0.05)")
+    args = ap.parse_args()
+    if args.what == "yield":
+        yield_bench(args.out, args.warm_target)
+    else:
+        convergence_bench(args.out, args.rounds, args.warm_target)
+
+
+if __name__ == "__main__":
+    main()
