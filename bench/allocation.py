@@ -32,6 +32,8 @@ from rsft.selection import normalize  # noqa: E402
 STRATEGIES = {
     "uniform": {"sampling.allocation": "uniform"},
     "early_stop": {"sampling.allocation": "early_stop", "sampling.wave": 1, "sampling.target_accepted": 1},
+    "early_stop+give_up": {"sampling.allocation": "early_stop", "sampling.wave": 1, "sampling.target_accepted": 1,
+                           "sampling.give_up_after": 2},
     "gvm": {"sampling.allocation": "gvm", "sampling.presample": 2},
 }
 
@@ -73,7 +75,7 @@ def yield_bench(out: Path, warm_target: float) -> None:
         changes = {**changes, "model.path": base, "warm_start.enabled": False, "rounds": 0}
         if name == "gvm":
             changes["sampling.token_budget"] = budget
-        run_dir = run(config(out, f"yield-{warm_target}-{name}", changes))
+        run_dir = run(config(out, f"yield-{warm_target}-{name.replace('+', '-')}", changes))
         run_round_stage(run_dir, 0, "sample")
         run_round_stage(run_dir, 0, "score")
         results[name] = round_yield(run_dir)
@@ -81,18 +83,18 @@ def yield_bench(out: Path, warm_target: float) -> None:
             budget = results[name][0]
     print(f"\nyield, one round from the warm-start model (stopped at greedy pass@1 >= {warm_target}), 2000 prompts, "
           f"uniform K=8 budget: {budget:,} tokens")
-    print("strategy   | tokens    | distinct accepted | prompts solved | per M tokens | vs uniform")
+    print("strategy           | tokens    | distinct accepted | prompts solved | per M tokens | vs uniform")
     ref = results["uniform"][1] / results["uniform"][0] * 1e6
     for name, (tokens, distinct, covered) in results.items():
         per_m = distinct / tokens * 1e6
-        print(f"{name:10s} | {tokens:9,d} | {distinct:17d} | {covered:14d} | {per_m:12.0f} | {per_m / ref:.2f}x")
+        print(f"{name:18s} | {tokens:9,d} | {distinct:17d} | {covered:14d} | {per_m:12.0f} | {per_m / ref:.2f}x")
 
 
 def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
     base = base_model(out, warm_target)
     print(f"\nconvergence: tokens generated (sampling) until held-out greedy pass@1 >= 90%, {rounds} rounds max")
     for name, changes in STRATEGIES.items():
-        run_dir = run(config(out, f"conv-{warm_target}-{name}", {**changes, "model.path": base, "warm_start.enabled": False,
+        run_dir = run(config(out, f"conv-{warm_target}-{name.replace('+', '-')}", {**changes, "model.path": base, "warm_start.enabled": False,
                                                    "rounds": rounds}))
         total, reached, trail = 0, None, []
         for r in range(rounds):
@@ -102,7 +104,7 @@ def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
             if reached is None and m["eval"]["greedy_pass@1"] >= 0.9:
                 reached = (r, total)
         where = f"round {reached[0]} after {reached[1]:,} tokens" if reached else "not reached"
-        print(f"{name:10s} | {where:32s} | pass@1 by round: {' '.join(trail)}")
+        print(f"{name:18s} | {where:32s} | pass@1 by round: {' '.join(trail)}")
 
 
 def main() -> None:

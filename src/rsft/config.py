@@ -82,6 +82,9 @@ class SamplingConfig(Section):
     )
     wave: int = Field(4, description="early_stop: samples per prompt per wave.", gt=0)
     target_accepted: int = Field(2, description="early_stop: stop a prompt at this many distinct accepted.", gt=0)
+    give_up_after: int | None = Field(
+        None, description="early_stop: also stop a prompt with nothing accepted after this many samples.", gt=0
+    )
     presample: int = Field(4, description="gvm: samples per prompt before allocating the rest (n0).", gt=0)
     token_budget: int | None = Field(
         None, description="gvm: generated tokens for the round; default: what n per prompt would cost.", gt=0

@@ -137,7 +137,7 @@ def sample_stage(run: Run, r: int) -> None:
     elif s.allocation == "early_stop":
         def draw(batch: list[Prompt]) -> list[dict[str, Any]]:
             groups = allocation.early_stop(engine, run.scorer, batch, params, s.wave, s.n, s.target_accepted,
-                                           amin, timeout)
+                                           amin, timeout, s.give_up_after)
             return [g.to_json() for g in groups]
     else:
         presample = rd.path / "presample.jsonl"

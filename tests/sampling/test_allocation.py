@@ -51,6 +51,14 @@ def test_early_stop_stops_each_prompt_at_m_distinct_accepted():
     assert all(len(g.scores) == len(g.samples) for g in groups)
 
 
+def test_give_up_after_stops_hopeless_prompts():
+    late = prompt("late", ["b", "b", "b", "a"])
+    early = prompt("early", ["b", "a"])
+    groups = early_stop(FakeEngine(), exact_a, [late, early], SamplingParams(), wave=1, max_n=8, target=1,
+                        accept_min=1.0, give_up_after=3)
+    assert {g.prompt.id: len(g.samples) for g in groups} == {"late": 3, "early": 2}
+
+
 def scored_group(pid, accepted, n, tokens=4):
     p = Prompt(pid, text=pid, fields={"fake": ["a" * tokens]})
     samples = tuple(Sample(pid, i, "x", tuple(range(tokens))) for i in range(n))

@@ -5,7 +5,8 @@ matters as much as how fast they are drawn.
 
 - **early_stop** samples in waves of `w` per prompt and stops a prompt once it
   has `m` distinct accepted samples (or reached the per-prompt maximum `n`):
-  easy prompts stop after one wave, hard ones keep going.
+  easy prompts stop after one wave, hard ones keep going; with `give_up_after`,
+  a prompt with nothing accepted after that many samples stops as well.
 - **gvm** (GVM-RAFT, arXiv 2505.02391) pre-samples `n0` per prompt, estimates
   each prompt's acceptance rate p_i, and splits the rest of a token budget as
   n_i ∝ G_i / sqrt(p_i + α / p_i^(β−1)), α = 1e-3, β = 2, rounded by largest
@@ -53,8 +54,14 @@ def sample_scored(engine: Engine, scorer: Callable[..., Any], prompts: list[Prom
 
 
 def early_stop(engine: Engine, scorer: Callable[..., Any], prompts: list[Prompt], params: SamplingParams,
-               wave: int, max_n: int, target: int, accept_min: float, timeout: float | None = None) -> list[Group]:
-    """Waves of `wave` samples until a prompt has `target` distinct accepted samples or `max_n` samples."""
+               wave: int, max_n: int, target: int, accept_min: float, timeout: float | None = None,
+               give_up_after: int | None = None) -> list[Group]:
+    """Waves of `wave` samples until a prompt has `target` distinct accepted samples or `max_n` samples.
+
+    With `give_up_after`, a prompt with no accepted sample after that many draws
+    stops too: on most tasks acceptance is bimodal across prompts, so the
+    samples a hopeless prompt would take are better spent elsewhere.
+    """
     groups = {p.id: Group(p, ()) for p in prompts}
     active = list(prompts)
     drawn = 0
@@ -64,7 +71,9 @@ def early_stop(engine: Engine, scorer: Callable[..., Any], prompts: list[Prompt]
         for g in sample_scored(engine, scorer, active, k, wave_params, timeout):
             groups[g.prompt.id] = _merge(groups[g.prompt.id], g)
         drawn += k
-        active = [p for p in active if len(accepted_texts(groups[p.id], accept_min)) < target]
+        active = [p for p in active if len(accepted_texts(groups[p.id], accept_min)) < target
+                  and not (give_up_after is not None and drawn >= give_up_after
+                           and not accepted_texts(groups[p.id], accept_min))]
     return [groups[p.id] for p in prompts]
 
 
