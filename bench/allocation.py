@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rsft.config import build_config  # noqa: E402
-from rsft.demo import DEMO  # noqa: E402
+from common import demo_variant  # noqa: E402
+
 from rsft.rounds import run, run_round_stage  # noqa: E402
 from rsft.rundir import read_jsonl  # noqa: E402
 from rsft.selection import normalize  # noqa: E402
@@ -38,21 +38,9 @@ STRATEGIES = {
 }
 
 
-def config(out: Path, name: str, changes: dict) -> object:
-    data = json.loads(json.dumps(DEMO))
-    data.update({"name": name, "output_dir": str(out)})
-    for key, value in changes.items():
-        node = data
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return build_config(data)
-
-
 def base_model(out: Path, warm_target: float) -> str:
     """The demo's warm-start model (stopped at `warm_target` greedy pass@1), shared by every strategy."""
-    return str(run(config(out, f"base-{warm_target}", {"rounds": 0, "warm_start.target_pass1": warm_target}))
+    return str(run(demo_variant(out, f"base-{warm_target}", {"rounds": 0, "warm_start.target_pass1": warm_target}))
                / "base-model")
 
 
@@ -75,7 +63,7 @@ def yield_bench(out: Path, warm_target: float) -> None:
         changes = {**changes, "model.path": base, "warm_start.enabled": False, "rounds": 0}
         if name == "gvm":
             changes["sampling.token_budget"] = budget
-        run_dir = run(config(out, f"yield-{warm_target}-{name.replace('+', '-')}", changes))
+        run_dir = run(demo_variant(out, f"yield-{warm_target}-{name.replace('+', '-')}", changes))
         run_round_stage(run_dir, 0, "sample")
         run_round_stage(run_dir, 0, "score")
         results[name] = round_yield(run_dir)
@@ -94,7 +82,7 @@ def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
     base = base_model(out, warm_target)
     print(f"\nconvergence: tokens generated (sampling) until held-out greedy pass@1 >= 90%, {rounds} rounds max")
     for name, changes in STRATEGIES.items():
-        run_dir = run(config(out, f"conv-{warm_target}-{name.replace('+', '-')}", {**changes, "model.path": base, "warm_start.enabled": False,
+        run_dir = run(demo_variant(out, f"conv-{warm_target}-{name.replace('+', '-')}", {**changes, "model.path": base, "warm_start.enabled": False,
                                                    "rounds": rounds}))
         total, reached, trail = 0, None, []
         for r in range(rounds):

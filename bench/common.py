@@ -63,6 +63,24 @@ def interleaved(contenders: dict[str, Callable[[], int]], repeats: int) -> dict[
     return rates
 
 
+def demo_variant(out: Path, name: str, changes: dict) -> object:
+    """The demo's config under another name and output dir, with dotted-key changes applied."""
+    import json
+
+    from rsft.config import build_config
+    from rsft.demo import DEMO
+
+    data = json.loads(json.dumps(DEMO))
+    data.update({"name": name, "output_dir": str(out)})
+    for key, value in changes.items():
+        node = data
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return build_config(data)
+
+
 def machine() -> str:
     return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 

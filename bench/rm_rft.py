@@ -20,28 +20,18 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 from pathlib import Path
 
-from rsft.config import build_config
-from rsft.demo import DEMO
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import demo_variant  # noqa: E402
+
 from rsft.records import Group
 from rsft.rounds import run, run_round_stage
 from rsft.rundir import read_jsonl
 from rsft.tasks.addition import addition_scorer
 from rsft.training.export import export_pairs
 from rsft.training.preference import RewardModelTraining, train_reward_model
-
-
-def config(out: Path, name: str, **changes) -> object:
-    data = json.loads(json.dumps(DEMO))
-    data.update({"name": name, "output_dir": str(out)})
-    for key, value in changes.items():
-        node = data
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return build_config(data)
 
 
 def verifier_share(kept_path: Path) -> float:
@@ -65,7 +55,7 @@ def main() -> None:
         shutil.rmtree(args.out)
 
     # 1-2. warm start, then one round of K=16 verifier-labelled samples (sample + score only)
-    collect = run(config(args.out, "collect", rounds=0, **{"sampling.n": 16}))
+    collect = run(demo_variant(args.out, "collect", {"rounds": 0, "sampling.n": 16}))
     run_round_stage(collect, 0, "sample")
     run_round_stage(collect, 0, "score")
     base = collect / "base-model"
@@ -93,12 +83,12 @@ def main() -> None:
     print(f"RM threshold (midpoint of held-out correct/incorrect means): {threshold:.3f}")
 
     # 5. RFT scored by the RM alone; held-out metrics judged by the verifier
-    rft_cfg = config(args.out, "rft", rounds=args.rounds,
-                     scorer={"name": "reward_model", "kwargs": {"path": str(args.out / "rm"), "batch_size": 256,
-                                                               "max_length": 32}},
-                     **{"eval.scorer": "addition", "model.path": str(base),
-                        "warm_start.enabled": False,
-                        "selection.rules": [{"rule": "top_k", "k": 1}, {"rule": "passes", "min": threshold}]})
+    rft_cfg = demo_variant(args.out, "rft", {
+        "rounds": args.rounds,
+        "scorer": {"name": "reward_model", "kwargs": {"path": str(args.out / "rm"), "batch_size": 256, "max_length": 32}},
+        "eval.scorer": "addition", "model.path": str(base), "warm_start.enabled": False,
+        "selection.rules": [{"rule": "top_k", "k": 1}, {"rule": "passes", "min": threshold}],
+    })
     rft = run(rft_cfg)
 
     # 6. verifier pass@1 beside the RM score, and how much of what the RM kept is really correct

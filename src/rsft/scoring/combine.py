@@ -38,40 +38,30 @@ def _first_error(children: list[Labelled], scores: list[Score]) -> str | None:
     return next((f"{label}: {s.error}" for (label, _), s in zip(children, scores, strict=True) if not s.ok), None)
 
 
-def weighted_sum(children: list[Labelled], weights: list[float]) -> Callable[..., list[Score]]:
-    if len(weights) != len(children):
-        raise ValueError(f"{len(weights)} weights for {len(children)} scorers")
+def reduce_children(children: list[Labelled], fold: Callable[[list[float]], float]) -> Callable[..., list[Score]]:
+    """A scorer folding its children's values per sample (sum, max, min...); any child error wins."""
 
     def score(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Score]:
-        results = _children(children, prompts, completions, kwargs)
         out = []
-        for per_sample in zip(*results, strict=True):
-            parts, err = _parts(children, list(per_sample)), _first_error(children, list(per_sample))
-            if err:
-                out.append(Score(None, parts, err))
-                continue
-            total = sum(w * float(s.value) for w, s in zip(weights, per_sample, strict=True))
-            out.append(Score(total, parts, answer=_answer(per_sample)))
+        for per_sample in zip(*_children(children, prompts, completions, kwargs), strict=True):
+            scores = list(per_sample)
+            parts, err = _parts(children, scores), _first_error(children, scores)
+            value = None if err else fold([float(s.value) for s in scores])
+            out.append(Score(value, parts, err, None if err else _answer(per_sample)))
         return out
 
     return score
+
+
+def weighted_sum(children: list[Labelled], weights: list[float]) -> Callable[..., list[Score]]:
+    if len(weights) != len(children):
+        raise ValueError(f"{len(weights)} weights for {len(children)} scorers")
+    return reduce_children(children, lambda values: sum(w * v for w, v in zip(weights, values, strict=True)))
 
 
 def extreme(children: list[Labelled], pick: Callable[[list[float]], float]) -> Callable[..., list[Score]]:
     """max or min over the children's values."""
-
-    def score(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Score]:
-        results = _children(children, prompts, completions, kwargs)
-        out = []
-        for per_sample in zip(*results, strict=True):
-            parts, err = _parts(children, list(per_sample)), _first_error(children, list(per_sample))
-            if err:
-                out.append(Score(None, parts, err))
-            else:
-                out.append(Score(pick([float(s.value) for s in per_sample]), parts, answer=_answer(per_sample)))
-        return out
-
-    return score
+    return reduce_children(children, pick)
 
 
 def gate(gate_child: Labelled, then: Labelled, min_value: float = 1.0, otherwise: float = 0.0) -> Callable[..., list[Score]]:
