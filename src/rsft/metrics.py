@@ -6,6 +6,7 @@ Everything here is a pure function of records already on disk, so
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from typing import Any
@@ -78,6 +79,8 @@ def round_metrics(scored: list[Group], selection: Selection, pass_min: float | N
     n_acc = sum(len(a) for a in accepted)
     ok_groups = [[c.value for c in g.scores if c.ok] for g in scored]
     tokens = sum(s.num_tokens for s in samples)
+    measured = [s for s in samples if math.isfinite(s.entropy)]  # engines that cannot measure it say NaN
+    measured_tokens = sum(s.num_tokens for s in measured)
     return {
         "prompts": len(scored),
         "samples": n_samples,
@@ -89,7 +92,7 @@ def round_metrics(scored: list[Group], selection: Selection, pass_min: float | N
         "reward_mean": statistics.fmean(v for vs in ok_groups for v in vs) if any(ok_groups) else 0.0,
         "reward_max_mean": statistics.fmean(max(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
         "reward_median_mean": statistics.fmean(statistics.median(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
-        "entropy_mean": sum(s.entropy * s.num_tokens for s in samples) / tokens if tokens else 0.0,
+        "entropy_mean": sum(s.entropy * s.num_tokens for s in measured) / measured_tokens if measured_tokens else None,
         "tokens_generated": tokens,
         "tokens_per_prompt": tokens / len(scored) if scored else 0.0,
         "finished_by_length": sum(s.finish_reason == "length" for s in samples) / n_samples if n_samples else 0.0,
