@@ -174,7 +174,14 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     if not train:
         raise DataError(f"{pairs_path}: no training pairs left after holding out {cfg.eval_fraction:.0%}")
     tokenizer = load_tokenizer(cfg.init, what="reward model init")
-    model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=_DTYPES[cfg.dtype])
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a causal LM has no score head yet; its "MISSING score.weight" is expected
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=_DTYPES[cfg.dtype])
+    finally:
+        hf_logging.set_verbosity(level)
     model.config.pad_token_id = tokenizer.pad_token_id
     collator = PairCollator(tokenizer, cfg.max_length)
     before = evaluate_pairs(model, collator, held, cfg.bins) if held else None
