@@ -50,15 +50,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-rm"))
+    ap.add_argument("--collect-prompts", type=int, default=8000, help="prompts sampled for RM pairs")
+    ap.add_argument("--rm-epochs", type=float, default=4.0)
     args = ap.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
 
-    # 1-2. warm start, then one round of K=16 verifier-labelled samples (sample + score only)
-    collect = run(demo_variant(args.out, "collect", {"rounds": 0, "sampling.n": 16}))
+    # 1. the demo's warm-start model
+    base = run(demo_variant(args.out, "base", {"rounds": 0})) / "base-model"
+
+    # 2. K=16 verifier-labelled samples on a separate prompt set (task seed 1: no overlap with the
+    #    demo's train/held-out prompts beyond chance), sample + score stages only
+    collect = run(demo_variant(args.out, "collect", {
+        "rounds": 0, "sampling.n": 16, "model.path": str(base), "warm_start.enabled": False, "eval.enabled": False,
+        "task.params": {"digits": 3, "n_train": args.collect_prompts, "n_eval": 0, "n_gold": 0, "seed": 1}}))
     run_round_stage(collect, 0, "sample")
     run_round_stage(collect, 0, "score")
-    base = collect / "base-model"
 
     # 3. correct-vs-incorrect pairs
     pairs, count = export_pairs(collect, 0, all_pairs=True, threshold=1.0, cap=8)
@@ -66,7 +73,7 @@ def main() -> None:
 
     # 4. the reward model, initialised from the policy
     report = train_reward_model(pairs, args.out / "rm", RewardModelTraining(
-        init=str(base), learning_rate=1e-3, epochs=3, batch_size=32, max_length=32, eval_fraction=0.15))
+        init=str(base), learning_rate=1e-3, epochs=args.rm_epochs, batch_size=64, max_length=32, eval_fraction=0.1))
     ev = report["eval"]
     print(f"reward model: {report['train_pairs']} train / {report['eval_pairs']} held-out pairs, "
           f"held-out accuracy {report['eval_before']['accuracy']:.3f} -> {ev['accuracy']:.3f}, ECE {ev['ece']:.3f}")
@@ -76,7 +83,7 @@ def main() -> None:
     from rsft.training.preference import load_pairs, split_pairs
 
     rm = build_scorer({"name": "reward_model", "kwargs": {"path": str(args.out / "rm")}})
-    _, held = split_pairs(load_pairs(pairs), 0.15, 0)
+    _, held = split_pairs(load_pairs(pairs), 0.1, 0)
     chosen = rm(prompts=[p.prompt for p in held], completions=[p.chosen for p in held])
     rejected = rm(prompts=[p.prompt for p in held], completions=[p.rejected for p in held])
     threshold = (statistics.fmean(s.value for s in chosen) + statistics.fmean(s.value for s in rejected)) / 2
@@ -92,7 +99,7 @@ def main() -> None:
     rft = run(rft_cfg)
 
     # 6. verifier pass@1 beside the RM score, and how much of what the RM kept is really correct
-    base_eval = json.loads((collect / "base-eval.json").read_text())
+    base_eval = json.loads((args.out / "base" / "base-eval.json").read_text())
     print("\nround | verifier greedy pass@1 | verifier pass@8 | mean RM score (samples) | RM-kept | verifier-correct share of RM-kept")
     print(f" base | {base_eval['greedy_pass@1']:.1%} | {base_eval['pass@8']:.1%} | - | - | -")
     for r in range(args.rounds):
