@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rsft.errors import DataError
-from rsft.rundir import RoundDir, append_jsonl, atomic_write_json, read_jsonl, truncate_torn_tail
+from rsft.rundir import RoundDir, append_jsonl, atomic_write_json, read_jsonl, truncate_lines, truncate_torn_tail
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -33,3 +33,10 @@ def test_done_markers(tmp_path):
     assert rd.path.name == "round-002" and not rd.done("sample")
     rd.mark_done("sample")
     assert rd.done("sample")
+
+
+def test_truncate_lines_keeps_bytes(tmp_path):
+    p = tmp_path / "s.jsonl"
+    p.write_bytes(b'{"a": 1.10}\n{"b": "\xc3\xa9"}\n{"c": 3}\n')
+    truncate_lines(p, 2)
+    assert p.read_bytes() == b'{"a": 1.10}\n{"b": "\xc3\xa9"}\n'

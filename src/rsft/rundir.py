@@ -89,6 +89,14 @@ def truncate_torn_tail(path: Path) -> None:
             f.truncate(cut)
 
 
+def truncate_lines(path: Path, keep: int) -> None:
+    """Keep the first `keep` lines of a file, byte for byte (no re-serialisation)."""
+    with open(path, "rb") as f:
+        offset = sum(len(line) for _, line in zip(range(keep), f))
+    with open(path, "r+b") as f:
+        f.truncate(offset)
+
+
 class RoundDir:
     """Paths and done-markers of one round: ``RUN/round-NNN/``."""
 

@@ -19,7 +19,7 @@ from rsft.config import PassesRule, RunConfig, load_config
 from rsft.errors import RsftError
 from rsft.records import Group, Prompt
 from rsft.rundir import (
-    RoundDir, append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl, truncate_torn_tail,
+    RoundDir, append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl, truncate_lines, truncate_torn_tail,
 )
 from rsft.progress import progress_bar
 from rsft.sampling.base import SamplingParams, build_engine
@@ -97,7 +97,7 @@ def resumable_map(items: list[Any], out: Path, fn: Callable[[list[Any]], list[di
             raise RsftError(f"{out}:{i + 1}: written for prompt {row['prompt']['id']!r}, expected "
                             f"{item_id(items[i])!r}; the run's prompts changed, start a new run")
     if whole < len(done):
-        atomic_write_jsonl(out, done[:whole])
+        truncate_lines(out, whole)
     out.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar(label, total=len(items), completed=whole) as (bar, task):
         for batch in _batches(items[whole:], batch_size):
