@@ -55,7 +55,7 @@ def _as_prompts(prompts: list[Any] | None, input_path: str | Path | None, prompt
 
 def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_path: str | Path | None = None,
               n: int = 16, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-              max_new_tokens: int = 256, engine: str = "transformers", return_all: bool = False, seed: int = 0,
+              max_new_tokens: int = 256, engine: str = "auto", return_all: bool = False, seed: int = 0,
               prompt_column: str = "prompt", batch_size: int = 16, timeout: float | None = None) -> list[BestOfN]:
     """Best of `n` samples per prompt under `scorer` (a name, 'module:function', a spec, or a callable)."""
     from rsft.progress import progress_bar, quiet_hf

@@ -208,7 +208,7 @@ def best_of_n_cmd(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Top-p.")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 256,
-    engine: Annotated[str, typer.Option(help="Sampling engine.")] = "transformers",
+    engine: Annotated[str, typer.Option(help="Sampling engine (auto, transformers, ctranslate2).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""

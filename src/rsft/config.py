@@ -69,7 +69,14 @@ class TaskConfig(Section):
 
 
 class SamplingConfig(Section):
-    engine: str = Field("transformers", description="Sampling engine: transformers, fake, or 'module:factory'.")
+    engine: str = Field(
+        "auto", description="Sampling engine: auto (fastest installed for the device), transformers, ctranslate2, "
+        "fake, or 'module:factory'."
+    )
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="The engine's own settings, e.g. {compute_type: int8} for ctranslate2 or "
+        "{max_batch_tokens: 32768}."
+    )
     n: int = Field(8, description="Samples per prompt (K).", gt=0)
     temperature: float = Field(1.0, description="Sampling temperature; 0 means greedy.", ge=0)
     top_p: float = Field(1.0, description="Nucleus sampling mass.", gt=0, le=1)

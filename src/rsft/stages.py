@@ -73,8 +73,8 @@ class Run:
     def engine(self, model_path: str) -> Any:
         m = self.cfg.model
         tok = m.tokenizer if model_path == m.path else None
-        return build_engine(self.cfg.sampling.engine, model_path, tok, m.dtype,
-                            self.cfg.sampling.batch_size, m.trust_remote_code)
+        return build_engine(self.cfg.sampling.engine, model_path, tok, m.dtype, m.trust_remote_code,
+                            **self.cfg.sampling.engine_options)
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -353,13 +353,13 @@ class CTranslate2Engine:
         hypothesis, copied n times."""
         texts = self.tokenizer.batch_decode(result.sequences_ids, skip_special_tokens=True)
         rows = list(zip(result.sequences_ids, texts, result.scores, entropies or [math.nan] * len(texts)))
-        random.Random(sample_seed(params.seed, params.round, prompt.id, -1)).shuffle(rows)
+        random.Random(sample_seed(params.seed, params.round, prompt.id, -1 - params.first_index)).shuffle(rows)
         out = []
         for i in range(n):
             ids, text, logprob, entropy = rows[i % len(rows)]
             text, stopped = cut_at_stop(text, params.stop) if params.stop else (text, False)
             stopped = stopped or (bool(ids) and ids[-1] in self.eos_ids)
-            out.append(Sample(prompt_id=prompt.id, index=i, text=text, token_ids=tuple(ids), logprob=float(logprob),
+            out.append(Sample(prompt_id=prompt.id, index=params.first_index + i, text=text, token_ids=tuple(ids), logprob=float(logprob),
                               entropy=float(entropy), finish_reason="stop" if stopped else "length"))
         return out
 
@@ -387,7 +387,8 @@ class CTranslate2Engine:
 
 def _batch_seed(params: SamplingParams, prompt_ids: list[str], n: int) -> int:
     """The 32-bit seed of one batch (all CTranslate2 takes), from the run seed, round, n and its prompts."""
-    return sample_seed(params.seed, params.round, "\x1f".join(prompt_ids), n) & 0xFFFFFFFF
+    key = "\x1f".join(prompt_ids) + f"\x1e{params.first_index}"  # later waves draw afresh
+    return sample_seed(params.seed, params.round, key, n) & 0xFFFFFFFF
 
 
 def _eos_ids(path: Path, tokenizer: Any) -> list[int]:
