@@ -29,6 +29,7 @@ from rsft.rounds import run, run_round_stage  # noqa: E402
 from rsft.rundir import read_jsonl  # noqa: E402
 from rsft.selection import normalize  # noqa: E402
 
+PIN = {"sampling.engine": "transformers"}  # per-sample seeds: allocations differ only in where samples go
 STRATEGIES = {
     "uniform": {"sampling.allocation": "uniform"},
     "early_stop": {"sampling.allocation": "early_stop", "sampling.wave": 1, "sampling.target_accepted": 1},
@@ -40,7 +41,7 @@ STRATEGIES = {
 
 def base_model(out: Path, warm_target: float) -> str:
     """The demo's warm-start model (stopped at `warm_target` greedy pass@1), shared by every strategy."""
-    return str(run(demo_variant(out, f"base-{warm_target}", {"rounds": 0, "warm_start.target_pass1": warm_target}))
+    return str(run(demo_variant(out, f"base-{warm_target}", {**PIN, "rounds": 0, "warm_start.target_pass1": warm_target}))
                / "base-model")
 
 
@@ -60,7 +61,7 @@ def yield_bench(out: Path, warm_target: float) -> None:
     results = {}
     budget = None
     for name, changes in STRATEGIES.items():
-        changes = {**changes, "model.path": base, "warm_start.enabled": False, "rounds": 0}
+        changes = {**PIN, **changes, "model.path": base, "warm_start.enabled": False, "rounds": 0}
         if name == "gvm":
             changes["sampling.token_budget"] = budget
         run_dir = run(demo_variant(out, f"yield-{warm_target}-{name.replace('+', '-')}", changes))
@@ -82,7 +83,7 @@ def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
     base = base_model(out, warm_target)
     print(f"\nconvergence: tokens generated (sampling) until held-out greedy pass@1 >= 90%, {rounds} rounds max")
     for name, changes in STRATEGIES.items():
-        run_dir = run(demo_variant(out, f"conv-{warm_target}-{name.replace('+', '-')}", {**changes, "model.path": base, "warm_start.enabled": False,
+        run_dir = run(demo_variant(out, f"conv-{warm_target}-{name.replace('+', '-')}", {**PIN, **changes, "model.path": base, "warm_start.enabled": False,
                                                    "rounds": rounds}))
         total, reached, trail = 0, None, []
         for r in range(rounds):

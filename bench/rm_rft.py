@@ -51,18 +51,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-rm"))
     ap.add_argument("--collect-prompts", type=int, default=8000, help="prompts sampled for RM pairs")
-    ap.add_argument("--rm-epochs", type=float, default=4.0)
+    ap.add_argument("--rm-epochs", type=float, default=8.0)
+    ap.add_argument("--rm-lr", type=float, default=1e-4)
     args = ap.parse_args()
-    if args.out.exists():
-        shutil.rmtree(args.out)
+    for stale in ("rm", "rft"):  # base and collect resume (they are deterministic); these are redone
+        shutil.rmtree(args.out / stale, ignore_errors=True)
 
     # 1. the demo's warm-start model
-    base = run(demo_variant(args.out, "base", {"rounds": 0})) / "base-model"
+    pin = {"sampling.engine": "transformers"}  # the engine these runs were first recorded with
+    base = run(demo_variant(args.out, "base", {"rounds": 0, **pin})) / "base-model"
 
     # 2. K=16 verifier-labelled samples on a separate prompt set (task seed 1: no overlap with the
     #    demo's train/held-out prompts beyond chance), sample + score stages only
     collect = run(demo_variant(args.out, "collect", {
-        "rounds": 0, "sampling.n": 16, "model.path": str(base), "warm_start.enabled": False, "eval.enabled": False,
+        **pin, "rounds": 0, "sampling.n": 16, "model.path": str(base), "warm_start.enabled": False, "eval.enabled": False,
         "task.params": {"digits": 3, "n_train": args.collect_prompts, "n_eval": 0, "n_gold": 0, "seed": 1}}))
     run_round_stage(collect, 0, "sample")
     run_round_stage(collect, 0, "score")
@@ -73,7 +75,7 @@ def main() -> None:
 
     # 4. the reward model, initialised from the policy
     report = train_reward_model(pairs, args.out / "rm", RewardModelTraining(
-        init=str(base), learning_rate=1e-3, epochs=args.rm_epochs, batch_size=64, max_length=32, eval_fraction=0.1))
+        init=str(base), learning_rate=args.rm_lr, epochs=args.rm_epochs, batch_size=64, max_length=32, eval_fraction=0.1))
     ev = report["eval"]
     print(f"reward model: {report['train_pairs']} train / {report['eval_pairs']} held-out pairs, "
           f"held-out accuracy {report['eval_before']['accuracy']:.3f} -> {ev['accuracy']:.3f}, ECE {ev['ece']:.3f}")
@@ -91,7 +93,7 @@ def main() -> None:
 
     # 5. RFT scored by the RM alone; held-out metrics judged by the verifier
     rft_cfg = demo_variant(args.out, "rft", {
-        "rounds": args.rounds,
+        **pin, "rounds": args.rounds,
         "scorer": {"name": "reward_model", "kwargs": {"path": str(args.out / "rm"), "batch_size": 256, "max_length": 32}},
         "eval.scorer": "addition", "model.path": str(base), "warm_start.enabled": False,
         "selection.rules": [{"rule": "top_k", "k": 1}, {"rule": "passes", "min": threshold}],
