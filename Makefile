@@ -18,7 +18,7 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e '.[test,ctranslate2]'
+	$(PIP) install -q -e '.[test,ctranslate2,math,json]'
 	touch $@
 
 # bubblewrap gives the code-execution scorer its strongest sandbox; without it (no root, no apt),
