@@ -11,7 +11,6 @@ TORCH  := torch==2.13.0
 
 $(PY):
 	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 
 $(VENV)/.torch: | $(PY)
 	$(PIP) install -q $(TORCH)
