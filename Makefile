@@ -39,7 +39,7 @@ test-slow: $(VENV)/.rsft $(VENV)/.sandbox
 	$(PY) -m pytest -p no:cacheprovider -m slow
 
 bench: $(VENV)/.rsft
-	$(PY) bench/sampling.py
+	$(PY) bench/throughput.py
 
 clean:
 	rm -rf $(VENV) runs
