@@ -76,6 +76,17 @@ def test_gvm_plan_spends_the_budget_on_mixed_prompts():
     assert plan.extra["quarter"] > plan.extra["half"] > 0
 
 
+def test_gvm_plan_keeps_the_total_when_caps_bind():
+    # one mixed prompt capped at 6 extra; the rest of the 8x budget spills to the unsolved, then solved
+    pre = [scored_group("zero1", 0, 2), scored_group("zero2", 0, 2), scored_group("half", 1, 2),
+           scored_group("all", 2, 2)]
+    plan = gvm_plan(pre, accept_min=1.0, budget_tokens=None, uniform_n=8, max_per_prompt=8)
+    assert sum(plan.extra.values()) == 24  # 32 samples of budget - 8 presampled
+    assert plan.extra == {"half": 6, "zero1": 6, "zero2": 6, "all": 6}
+    small = gvm_plan(pre, accept_min=1.0, budget_tokens=4 * 20, uniform_n=8, max_per_prompt=8)
+    assert small.extra == {"half": 6, "zero1": 3, "zero2": 3, "all": 0}  # 12 extra: GVM share, then unsolved
+
+
 def test_gvm_extend_continues_indices():
     pre = [scored_group("q", 1, 4)]
     grown = gvm_extend(FakeEngine(), exact_a, pre, {"q": 3}, SamplingParams())

@@ -14,7 +14,11 @@ matters as much as how fast they are drawn.
   norm; rsft uses the **acceptance-only variant** G_i = sqrt(p_i (1 − p_i)), the
   standard deviation of the prompt's 0/1 reward, which is what scales the norm of
   a baseline-corrected policy gradient for that prompt and needs no backward
-  pass. Prompts with p_i = 0 or 1 get no extra samples (their pre-samples stay).
+  pass. Prompts with p_i = 0 or 1 get no GVM share. When the per-prompt cap
+  stops the mixed prompts from taking the whole budget, the rest is spread
+  evenly over the p_i = 0 prompts (their true rate may just be below 1/n0),
+  then over the p_i = 1 ones, so the total is kept, as the paper's rounding step
+  requires; it is not left unspent.
 
 Both need scores while sampling, so samples come back already scored; the
 score stage keeps those scores instead of scoring twice. Sample indices (and so
@@ -139,6 +143,13 @@ def gvm_plan(presampled: list[Group], accept_min: float, budget_tokens: int | No
     weights = [gvm_weight(acceptance[g.prompt.id]) for g in presampled]
     caps = [max(0, max_per_prompt - len(g.samples)) for g in presampled]
     counts = largest_remainder(extra_samples, weights, caps)
+    for level in (0.0, 1.0):  # spill what the caps refused: unsolved prompts first, then solved ones
+        left = extra_samples - sum(counts)
+        if left <= 0:
+            break
+        even = [1.0 if acceptance[g.prompt.id] == level else 0.0 for g in presampled]
+        more = largest_remainder(left, even, [cap - c for cap, c in zip(caps, counts, strict=True)])
+        counts = [c + m for c, m in zip(counts, more, strict=True)]
     return GvmPlan({g.prompt.id: c for g, c in zip(presampled, counts, strict=True)}, acceptance, budget, used,
                    per_sample)
 
