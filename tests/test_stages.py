@@ -49,6 +49,41 @@ def test_a_round_where_every_sample_errors_stops_with_a_clear_message(tmp_path, 
     assert not run.round(0).done("score")
 
 
+def test_after_a_round_where_every_sample_errors_a_fixed_scorer_scores_afresh(tmp_path, monkeypatch):
+    (tmp_path / "s_flaky.py").write_text(
+        "import os\n"
+        "def f(prompts, completions, **kw):\n"
+        "    if os.path.exists('judge-down'):\n        raise RuntimeError('judge down')\n"
+        "    return [float(c == 'a') for c in completions]\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "judge-down").write_text("")
+    run = fake_run(tmp_path, "s_flaky:f")
+    with pytest.raises(RsftError, match="fix the scorer and run again"):
+        run_stage(run, 0, "score", score_stage)
+    assert (run.round(0).path / "scored.failed.jsonl").exists() and not run.round(0).scored.exists()
+    (tmp_path / "judge-down").unlink()
+    assert run_stage(run, 0, "score", score_stage)
+    groups = read_groups(run.round(0).scored)
+    assert all(s.ok for g in groups for s in g.scores) and sum(s.value for g in groups for s in g.scores) == 20
+
+
+def test_force_redoes_a_stage_and_unmarks_the_later_ones(tmp_path, monkeypatch):
+    (tmp_path / "s_a.py").write_text("def f(prompts, completions, **kw):\n"
+                                     "    return [float(c == 'a') for c in completions]\n")
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path, "s_a:f")
+    rd = run.round(0)
+    run_stage(run, 0, "score", score_stage)
+    original = rd.samples.read_text()
+    rd.samples.write_text(original.replace('"text": "a"', '"text": "tampered"'))
+    assert "tampered" in rd.samples.read_text()
+    assert not run_stage(run, 0, "sample", sample_stage)  # done: not redone without force
+    assert run_stage(run, 0, "sample", sample_stage, force=True)
+    assert rd.samples.read_text() == original  # redrawn from scratch, not resumed from the tampered file
+    assert not rd.done("score") and not rd.scored.exists()  # its input changed: score must run again
+    assert run_stage(run, 0, "score", score_stage)
+
+
 def test_selection_that_keeps_nothing_stops(tmp_path, monkeypatch):
     (tmp_path / "s_zero.py").write_text("def f(prompts, completions, **kw):\n    return [0.0] * len(completions)\n")
     monkeypatch.chdir(tmp_path)

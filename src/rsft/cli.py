@@ -186,8 +186,11 @@ def reward_model_train(
     report = train_reward_model(pairs, output, cfg, eval_pairs)
     ev = report["eval"]
     if ev:
-        typer.echo(f"held-out pairs {ev['pairs']}: accuracy {ev['accuracy']:.3f} "
-                   f"(before {report['eval_before']['accuracy']:.3f}), mean P(chosen) {ev['mean_predicted']:.3f} "
+        def pct(x: float | None) -> str:
+            return "n/a (every pair has p = 0.5)" if x is None else f"{x:.3f}"
+
+        typer.echo(f"held-out pairs {ev['pairs']}: accuracy {pct(ev['accuracy'])} "
+                   f"(before {pct(report['eval_before']['accuracy'])}), mean P(chosen) {ev['mean_predicted']:.3f} "
                    f"vs label {ev['mean_label']:.3f}, ECE {ev['ece']:.3f}")
         for row in ev["calibration"]:
             typer.echo(f"  P in {row['bin']}: {row['pairs']:5d} pairs, predicted {row['mean_predicted']:.3f}, "

@@ -33,9 +33,11 @@ def open_run(cfg: RunConfig) -> Run:
             diff = _first_difference(old, new)
             raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
                               "resume with the same config or choose a new name=")
+    run = Run(cfg, run_dir)
+    run.task, run.scorer, run.eval_scorer  # noqa: B018 -- a bad task or scorer fails here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, dump_config(cfg))
-    return Run(cfg, run_dir)
+    return run
 
 
 def _first_difference(old: Any, new: Any, key: str = "") -> str:

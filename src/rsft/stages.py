@@ -8,6 +8,7 @@ the task and its scorer. It holds no state that is not derivable from disk.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -179,8 +180,10 @@ def score_stage(run: Run, r: int) -> None:
     scores = [c for g in scored for c in g.scores]
     if scores and all(not c.ok for c in scores):
         first = next(c.error for c in scores)
+        failed = rd.scored.with_name("scored.failed.jsonl")
+        rd.scored.replace(failed)  # so that a fixed scorer scores afresh on the next run, not these errors
         raise RsftError(f"round {r}: the scorer failed on all {len(scores)} samples (first error: {first}); "
-                        f"see {rd.scored}")
+                        f"the errors are in {failed}; fix the scorer and run again")
 
 
 def select_stage(run: Run, r: int) -> None:
@@ -274,11 +277,27 @@ ROUND_STAGES: list[tuple[str, Callable[[Run, int], None]]] = [
 ]
 
 
+# what a forced stage must delete first: files the stage would otherwise resume from
+RESUMED_FROM = {"sample": ["samples.jsonl", "presample.jsonl", "allocation.json"], "score": ["scored.jsonl"],
+                "train": ["train-work"]}
+
+
 def run_stage(run: Run, r: int, name: str, fn: Callable[[Run, int], None], force: bool = False) -> bool:
-    """Run one stage unless its done-marker exists; time it; write the marker last. True if it ran."""
+    """Run one stage unless its done-marker exists; time it; write the marker last. True if it ran.
+
+    `force` redoes the stage from scratch and un-marks the round's later stages
+    (whose inputs it replaces); it does not touch later rounds.
+    """
     rd = run.round(r)
     if rd.done(name) and not force:
         return False
+    if force:
+        names = [n for n, _ in ROUND_STAGES]
+        for later in names[names.index(name):]:
+            (rd.path / f"{later}.done").unlink(missing_ok=True)
+            for f in RESUMED_FROM.get(later, []):
+                target = rd.path / f
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     rd.path.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fn(run, r)

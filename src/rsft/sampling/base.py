@@ -12,8 +12,9 @@ Heavy engines are imported only when chosen; they are optional extras.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rsft.errors import ConfigError
 from rsft.records import Prompt, Sample
@@ -83,6 +84,8 @@ def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, 
     """
     if name == "auto":
         name = auto_engine_name()
+    if options and name in ("ctranslate2", "transformers"):
+        _check_options(name, options)
     if name == "ctranslate2":
         try:
             from rsft.sampling.ctranslate2_engine import CTranslate2Engine
@@ -109,3 +112,33 @@ def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, 
         return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype, **options)
     raise ConfigError(f"key 'sampling.engine': unknown engine {name!r}, expected auto, transformers, ctranslate2, "
                       "fake or 'module:factory'")
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    """Name a misspelt `sampling.engine_options` key before the engine's constructor turns it into a TypeError."""
+    import inspect
+
+    if name == "ctranslate2":
+        from rsft.sampling.ctranslate2_engine import CTranslate2Engine as cls
+    else:
+        from rsft.sampling.transformers_engine import TransformersEngine as cls
+    known = {k for k in [*inspect.signature(cls.from_path).parameters, *inspect.signature(cls.__init__).parameters]
+             if k not in ("self", "cls", "path", "model_path", "tokenizer_path", "dtype", "model", "tokenizer", "model_dir",
+                          "eos_ids", "trust_remote_code", "kwargs")}
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"key 'sampling.engine_options.{key}': not an option of the {name} engine; "
+                              f"expected one of {', '.join(sorted(known))}")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset), not the host's count.
+
+    torch and CTranslate2 size their thread pools from the host's cores; in a
+    2-CPU container on a 64-core host that oversubscribes 16x. This does not see
+    a CFS quota (docker --cpus without a cpuset); set OMP_NUM_THREADS then.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -64,7 +64,7 @@ from rsft.data.formats import render_prompt
 from rsft.errors import RsftError
 from rsft.modeling import load_tokenizer
 from rsft.records import Prompt, Sample
-from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed
+from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
 from rsft.sampling.transformers_engine import filter_logits
 
 CACHE_FORMAT = 1  # bump to invalidate every cached conversion
@@ -88,7 +88,11 @@ def local_checkpoint(path: str) -> Path:
         raise RsftError(f"model.path {path!r}: no such directory")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(path))
+    try:
+        return Path(snapshot_download(path))
+    except Exception as e:  # hub errors vary by version: offline, not found, gated, no network
+        raise RsftError(f"model.path {path!r}: not a local directory, and not in the HF cache or on the hub "
+                        f"({type(e).__name__})") from None
 
 
 def adapter_base(path: Path) -> Path | None:
@@ -244,7 +248,7 @@ class CTranslate2Engine:
         self.tokenizer = tokenizer
         self.eos_ids = sorted(set(eos_ids))
         self.compute_type = compute_type
-        self.inter_threads = inter_threads or os.cpu_count() or 1
+        self.inter_threads = inter_threads or usable_cpus()
         self.intra_threads = intra_threads
         self.max_batch_tokens = max_batch_tokens
         vocab = json.loads((self.model_dir / "vocabulary.json").read_text())

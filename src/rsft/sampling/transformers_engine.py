@@ -17,6 +17,7 @@ It does not implement beam search, repetition penalties or speculative decoding.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from transformers import DynamicCache
 from rsft.data.formats import render_prompt
 from rsft.modeling import load_model, load_tokenizer
 from rsft.records import Prompt, Sample
-from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed
+from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
 
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -83,7 +84,14 @@ class TransformersEngine:
 
     @classmethod
     def from_path(cls, path: str, tokenizer_path: str | None = None, dtype: str = "float32",
-                  trust_remote_code: bool = False, max_batch_tokens: int = 65536) -> TransformersEngine:
+                  trust_remote_code: bool = False, max_batch_tokens: int = 65536,
+                  threads: int | None = None) -> TransformersEngine:
+        """`threads`: torch's intra-op threads. Default: torch's own choice capped at the CPUs this
+        process may use, unless OMP_NUM_THREADS is set (then torch already follows it)."""
+        if threads:
+            torch.set_num_threads(threads)
+        elif "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(min(torch.get_num_threads(), usable_cpus()))
         tok = load_tokenizer(tokenizer_path or path, trust_remote_code=trust_remote_code)
         return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens)
 

@@ -52,10 +52,27 @@ def load_task(cfg: TaskConfig, seed: int = 0) -> Task:
     if cfg.name not in factories:
         raise ConfigError(f"key 'task.name': unknown task {cfg.name!r}, expected one of {sorted(factories) + ['dataset']}")
     params = {"seed": seed, **cfg.params}
+    _check_param_types(cfg.name, factories[cfg.name], cfg.params)
     try:
         task = factories[cfg.name](**params)
-    except TypeError as e:
-        raise ConfigError(f"key 'task.params': {e}") from None
+    except (TypeError, ValueError) as e:  # an unknown or ill-typed param, or an impossible combination
+        raise ConfigError(f"key 'task.params' of task {cfg.name!r}: {str(e).splitlines()[0]}") from None
     train = task.train[: cfg.max_train_prompts] if cfg.max_train_prompts else task.train
     evals = task.eval[: cfg.max_eval_prompts] if cfg.max_eval_prompts else task.eval
     return Task(task.name, train, evals, task.scorer, task.gold, task.alphabet)
+
+
+def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
+    """A built-in's params take the type of their default (a float param also takes an int)."""
+    import inspect
+
+    for key, value in params.items():
+        param = inspect.signature(factory).parameters.get(key)
+        if param is None or param.default is inspect.Parameter.empty:
+            continue
+        want = type(param.default)
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"key 'task.params.{key}' of task {name!r}: expected {want.__name__}, got {value!r}")

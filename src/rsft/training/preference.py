@@ -83,6 +83,8 @@ class PairCollator:
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         self.tokenizer, self.max_length = tokenizer, max_length
         self.special = adds_special_tokens(tokenizer)
+        # cut long texts from the left, as the reward-model scorer does: the completion is what is judged
+        self.tokenizer.truncation_side = "left"
 
     def __call__(self, pairs: list[PreferencePair]) -> dict[str, torch.Tensor]:
         texts = [render(self.tokenizer, p.prompt, p.chosen) for p in pairs] + \
