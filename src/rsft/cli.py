@@ -151,7 +151,7 @@ app.add_typer(reward_app, name="reward-model")
 def export_pairs_cmd(
     run_dir: Path,
     round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="One round (default: every round).")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: the round's pairs.jsonl).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: RUN/exports/pairs-round-NNN.jsonl, or pairs-all-rounds.jsonl).")] = None,
     all_pairs: Annotated[bool, typer.Option("--all-pairs", help="Every accepted x rejected pair, not just best vs worst.")] = False,
     threshold: Annotated[float, typer.Option(help="With --all-pairs: the score that makes a sample accepted.")] = 1.0,
     cap: Annotated[int, typer.Option(help="At most this many pairs per prompt.")] = 16,

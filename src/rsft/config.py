@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from rsft.errors import ConfigError
 
@@ -184,6 +184,16 @@ class EvalConfig(Section):
     n: int = Field(8, description="Sampled completions per held-out prompt for pass@k and maj@k.", ge=0)
     k: list[int] = Field(default_factory=lambda: [1, 8], description="k values for pass@k and maj@k (k <= n).")
     temperature: float = Field(1.0, description="Temperature of the sampled evaluation.", gt=0)
+
+    @field_validator("k")
+    @classmethod
+    def _k_within_n(cls, k: list[int], info: ValidationInfo) -> list[int]:
+        n = info.data.get("n", 0)
+        bad = [x for x in k if x < 1 or (n and x > n)]
+        if bad:
+            raise ValueError(f"every k must be between 1 and eval.n = {n}")
+        return k
+
     pass_threshold: float = Field(1.0, description="A held-out sample passes if its score is at least this.")
     max_new_tokens: int | None = Field(None, description="Default: sampling.max_new_tokens.")
 

@@ -18,6 +18,7 @@ from rsft.config import RunConfig, dump_config, load_config
 from rsft.errors import ConfigError
 from rsft.progress import quiet_hf, table_console
 from rsft.rundir import atomic_write_json, atomic_write_text, replace_dir, round_dirs
+from rsft.sampling.base import check_engine_options
 from rsft.stages import ROUND_STAGES, Run, eval_model, run_stage
 
 
@@ -34,7 +35,9 @@ def open_run(cfg: RunConfig) -> Run:
             raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
                               "resume with the same config or choose a new name=")
     run = Run(cfg, run_dir)
-    run.task, run.scorer, run.eval_scorer  # noqa: B018 -- a bad task or scorer fails here, before anything is written
+    # a bad task, scorer or engine option fails here, before anything is written
+    run.task, run.scorer, run.eval_scorer  # noqa: B018
+    check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, dump_config(cfg))
     return run

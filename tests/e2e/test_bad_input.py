@@ -73,3 +73,29 @@ def test_changed_config_on_resume(tmp_path):
     run_cli("run", mini, f"output_dir={tmp_path}", "rounds=0", check=True)
     assert_one_line_error(run_cli("run", mini, f"output_dir={tmp_path}", "rounds=0", "sampling.n=3"),
                           "different config", "sampling.n")
+
+
+def test_non_utf8_jsonl(tmp_path, model_dir):
+    cfg = dataset_config(tmp_path, "", model_dir)
+    (tmp_path / "train.jsonl").write_bytes(b'{"prompt": "1+1=", "answer": 2}\n{"prompt": "\xff\xfe"}\n')
+    assert_one_line_error(run_cli("run", cfg), "train.jsonl:2", "not UTF-8")
+
+
+@pytest.mark.parametrize("engine", ["auto", "transformers"])
+def test_model_path_that_is_neither_a_directory_nor_a_cached_hub_id(tmp_path, engine):
+    cfg = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", "models/not-there")
+    assert_one_line_error(run_cli("run", cfg, f"sampling.engine={engine}", cwd=tmp_path), "model.path",
+                          "models/not-there")
+
+
+@pytest.mark.parametrize("override, needles", [
+    ("sampling.engine_options.max_batch_token=100", ["sampling.engine_options.max_batch_token", "max_batch_tokens"]),
+    ("task.params.digits=three", ["task.params.digits", "expected int"]),
+    ("task.params.digits=1", ["task.params", "only 100 distinct 1-digit problems"]),
+    ("eval.k=[1,16]", ["eval.k", "eval.n = 8"]),
+    ("scorer=no_such_module:fn", ["scorer", "no_such_module"]),
+])
+def test_bad_settings_stop_before_anything_is_written(tmp_path, override, needles):
+    assert_one_line_error(run_cli("demo", override, "sampling.engine=transformers", f"output_dir={tmp_path}"),
+                          *needles)
+    assert not (tmp_path / "demo").exists()

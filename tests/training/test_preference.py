@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 
 import pytest
@@ -84,3 +83,27 @@ def test_bad_pairs_file_names_the_line(tmp_path):
     f.write_text('{"prompt": "a", "chosen": "b", "rejected": "c", "p": 1.5}\n')
     with pytest.raises(DataError, match=r"p\.jsonl:1: 'p' must be a probability"):
         load_pairs(f)
+
+
+def test_cli_trains_on_half_labels_and_reports_no_accuracy(tmp_path, policy):
+    from tests.conftest import run_cli
+
+    pairs = synthetic_pairs(tmp_path / "half.jsonl", 60, 0.5)
+    proc = run_cli("reward-model", "train", str(pairs), "--init", str(policy), "--output", str(tmp_path / "rm"),
+                   "--max-steps", "2", "--batch-size", "8", "--eval-fraction", "0.3", check=True)
+    assert "accuracy n/a (every pair has p = 0.5)" in proc.stdout and (tmp_path / "rm" / "config.json").exists()
+    missing = run_cli("reward-model", "train", str(tmp_path / "nope.jsonl"), "--init", str(policy),
+                      "--output", str(tmp_path / "rm2"))
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == f"rsft: error: {tmp_path / 'nope.jsonl'}: no such file"
+
+
+def test_training_truncates_long_texts_from_the_left_like_the_scorer(policy):
+    from transformers import AutoTokenizer
+
+    from rsft.training.preference import PairCollator, PreferencePair
+
+    collator = PairCollator(AutoTokenizer.from_pretrained(policy), max_length=6)
+    batch = collator([PreferencePair("1+2+3+4+5+6=", "21", "2a")])
+    chosen, rejected = batch["input_ids"]  # [T], [T]
+    assert not torch.equal(chosen, rejected)  # the completions, at the end, survive truncation

@@ -64,15 +64,16 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 def auto_engine_name() -> str:
     """What `engine: auto` means on this machine: the fastest engine installed for the device.
 
-    On CPU that is CTranslate2 when the `rsft[ctranslate2]` extra is installed (4.4x HF generate
-    on a 25M model, see BENCHMARKS.md), else our transformers loop; on CUDA, vLLM when installed.
+    On CPU that is CTranslate2 when the `rsft[ctranslate2]` extra is installed (5.0x HF generate
+    on a 25M model, see BENCHMARKS.md), else our transformers loop. On CUDA it is the transformers
+    loop: there is no vLLM engine yet, and the CTranslate2 engine here is only measured on CPU.
     """
     import importlib.util
 
     import torch
 
     if torch.cuda.is_available():
-        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+        return "transformers"
     return "ctranslate2" if importlib.util.find_spec("ctranslate2") is not None else "transformers"
 
 
@@ -84,8 +85,7 @@ def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, 
     """
     if name == "auto":
         name = auto_engine_name()
-    if options and name in ("ctranslate2", "transformers"):
-        _check_options(name, options)
+    check_engine_options(name, options)
     if name == "ctranslate2":
         try:
             from rsft.sampling.ctranslate2_engine import CTranslate2Engine
@@ -114,10 +114,14 @@ def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, 
                       "fake or 'module:factory'")
 
 
-def _check_options(name: str, options: dict[str, Any]) -> None:
+def check_engine_options(name: str, options: dict[str, Any]) -> None:
     """Name a misspelt `sampling.engine_options` key before the engine's constructor turns it into a TypeError."""
     import inspect
 
+    if name == "auto":
+        name = auto_engine_name()
+    if not options or name not in ("ctranslate2", "transformers"):
+        return
     if name == "ctranslate2":
         from rsft.sampling.ctranslate2_engine import CTranslate2Engine as cls
     else:

@@ -79,6 +79,8 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
                     seen.add(key)
                     rows.append(row)
     if output is None:
-        output = rounds[0].pairs if len(rounds) == 1 else run_dir / "pairs.jsonl"
+        # never the round's own pairs.jsonl: that file belongs to the select stage
+        name = f"pairs-round-{round_index:03d}.jsonl" if round_index is not None else "pairs-all-rounds.jsonl"
+        output = run_dir / "exports" / name
     atomic_write_jsonl(Path(output), rows)
     return Path(output), len(rows)
