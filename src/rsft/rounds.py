@@ -30,7 +30,8 @@ def open_run(cfg: RunConfig) -> Run:
         old = load_config(cfg_path).model_dump(mode="json")
         new = cfg.model_dump(mode="json")
         old.pop("rounds"), new.pop("rounds")
-        if old != new:
+        produced = {f.name for f in run_dir.iterdir()} - {"config.yaml"}
+        if old != new and produced:  # with nothing produced yet (an early failure), the new config replaces it
             diff = _first_difference(old, new)
             raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
                               "resume with the same config or choose a new name=")

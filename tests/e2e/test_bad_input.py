@@ -99,3 +99,13 @@ def test_bad_settings_stop_before_anything_is_written(tmp_path, override, needle
     assert_one_line_error(run_cli("demo", override, "sampling.engine=transformers", f"output_dir={tmp_path}"),
                           *needles)
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_run_that_failed_before_producing_anything_takes_the_corrected_config(tmp_path, model_dir):
+    cfg = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", tmp_path / "no-model")
+    evals = [f"task.eval={tmp_path / 'train.jsonl'}", "eval.n=2", "eval.k=[1,2]", "rounds=0"]  # loads the model
+    assert_one_line_error(run_cli("run", cfg, *evals), "no such directory")
+    fixed = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", model_dir)
+    run_cli("run", fixed, *evals, check=True)
+    assert (tmp_path / "runs" / "run" / "base-eval.json").exists()
+    assert str(model_dir) in (tmp_path / "runs" / "run" / "config.yaml").read_text()
