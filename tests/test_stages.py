@@ -49,22 +49,27 @@ def test_a_round_where_every_sample_errors_stops_with_a_clear_message(tmp_path, 
     assert not run.round(0).done("score")
 
 
-def test_after_a_round_where_every_sample_errors_a_fixed_scorer_scores_afresh(tmp_path, monkeypatch):
-    (tmp_path / "s_flaky.py").write_text(
+@pytest.mark.parametrize("allocation", ["uniform", "early_stop"])
+def test_after_a_round_where_every_sample_errors_a_fixed_scorer_scores_afresh(tmp_path, monkeypatch, allocation):
+    (tmp_path / f"s_flaky_{allocation}.py").write_text(
         "import os\n"
         "def f(prompts, completions, **kw):\n"
         "    if os.path.exists('judge-down'):\n        raise RuntimeError('judge down')\n"
         "    return [float(c == 'a') for c in completions]\n")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "judge-down").write_text("")
-    run = fake_run(tmp_path, "s_flaky:f")
+    sampling = {"engine": "fake", "n": 4, "batch_size": 3, "allocation": allocation, "wave": 2}
+    run = fake_run(tmp_path, f"s_flaky_{allocation}:f", sampling=sampling)  # early_stop scores while sampling
     with pytest.raises(RsftError, match="fix the scorer and run again"):
         run_stage(run, 0, "score", score_stage)
     assert (run.round(0).path / "scored.failed.jsonl").exists() and not run.round(0).scored.exists()
     (tmp_path / "judge-down").unlink()
+    if allocation != "uniform":  # its samples were drawn by scores that were all errors: drawn again
+        assert not run.round(0).done("sample")
+        assert run_stage(run, 0, "sample", sample_stage)
     assert run_stage(run, 0, "score", score_stage)
     groups = read_groups(run.round(0).scored)
-    assert all(s.ok for g in groups for s in g.scores) and sum(s.value for g in groups for s in g.scores) == 20
+    assert all(s.ok for g in groups for s in g.scores) and sum(s.value for g in groups for s in g.scores) >= 10
 
 
 def test_force_redoes_a_stage_and_unmarks_the_later_ones(tmp_path, monkeypatch):
@@ -82,6 +87,10 @@ def test_force_redoes_a_stage_and_unmarks_the_later_ones(tmp_path, monkeypatch):
     assert rd.samples.read_text() == original  # redrawn from scratch, not resumed from the tampered file
     assert not rd.done("score") and not rd.scored.exists()  # its input changed: score must run again
     assert run_stage(run, 0, "score", score_stage)
+    run_stage(run, 0, "select", select_stage)
+    (rd.train_work / "checkpoint-4").mkdir(parents=True)  # a killed training of the old selection
+    assert run_stage(run, 0, "select", select_stage, force=True)
+    assert not rd.train_work.exists()  # training will not resume from a checkpoint of other data
 
 
 def test_selection_that_keeps_nothing_stops(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rsft.errors import ConfigError
 
@@ -185,14 +185,17 @@ class EvalConfig(Section):
     k: list[int] = Field(default_factory=lambda: [1, 8], description="k values for pass@k and maj@k (k <= n).")
     temperature: float = Field(1.0, description="Temperature of the sampled evaluation.", gt=0)
 
-    @field_validator("k")
-    @classmethod
-    def _k_within_n(cls, k: list[int], info: ValidationInfo) -> list[int]:
-        n = info.data.get("n", 0)
-        bad = [x for x in k if x < 1 or (n and x > n)]
-        if bad:
-            raise ValueError(f"every k must be between 1 and eval.n = {n}")
-        return k
+    @model_validator(mode="after")
+    def _k_within_n(self) -> EvalConfig:
+        """An explicit k beyond n is an error; the default k = [1, 8] follows a smaller n (k = [1, n])."""
+        if self.n <= 0:
+            return self
+        if "k" in self.model_fields_set:
+            if any(x < 1 or x > self.n for x in self.k):
+                raise ValueError(f"every eval.k must be between 1 and eval.n = {self.n}")
+        elif any(x > self.n for x in self.k):
+            object.__setattr__(self, "k", sorted({x for x in self.k if x <= self.n} | {self.n}))
+        return self
 
     pass_threshold: float = Field(1.0, description="A held-out sample passes if its score is at least this.")
     max_new_tokens: int | None = Field(None, description="Default: sampling.max_new_tokens.")

@@ -26,21 +26,27 @@ def open_run(cfg: RunConfig) -> Run:
     """Create the run directory with its resolved config, or reopen it for a resume."""
     run_dir = cfg.run_dir
     cfg_path = run_dir / "config.yaml"
+    write = changed = True
     if cfg_path.exists():
         old = load_config(cfg_path).model_dump(mode="json")
         new = cfg.model_dump(mode="json")
-        old.pop("rounds"), new.pop("rounds")
+        write = old != new
+        old.pop("rounds"), new.pop("rounds")  # more rounds is a resume, not a change
         produced = {f.name for f in run_dir.iterdir()} - {"config.yaml"}
-        if old != new and produced:  # with nothing produced yet (an early failure), the new config replaces it
+        changed = old != new
+        if changed and produced:  # with nothing produced yet (an early failure), the new config replaces it
             diff = _first_difference(old, new)
             raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
                               "resume with the same config or choose a new name=")
     run = Run(cfg, run_dir)
-    # a bad task, scorer or engine option fails here, before anything is written
-    run.task, run.scorer, run.eval_scorer  # noqa: B018
-    check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_path, dump_config(cfg))
+    if changed:  # a bad task, scorer or engine option fails here, before the config is written
+        run.task, run.scorer  # noqa: B018
+        if cfg.eval.enabled:
+            run.eval_scorer  # noqa: B018
+        check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg_path, dump_config(cfg))
     return run
 
 

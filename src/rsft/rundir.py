@@ -117,7 +117,7 @@ class RoundDir:
     kept = property(lambda self: self.path / "kept.jsonl")
     pairs = property(lambda self: self.path / "pairs.jsonl")
     model = property(lambda self: self.path / "model")
-    train_work = property(lambda self: self.path / "train-work")
+    train_work = property(lambda self: self.path / "model-work")  # training checkpoints (see train_sft)
     eval_file = property(lambda self: self.path / "eval.json")
     metrics_file = property(lambda self: self.path / "metrics.json")
     stage_times = property(lambda self: self.path / "stage_times.json")

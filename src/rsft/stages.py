@@ -182,6 +182,11 @@ def score_stage(run: Run, r: int) -> None:
         first = next(c.error for c in scores)
         failed = rd.scored.with_name("scored.failed.jsonl")
         rd.scored.replace(failed)  # so that a fixed scorer scores afresh on the next run, not these errors
+        if run.cfg.sampling.allocation != "uniform":
+            # adaptive sampling scored as it drew, and chose how many to draw from these errors: redo it too
+            (rd.path / "sample.done").unlink(missing_ok=True)
+            for name in RESUMED_FROM["sample"]:
+                (rd.path / name).unlink(missing_ok=True)
         raise RsftError(f"round {r}: the scorer failed on all {len(scores)} samples (first error: {first}); "
                         f"the errors are in {failed}; fix the scorer and run again")
 
@@ -279,7 +284,7 @@ ROUND_STAGES: list[tuple[str, Callable[[Run, int], None]]] = [
 
 # what a forced stage must delete first: files the stage would otherwise resume from
 RESUMED_FROM = {"sample": ["samples.jsonl", "presample.jsonl", "allocation.json"], "score": ["scored.jsonl"],
-                "train": ["train-work"]}
+                "train": ["model-work"]}
 
 
 def run_stage(run: Run, r: int, name: str, fn: Callable[[Run, int], None], force: bool = False) -> bool:

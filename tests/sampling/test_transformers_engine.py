@@ -138,3 +138,17 @@ def test_chat_prompts_use_the_chat_template(tmp_path):
     a = eng.generate([chat], 1, SamplingParams(temperature=0, max_new_tokens=6))[0][0]
     b = eng.generate([plain], 1, SamplingParams(temperature=0, max_new_tokens=6))[0][0]
     assert a.token_ids == b.token_ids
+
+
+def test_threads_apply_while_sampling_and_are_restored(engine, monkeypatch):
+    seen = []
+    real_generate = engine._generate
+    monkeypatch.setattr(engine, "_generate", lambda *a: (seen.append(torch.get_num_threads()), real_generate(*a))[1])
+    monkeypatch.setattr(engine, "threads", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine.generate([Prompt("p", text="12+3=")], 2, SamplingParams(max_new_tokens=3))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -118,12 +118,16 @@ def check_engine_options(name: str, options: dict[str, Any]) -> None:
     """Name a misspelt `sampling.engine_options` key before the engine's constructor turns it into a TypeError."""
     import inspect
 
+    chosen = f"{name} engine" if name != "auto" else f"{auto_engine_name()} engine (what auto chose here)"
     if name == "auto":
         name = auto_engine_name()
     if not options or name not in ("ctranslate2", "transformers"):
         return
     if name == "ctranslate2":
-        from rsft.sampling.ctranslate2_engine import CTranslate2Engine as cls
+        try:
+            from rsft.sampling.ctranslate2_engine import CTranslate2Engine as cls
+        except ImportError:
+            raise ConfigError("key 'sampling.engine': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')") from None
     else:
         from rsft.sampling.transformers_engine import TransformersEngine as cls
     known = {k for k in [*inspect.signature(cls.from_path).parameters, *inspect.signature(cls.__init__).parameters]
@@ -131,7 +135,7 @@ def check_engine_options(name: str, options: dict[str, Any]) -> None:
                           "eos_ids", "trust_remote_code", "kwargs")}
     for key in options:
         if key not in known:
-            raise ConfigError(f"key 'sampling.engine_options.{key}': not an option of the {name} engine; "
+            raise ConfigError(f"key 'sampling.engine_options.{key}': not an option of the {chosen}; "
                               f"expected one of {', '.join(sorted(known))}")
 
 

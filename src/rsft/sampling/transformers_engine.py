@@ -72,8 +72,9 @@ def pick_tokens(
 class TransformersEngine:
     """Samples from an in-memory transformers model; see the module docstring for the loop."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_tokens: int = 65536) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch_tokens: int = 65536, threads: int | None = None) -> None:
         self.model = model.eval()
+        self.threads = threads
         self.tokenizer = tokenizer
         self.max_batch_tokens = max_batch_tokens
         eos = model.generation_config.eos_token_id
@@ -86,14 +87,18 @@ class TransformersEngine:
     def from_path(cls, path: str, tokenizer_path: str | None = None, dtype: str = "float32",
                   trust_remote_code: bool = False, max_batch_tokens: int = 65536,
                   threads: int | None = None) -> TransformersEngine:
-        """`threads`: torch's intra-op threads. Default: torch's own choice capped at the CPUs this
-        process may use, unless OMP_NUM_THREADS is set (then torch already follows it)."""
-        if threads:
-            torch.set_num_threads(threads)
-        elif "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(min(torch.get_num_threads(), usable_cpus()))
+        """`threads`: torch's intra-op threads while this engine generates (restored afterwards)."""
         tok = load_tokenizer(tokenizer_path or path, trust_remote_code=trust_remote_code)
-        return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens)
+        return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens, threads)
+
+    def _threads(self) -> int:
+        """The engine's `threads`, else torch's own choice capped at the CPUs this process may use
+        (unless OMP_NUM_THREADS is set: then torch already follows it)."""
+        if self.threads:
+            return self.threads
+        if "OMP_NUM_THREADS" in os.environ:
+            return torch.get_num_threads()
+        return min(torch.get_num_threads(), usable_cpus())
 
     def generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
         """Prompts are bucketed by length into sub-batches of at most `max_batch_tokens` KV-cache
@@ -105,11 +110,16 @@ class TransformersEngine:
         lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
         out: list[list[Sample] | None] = [None] * len(prompts)
-        with torch.inference_mode():
-            for bucket in self._buckets(order, lengths, n, params.max_new_tokens):
-                groups = self._generate([prompts[i] for i in bucket], [texts[i] for i in bucket], n, params)
-                for i, g in zip(bucket, groups, strict=True):
-                    out[i] = g
+        before = torch.get_num_threads()
+        torch.set_num_threads(self._threads())
+        try:
+            with torch.inference_mode():
+                for bucket in self._buckets(order, lengths, n, params.max_new_tokens):
+                    groups = self._generate([prompts[i] for i in bucket], [texts[i] for i in bucket], n, params)
+                    for i, g in zip(bucket, groups, strict=True):
+                        out[i] = g
+        finally:
+            torch.set_num_threads(before)
         return out  # type: ignore[return-value]
 
     def _buckets(self, order: list[int], lengths: list[int], n: int, new_tokens: int) -> list[list[int]]:
