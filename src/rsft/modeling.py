@@ -7,6 +7,7 @@ is loaded onto its base and merged, so sampling always sees a plain model.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -52,3 +53,28 @@ def load_model(
     except (OSError, ValueError) as e:
         raise RsftError(f"{what} {path!r}: cannot load model ({str(e).splitlines()[0]})") from None
     return model.eval()
+
+
+def local_checkpoint(path: str) -> Path:
+    """The directory of a checkpoint; a hub id is resolved through the local HF cache (downloading if needed).
+
+    For engines that read files themselves (CTranslate2's converter) rather than through from_pretrained.
+    """
+    if Path(path).is_dir():
+        return Path(path)
+    _check_path(path, "model.path")  # a local-looking path that is not there
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(path))
+    except Exception as e:  # hub errors vary by version: offline, not found, gated, no network
+        raise RsftError(f"model.path {path!r}: not a local directory, and not in the HF cache or on the hub "
+                        f"({type(e).__name__})") from None
+
+
+def adapter_base(path: Path) -> Path | None:
+    """The local base model of a LoRA adapter directory (None for a plain checkpoint or a hub base)."""
+    if not (path / "adapter_config.json").exists():
+        return None
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+    return Path(base) if base and Path(base).is_dir() else None

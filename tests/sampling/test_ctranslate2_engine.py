@@ -17,6 +17,7 @@ from rsft.records import Prompt  # noqa: E402
 from rsft.sampling import ctranslate2_engine as ct2e  # noqa: E402
 from rsft.sampling.base import SamplingParams  # noqa: E402
 from rsft.sampling.ctranslate2_engine import CTranslate2Engine, checkpoint_hash, plan_batches  # noqa: E402
+from tests.sampling.stats import chi_square_ok  # noqa: E402
 from rsft.sampling.transformers_engine import filter_logits  # noqa: E402
 
 
@@ -48,22 +49,6 @@ def next_token_logits(hf, text: str) -> torch.Tensor:
     model, tok = hf
     with torch.no_grad():
         return model(torch.tensor([tok(text)["input_ids"]])).logits[0, -1].double()  # [V]
-
-
-def chi_square_ok(tokens: list[int], probs: torch.Tensor) -> tuple[float, float, int]:
-    """Goodness of fit of token counts against probs [V], rare cells pooled; (chi2, 99.9% critical value, dof)."""
-    n = len(tokens)
-    counts = torch.bincount(torch.tensor(tokens), minlength=probs.numel()).double()
-    expected = probs * n
-    keep = expected >= 5
-    obs = torch.cat([counts[keep], counts[~keep].sum().view(1)])
-    exp = torch.cat([expected[keep], expected[~keep].sum().view(1)])
-    if exp[-1] < 5:
-        obs, exp = obs[:-1], exp[:-1]
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    dof = obs.numel() - 1
-    crit = dof * (1 - 2 / (9 * dof) + 3.09 * math.sqrt(2 / (9 * dof))) ** 3  # Wilson-Hilferty
-    return chi2, crit, dof
 
 
 def test_small_models_run_in_float32(engine):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
 import torch
 
 from rsft.records import Prompt
+from tests.sampling.stats import chi_square_ok
 from rsft.sampling.base import SamplingParams
 from rsft.sampling.transformers_engine import TransformersEngine
 
@@ -97,17 +97,7 @@ def test_first_token_frequencies_match_softmax(engine):
     tok = engine.tokenizer
     with torch.no_grad():
         probs = engine.model(torch.tensor([tok(p.text)["input_ids"]])).logits[0, -1].softmax(-1)  # [V]
-    counts = torch.bincount(torch.tensor([s.token_ids[0] for s in out]), minlength=probs.numel()).double()
-    expected = probs.double() * n
-    keep = expected >= 5  # pool rare tokens into one cell, as the test requires
-    obs = torch.cat([counts[keep], counts[~keep].sum().view(1)])
-    exp = torch.cat([expected[keep], expected[~keep].sum().view(1)])
-    if exp[-1] < 5:
-        obs, exp = obs[:-1], exp[:-1]
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    dof = obs.numel() - 1
-    # 99.9th percentile of chi-square via the Wilson-Hilferty approximation
-    crit = dof * (1 - 2 / (9 * dof) + 3.09 * math.sqrt(2 / (9 * dof))) ** 3
+    chi2, crit, dof = chi_square_ok([s.token_ids[0] for s in out], probs.double())  # rare tokens pooled
     assert chi2 < crit, (chi2, crit, dof)
 
 

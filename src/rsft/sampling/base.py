@@ -83,24 +83,15 @@ def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, 
 
     'auto' picks per device (see `auto_engine_name`); 'module:factory' names a user's engine factory.
     """
+    check_engine_options(name, options)
     if name == "auto":
         name = auto_engine_name()
-    check_engine_options(name, options)
-    if name == "ctranslate2":
-        try:
-            from rsft.sampling.ctranslate2_engine import CTranslate2Engine
-        except ImportError:
-            raise ConfigError("key 'sampling.engine': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')") from None
-        return CTranslate2Engine.from_path(model_path, tokenizer_path, dtype, trust_remote_code=trust_remote_code,
-                                           **options)
+    if name in ("ctranslate2", "transformers"):
+        return _builtin_engine(name).from_path(model_path, tokenizer_path, dtype, trust_remote_code=trust_remote_code,
+                                               **options)
     if name == "vllm":
         raise ConfigError("key 'sampling.engine': the vllm engine is not available in this build; use auto, "
                           "transformers or ctranslate2")
-    if name == "transformers":
-        from rsft.sampling.transformers_engine import TransformersEngine
-
-        return TransformersEngine.from_path(model_path, tokenizer_path, dtype, trust_remote_code=trust_remote_code,
-                                            **options)
     if name == "fake":
         from rsft.sampling.fake import FakeEngine
 
@@ -118,18 +109,11 @@ def check_engine_options(name: str, options: dict[str, Any]) -> None:
     """Name a misspelt `sampling.engine_options` key before the engine's constructor turns it into a TypeError."""
     import inspect
 
-    chosen = f"{name} engine" if name != "auto" else f"{auto_engine_name()} engine (what auto chose here)"
-    if name == "auto":
-        name = auto_engine_name()
-    if not options or name not in ("ctranslate2", "transformers"):
+    resolved = auto_engine_name() if name == "auto" else name
+    if not options or resolved not in ("ctranslate2", "transformers"):
         return
-    if name == "ctranslate2":
-        try:
-            from rsft.sampling.ctranslate2_engine import CTranslate2Engine as cls
-        except ImportError:
-            raise ConfigError("key 'sampling.engine': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')") from None
-    else:
-        from rsft.sampling.transformers_engine import TransformersEngine as cls
+    chosen = f"{resolved} engine" + (" (what auto chose here)" if name == "auto" else "")
+    cls = _builtin_engine(resolved)
     known = {k for k in [*inspect.signature(cls.from_path).parameters, *inspect.signature(cls.__init__).parameters]
              if k not in ("self", "cls", "path", "model_path", "tokenizer_path", "dtype", "model", "tokenizer", "model_dir",
                           "eos_ids", "trust_remote_code", "kwargs")}
@@ -137,6 +121,19 @@ def check_engine_options(name: str, options: dict[str, Any]) -> None:
         if key not in known:
             raise ConfigError(f"key 'sampling.engine_options.{key}': not an option of the {chosen}; "
                               f"expected one of {', '.join(sorted(known))}")
+
+
+def _builtin_engine(name: str) -> Any:
+    """The class of a built-in engine; a missing optional extra is a config error, not an ImportError."""
+    if name == "ctranslate2":
+        try:
+            from rsft.sampling.ctranslate2_engine import CTranslate2Engine
+        except ImportError:
+            raise ConfigError("key 'sampling.engine': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')") from None
+        return CTranslate2Engine
+    from rsft.sampling.transformers_engine import TransformersEngine
+
+    return TransformersEngine
 
 
 def usable_cpus() -> int:

@@ -62,7 +62,7 @@ import torch
 
 from rsft.data.formats import render_prompt
 from rsft.errors import RsftError
-from rsft.modeling import load_tokenizer
+from rsft.modeling import adapter_base, load_tokenizer, local_checkpoint
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
 from rsft.sampling.transformers_engine import filter_logits
@@ -77,30 +77,6 @@ def default_cache_dir() -> Path:
     """$RSFT_CACHE/ct2, or ~/.cache/rsft/ct2."""
     root = os.environ.get("RSFT_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "rsft") / "ct2"
-
-
-def local_checkpoint(path: str) -> Path:
-    """The directory of a checkpoint; a hub id is resolved through the local HF cache (downloading if needed)."""
-    p = Path(path)
-    if p.is_dir():
-        return p
-    if p.is_absolute() or path.startswith(".") or path.count("/") > 1:
-        raise RsftError(f"model.path {path!r}: no such directory")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(path))
-    except Exception as e:  # hub errors vary by version: offline, not found, gated, no network
-        raise RsftError(f"model.path {path!r}: not a local directory, and not in the HF cache or on the hub "
-                        f"({type(e).__name__})") from None
-
-
-def adapter_base(path: Path) -> Path | None:
-    """The local base model of a LoRA adapter directory (None for a plain checkpoint or a hub base)."""
-    if not (path / "adapter_config.json").exists():
-        return None
-    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
-    return Path(base) if base and Path(base).is_dir() else None
 
 
 def checkpoint_hash(path: Path, compute_type: str) -> str:

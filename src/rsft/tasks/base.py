@@ -66,13 +66,12 @@ def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str,
     """A built-in's params take the type of their default (a float param also takes an int)."""
     import inspect
 
+    signature = inspect.signature(factory).parameters
     for key, value in params.items():
-        param = inspect.signature(factory).parameters.get(key)
+        param = signature.get(key)
         if param is None or param.default is inspect.Parameter.empty:
             continue
         want = type(param.default)
-        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
+        accepts = (int, float) if want is float else want
+        if isinstance(value, bool) and want is not bool or not isinstance(value, accepts):
             raise ConfigError(f"key 'task.params.{key}' of task {name!r}: expected {want.__name__}, got {value!r}")
