@@ -30,7 +30,7 @@ from rsft.records import Group
 from rsft.rounds import run, run_round_stage
 from rsft.rundir import read_jsonl
 from rsft.tasks.addition import addition_scorer
-from rsft.training.export import export_pairs
+from rsft.commands.export import export_pairs
 from rsft.training.preference import RewardModelTraining, train_reward_model
 
 
@@ -81,7 +81,7 @@ def main() -> None:
           f"held-out accuracy {report['eval_before']['accuracy']:.3f} -> {ev['accuracy']:.3f}, ECE {ev['ece']:.3f}")
 
     # the RM's decision threshold: midway between its mean scores of held-out correct and incorrect answers
-    from rsft.registry import build_scorer
+    from rsft.scoring.spec import build_scorer
     from rsft.training.preference import load_pairs, split_pairs
 
     rm = build_scorer({"name": "reward_model", "kwargs": {"path": str(args.out / "rm")}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rsft.best_of_n import best_of_n
+from rsft.commands.best_of_n import best_of_n
 from tests.conftest import run_cli
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from rsft.config import CapRule, load_config
+from rsft.config import load_config
+from rsft.selection import CapRule
 from rsft.errors import ConfigError
 
 

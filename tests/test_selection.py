@@ -1,4 +1,4 @@
-from rsft.config import CapRule, DedupRule, DropUniformRule, PassesRule, TopKRule
+from rsft.selection import CapRule, DedupRule, DropUniformRule, PassesRule, TopKRule
 from rsft.records import Group, Prompt, Sample, Score
 from rsft.selection import select
 

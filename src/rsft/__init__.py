@@ -12,6 +12,7 @@ The public API, imported lazily so that `import rsft` stays cheap:
     rsft.export_pairs(run_dir)            DPO pairs from scored samples
     rsft.train_reward_model(pairs, ...)   soft-label Bradley-Terry reward model
     rsft.score_file(path, scorer)         score / filter a dataset file
+    rsft.resolve(kind, spec)              the registry: engines, scorers, tasks, rules by name
     rsft.load_config / RunConfig          configuration
 """
 
@@ -24,16 +25,17 @@ _EXPORTS = {
     "run": "rsft.rounds",
     "run_from_file": "rsft.rounds",
     "run_round_stage": "rsft.rounds",
-    "evaluate_model": "rsft.rounds",
-    "round_rows": "rsft.rounds",
+    "evaluate_model": "rsft.commands.evaluate",
+    "round_rows": "rsft.stages.metrics",
     "demo": "rsft.demo",
-    "best_of_n": "rsft.best_of_n",
-    "BestOfN": "rsft.best_of_n",
-    "export_pairs": "rsft.training.export",
+    "best_of_n": "rsft.commands.best_of_n",
+    "BestOfN": "rsft.commands.best_of_n",
+    "export_pairs": "rsft.commands.export",
     "train_reward_model": "rsft.training.preference",
     "RewardModelTraining": "rsft.training.preference",
-    "score_file": "rsft.scoring.files",
-    "build_scorer": "rsft.registry",
+    "score_file": "rsft.commands.score_file",
+    "build_scorer": "rsft.scoring.spec",
+    "resolve": "rsft.registry",
     "demo_config": "rsft.demo",
     "load_config": "rsft.config",
     "build_config": "rsft.config",
@@ -42,7 +44,7 @@ _EXPORTS = {
     "Sample": "rsft.records",
     "Score": "rsft.records",
     "Group": "rsft.records",
-    "Pair": "rsft.records",
+    "PreferencePair": "rsft.records",
     "RsftError": "rsft.errors",
 }
 

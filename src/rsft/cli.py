@@ -83,7 +83,7 @@ def score(
         _stage("score", target, round_index, force)
         return
     from rsft.config import parse_value
-    from rsft.scoring.files import score_file
+    from rsft.commands.score_file import score_file
 
     if scorer is None:
         raise RsftError("rsft score FILE needs --scorer (e.g. --scorer numeric or --scorer my_module:my_reward)")
@@ -115,7 +115,7 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a model on held-out prompts: greedy pass@1, pass@k, maj@k."""
-    from rsft.rounds import evaluate_model
+    from rsft.commands.evaluate import evaluate_model
 
     metrics = evaluate_model(target, config, overrides or [], round_index)
     if as_json:
@@ -131,7 +131,8 @@ def metrics(
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-round metrics and eval as JSON.")] = False,
 ) -> None:
     """Per-round metrics of a run, as a table or JSON."""
-    from rsft.rounds import print_table, round_rows
+    from rsft.rounds import print_table
+    from rsft.stages.metrics import round_rows
 
     if not (run_dir / "config.yaml").is_file():
         raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
@@ -158,7 +159,7 @@ def export_pairs_cmd(
     tau: Annotated[Optional[float], typer.Option(help="Attach soft labels p = sigmoid(margin / tau).")] = None,
 ) -> None:
     """Chosen/rejected pairs (TRL DPO format, with reward margins) from a run's scored samples."""
-    from rsft.training.export import export_pairs
+    from rsft.commands.export import export_pairs
 
     path, count = export_pairs(run_dir, round_index, output, all_pairs, threshold, cap, tau)
     typer.echo(f"wrote {count} pairs to {path}")
@@ -215,7 +216,7 @@ def best_of_n_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""
-    from rsft.best_of_n import best_of_n
+    from rsft.commands.best_of_n import best_of_n
     from rsft.config import parse_value
     from rsft.rundir import atomic_write_jsonl
 

@@ -2,20 +2,22 @@
 
 Loaded from YAML, with ``a.b=c`` overrides from the command line, and validated
 before anything runs. An unknown key or a wrong type is a one-line
-`ConfigError` naming the dotted key. Selection rules form a list whose items
-are discriminated by their ``rule`` key, so a typo in a rule name is reported
-as such rather than as a missing field.
+`ConfigError` naming the dotted key. Selection rules are built through the
+registry as the config loads (`rsft.selection`), so a typo in a rule name or
+option is reported here. The other named extensions (task, scorer, engine) are
+checked when a run opens, since building them reads files and imports code.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rsft.errors import ConfigError
+from rsft.registry import resolve
 
 
 class Section(BaseModel):
@@ -98,7 +100,8 @@ class SamplingConfig(Section):
     )
     max_per_prompt: int | None = Field(None, description="gvm: cap per prompt; default 4 × n.", gt=0)
     accept_min: float | None = Field(
-        None, description="Score that counts as accepted while sampling; default: the selection's passes(min), or 1."
+        None, description="Score that counts as accepted (adaptive allocation, acceptance and coverage metrics); "
+        "default: the selection's passes(min), or 1."
     )
 
 
@@ -108,43 +111,27 @@ class ScoringConfig(Section):
     )
 
 
-class PassesRule(Section):
-    rule: Literal["passes"]
-    min: float = Field(1.0, description="Keep samples whose score is at least this.")
-
-
-class DedupRule(Section):
-    rule: Literal["dedup"]
-    key: Literal["normalized", "exact", "answer"] = Field(
-        "normalized", description="What makes two samples the same: whitespace/case-normalized text, exact text, "
-        "or the scorer's extracted answer."
-    )
-
-
-class CapRule(Section):
-    rule: Literal["cap"]
-    n: int = Field(10, description="Keep at most n samples per prompt (ReST-EM keeps 10).", gt=0)
-
-
-class TopKRule(Section):
-    rule: Literal["top_k"]
-    k: int = Field(1, description="Keep the k best-scoring samples per prompt (k=1 is best-of-N).", gt=0)
-
-
-class DropUniformRule(Section):
-    rule: Literal["drop_uniform"]
-    tol: float = Field(0.0, description="Drop groups whose scores all lie within this distance of each other.")
-
-
-Rule = Annotated[Union[PassesRule, DedupRule, CapRule, TopKRule, DropUniformRule], Field(discriminator="rule")]
-
-
 def _default_rules() -> list[Any]:
-    return [PassesRule(rule="passes"), DedupRule(rule="dedup"), CapRule(rule="cap")]
+    return [{"rule": "passes"}, {"rule": "dedup"}, {"rule": "cap"}]
 
 
 class SelectionConfig(Section):
-    rules: list[Rule] = Field(default_factory=_default_rules, description="Rules applied in order to each group.")
+    rules: list[Any] = Field(
+        default_factory=_default_rules, validate_default=True,
+        description="Rules applied in order to each group: {rule: NAME, option: value}, NAME a built-in "
+        "(passes, dedup, cap, top_k, drop_uniform) or 'module:function'.",
+    )
+
+    @field_validator("rules", mode="after")
+    @classmethod
+    def _build_rules(cls, rules: list[Any]) -> list[Any]:
+        """Each item becomes its rule object, through the registry (a typo in a name or option is one line)."""
+        return [resolve("rule", item, key=f"selection.rules.{i}") for i, item in enumerate(rules)]
+
+    @property
+    def passes_min(self) -> float | None:
+        """The `passes` rule's threshold, when the chain has one."""
+        return next((r.min for r in self.rules if r.rule == "passes"), None)
 
 
 class LoraConfig(Section):
@@ -236,25 +223,26 @@ class RunConfig(Section):
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
+    @property
+    def accept_min(self) -> float:
+        """The one threshold of "accepted": sampling.accept_min, else the passes rule's min, else 1."""
+        if self.sampling.accept_min is not None:
+            return self.sampling.accept_min
+        passes = self.selection.passes_min
+        return 1.0 if passes is None else passes
+
 
 def _format_error(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _RULE_TAGS))
+    loc = ".".join(str(p) for p in e["loc"])
     kind = e["type"]
     if kind == "extra_forbidden":
         msg = f"unknown key '{loc}'"
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
-    elif kind == "union_tag_invalid":
-        msg = f"key '{loc}': unknown rule {e['input'].get('rule')!r}, expected one of {sorted(_RULE_TAGS)}"
-    elif kind == "union_tag_not_found":
-        msg = f"key '{loc}': each rule needs a 'rule' key, one of {sorted(_RULE_TAGS)}"
     else:
         msg = f"key '{loc}': {e['msg'].lower()}, got {e.get('input')!r}"
     return f"{source}: {msg}"
-
-
-_RULE_TAGS = {"passes", "dedup", "cap", "top_k", "drop_uniform"}
 
 
 def parse_value(text: str) -> Any:
@@ -287,6 +275,8 @@ def build_config(data: dict[str, Any], overrides: list[str] = (), source: str = 
         return RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
+    except ConfigError as e:  # from a validator that resolves names through the registry
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

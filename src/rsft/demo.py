@@ -43,10 +43,9 @@ def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh:
     """Run (or resume) the demo; returns the run directory. `fresh` deletes an earlier demo run first."""
     import shutil
 
-    from rsft.rounds import run
-
     from rsft.progress import table_console
-    from rsft.rounds import round_rows
+    from rsft.rounds import run
+    from rsft.stages.metrics import round_rows
 
     cfg = demo_config(overrides, output_dir)
     if fresh and cfg.run_dir.exists():

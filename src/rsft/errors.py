@@ -16,3 +16,14 @@ class ConfigError(RsftError):
 
 class DataError(RsftError):
     """An input data file is malformed or lacks a column."""
+
+
+class RedoFrom(RsftError):
+    """Raised by a stage when `stage` (an earlier one, or itself) must run again before the round can go on.
+
+    The stage runner clears that stage and the ones after it, as ``--force`` would, then reports the message.
+    """
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage

@@ -6,7 +6,6 @@ Everything here is a pure function of records already on disk, so
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from rsft.records import Group
-from rsft.selection import Selection, normalize
+from rsft.selection import normalize
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -42,12 +41,11 @@ def majority_correct(group: Group, k: int, threshold: float) -> bool:
     top = max(counts.values())
     winner = next(key for key in keys if counts[key] == top)
     i = keys.index(winner)
-    s = group.scores[i]
-    return s.ok and s.value >= threshold
+    return group.scores[i].passes(threshold)
 
 
 def passed(group: Group, threshold: float) -> int:
-    return sum(1 for s in group.scores if s.ok and s.value >= threshold)
+    return sum(1 for s in group.scores if s.passes(threshold))
 
 
 def eval_metrics(greedy: list[Group], sampled: list[Group], ks: list[int], threshold: float) -> dict[str, float]:
@@ -68,18 +66,18 @@ def eval_metrics(greedy: list[Group], sampled: list[Group], ks: list[int], thres
     return out
 
 
-def round_metrics(scored: list[Group], selection: Selection, pass_min: float | None) -> dict[str, Any]:
-    """Metrics of one round's sample → score → select stages."""
+def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
+    """Metrics of one round's samples and scores; "accepted" is a score of at least `accept_min`.
+
+    What selection kept is the select stage's own count (selection.json), not recomputed here.
+    """
     samples = [s for g in scored for s in g.samples]
     n_samples = len(samples)
-    accepted = [
-        [(s, c) for s, c in g.scored if c.ok and c.value >= pass_min] if pass_min is not None else list(k.scored)
-        for g, k in zip(scored, selection.groups, strict=True)
-    ]
+    accepted = [[(s, c) for s, c in g.scored if c.passes(accept_min)] for g in scored]
     n_acc = sum(len(a) for a in accepted)
     ok_groups = [[c.value for c in g.scores if c.ok] for g in scored]
     tokens = sum(s.num_tokens for s in samples)
-    measured = [s for s in samples if math.isfinite(s.entropy)]  # engines that cannot measure it say NaN
+    measured = [s for s in samples if s.entropy is not None]  # engines that cannot measure it say None
     measured_tokens = sum(s.num_tokens for s in measured)
     return {
         "prompts": len(scored),
@@ -100,8 +98,6 @@ def round_metrics(scored: list[Group], selection: Selection, pass_min: float | N
         "samples_per_prompt_max": max((len(g.samples) for g in scored), default=0),
         "finished_by_length": sum(s.finish_reason == "length" for s in samples) / n_samples if n_samples else 0.0,
         "scorer_errors": sum(1 for g in scored for c in g.scores if not c.ok),
-        "kept": sum(len(g.samples) for g in selection.groups),
-        "survivors": dict(selection.survivors),
     }
 
 

@@ -15,10 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from rsft.errors import RsftError
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _check_path(path: str, what: str) -> None:
+def check_model_path(path: str, what: str) -> None:
     p = Path(path)
     looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") > 1
     if looks_local and not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
@@ -28,7 +28,7 @@ def _check_path(path: str, what: str) -> None:
 
 
 def load_tokenizer(path: str, what: str = "model.path", trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    _check_path(path, what)
+    check_model_path(path, what)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -41,8 +41,8 @@ def load_tokenizer(path: str, what: str = "model.path", trust_remote_code: bool 
 def load_model(
     path: str, dtype: str = "float32", what: str = "model.path", trust_remote_code: bool = False
 ) -> PreTrainedModel:
-    _check_path(path, what)
-    kwargs = {"dtype": _DTYPES[dtype], "trust_remote_code": trust_remote_code}
+    check_model_path(path, what)
+    kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
     try:
         if (Path(path) / "adapter_config.json").exists():
             from peft import AutoPeftModelForCausalLM
@@ -62,7 +62,7 @@ def local_checkpoint(path: str) -> Path:
     """
     if Path(path).is_dir():
         return Path(path)
-    _check_path(path, "model.path")  # a local-looking path that is not there
+    check_model_path(path, "model.path")  # a local-looking path that is not there
     from huggingface_hub import snapshot_download
 
     try:

@@ -1,7 +1,7 @@
 """Typed records that flow between the stages of a round.
 
-Every stage is a plain function over these records; nothing passes dicts of
-lists between stages. Completions travel grouped with their prompt (`Group`),
+What one stage hands the next is one of these records (or a list of them),
+never a dict of lists. Completions travel grouped with their prompt (`Group`),
 so no stage ever does index arithmetic such as ``i % K`` to find which prompt a
 sample belongs to.
 
@@ -14,6 +14,7 @@ not memory, is the state between stages.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,8 @@ class Sample:
     default. `entropy` is the mean, over completion tokens, of the entropy of the
     distribution actually sampled from (after temperature, top-k and top-p):
     that is the quantity that collapses when positives-only training
-    overconcentrates the policy.
+    overconcentrates the policy. It is None when the engine did not measure it,
+    never a 0.0 that would read as a collapsed policy.
     """
 
     prompt_id: str
@@ -78,7 +80,7 @@ class Sample:
     text: str
     token_ids: tuple[int, ...] = ()
     logprob: float = 0.0
-    entropy: float = 0.0
+    entropy: float | None = None
     finish_reason: str = "stop"  # "stop" (EOS or stop string) | "length"
 
     @property
@@ -92,7 +94,10 @@ class Sample:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Sample:
-        return cls(**{**d, "token_ids": tuple(d.get("token_ids", ()))})
+        entropy = d.get("entropy")
+        if entropy is not None and not math.isfinite(entropy):  # files of older versions wrote NaN
+            entropy = None
+        return cls(**{**d, "token_ids": tuple(d.get("token_ids", ())), "entropy": entropy})
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,10 @@ class Score:
     @property
     def ok(self) -> bool:
         return self.error is None and self.value is not None
+
+    def passes(self, threshold: float) -> bool:
+        """Scored without error and at least `threshold`: what "accepted" means everywhere in rsft."""
+        return self.ok and self.value >= threshold
 
     def __float__(self) -> float:
         """The value, NaN on error: lets a list of Scores be a TRL reward list (TRL ignores NaN rewards)."""
@@ -179,15 +188,19 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Pair:
+class PreferencePair:
     """A preference pair for reward-model training or DPO.
 
-    `margin` is the reward difference chosen − rejected; `p` is the soft label,
-    the probability that `chosen` is preferred (1.0 for a hard label).
+    `prompt`, `chosen` and `rejected` are in TRL's format: strings, or message
+    lists for chat prompts. `p` is the soft label, the probability that
+    `chosen` is preferred (1.0 for a hard label); `margin` is the reward gap
+    that TRL's RewardTrainer subtracts inside the sigmoid. Both say how much
+    better `chosen` is, so a pair normally carries one of them: the loss uses
+    whatever the pair sets (see `rsft.training.preference`).
     """
 
-    prompt: Prompt
-    chosen: str
-    rejected: str
-    margin: float | None = None
-    p: float | None = None
+    prompt: Any
+    chosen: Any
+    rejected: Any
+    p: float = 1.0
+    margin: float = 0.0

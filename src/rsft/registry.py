@@ -1,34 +1,98 @@
-"""The one explicit name → factory table, read where the config is parsed.
+"""The one registry: every extension kind is resolved here, from one name → factory table.
 
-Users name their own code as ``"package.module:function"``. There is no
-decorator-based registration and no subclass discovery: what a name means is
-written down here, or in the module the user names. Heavy or optional
-dependencies (math-verify, jsonschema, a reward model) are imported only when
-their scorer is built.
+Kinds: ``engine``, ``scorer``, ``task``, ``rule`` (and later monitors and
+launchers). For each kind a name means either a built-in listed in `BUILTINS`,
+or a user's ``"package.module:function"``. `resolve(kind, spec, ...)` turns a
+config spec into the built object by handing it to the kind's builder (listed
+in `BUILDERS`), which lives beside the kind's implementations and calls
+`lookup` for the name and `check_options` for the options.
+
+The tables hold import strings, not objects: nothing here imports an engine, a
+scorer or a task, so heavy or optional dependencies (CTranslate2, math-verify,
+a reward model) load only when chosen, and this module sits at the bottom of
+the import graph. There is no decorator-based registration and no subclass
+discovery: what a name means is written down here, or in the module the user
+names.
+
+Options are checked against the factory's own signature (`check_options`):
+an unknown option or a value of the wrong type is a one-line `ConfigError`
+naming the key, before anything runs.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
-from collections.abc import Callable
+import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, ValidationError, create_model
+
 from rsft.errors import ConfigError
+
+BUILTINS: dict[str, dict[str, str]] = {
+    "engine": {
+        "transformers": "rsft.sampling.transformers_engine:TransformersEngine.from_path",
+        "ctranslate2": "rsft.sampling.ctranslate2_engine:CTranslate2Engine.from_path",
+        "fake": "rsft.sampling.fake:fake_engine",
+    },
+    "scorer": {
+        "addition": "rsft.tasks.addition:scorer",
+        "countdown": "rsft.tasks.countdown:countdown_scorer",
+        "numeric": "rsft.scoring.verifiers:numeric",
+        "math": "rsft.scoring.verifiers:math_equiv",
+        "match": "rsft.scoring.verifiers:match",
+        "regex": "rsft.scoring.verifiers:regex",
+        "flag": "rsft.scoring.verifiers:flag",
+        "json": "rsft.scoring.verifiers:json_schema",
+        "reward_model": "rsft.scoring.reward_model:reward_model",
+        "code": "rsft.scoring.code:code_scorer",
+    },
+    "task": {
+        "addition": "rsft.tasks.addition:make_task",
+        "countdown": "rsft.tasks.countdown:make_task",
+        "dataset": "rsft.tasks.dataset:dataset_task",
+    },
+    "rule": {
+        "passes": "rsft.selection:PassesRule",
+        "dedup": "rsft.selection:DedupRule",
+        "cap": "rsft.selection:CapRule",
+        "top_k": "rsft.selection:TopKRule",
+        "drop_uniform": "rsft.selection:DropUniformRule",
+    },
+}
+
+# what turns a config spec of each kind into the built object
+BUILDERS: dict[str, str] = {
+    "engine": "rsft.sampling.engines:build_engine",
+    "scorer": "rsft.scoring.spec:build_scorer",
+    "task": "rsft.tasks.base:build_task",
+    "rule": "rsft.selection:build_rule",
+}
 
 
 def import_object(spec: str, key: str) -> Any:
-    """Import ``module:attr``; the working directory is importable, as it is for a user's script."""
+    """Import ``module:attr`` (attr may be dotted); the working directory is importable, as for a user's script."""
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
+    if not module_name or not attr or not all(p.isidentifier() for p in [*module_name.split("."), *attr.split(".")]):
         raise ConfigError(f"key '{key}': {spec!r} is not of the form 'module:function'")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"key '{key}': cannot import module {module_name!r} ({e})") from None
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name) and not module_name.startswith("rsft."):
+            raise ConfigError(f"key '{key}': cannot import module {module_name!r} (no module named {e.name!r})") from None
+        raise ConfigError(f"key '{key}': {module_name!r} needs a package that is not installed: {e.name} "
+                          "(see the README's extras)") from None
+    except SyntaxError as e:
+        raise ConfigError(f"key '{key}': {e.filename}:{e.lineno}: syntax error in module {module_name!r} "
+                          f"({e.msg})") from None
+    except Exception as e:  # noqa: BLE001 - whatever the user's module raises at import
+        raise ConfigError(f"key '{key}': importing {module_name!r} failed: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     try:
         obj: Any = module
         for part in attr.split("."):
@@ -38,113 +102,75 @@ def import_object(spec: str, key: str) -> Any:
     return obj
 
 
-def _lazy(module: str, name: str) -> Callable[..., Any]:
-    def factory(**kwargs: Any) -> Any:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            raise ConfigError(f"scorer needs an optional dependency: {e} (see the README's extras)") from None
-        return getattr(mod, name)(**kwargs)
-
-    return factory
-
-
-def _plain(module: str, name: str) -> Callable[..., Any]:
-    """A scorer that is itself the callable (no options)."""
-    return lambda: getattr(importlib.import_module(module), name)
+def lookup(kind: str, name: Any, key: str) -> Any:
+    """The factory (or class) a name means for one kind: a built-in, or a user's 'module:function'."""
+    table = BUILTINS[kind]
+    if isinstance(name, str) and name in table:
+        return import_object(table[name], key)
+    if isinstance(name, str) and ":" in name:
+        return import_object(name, key)
+    raise ConfigError(f"key '{key}': unknown {kind} {name!r}, expected one of {sorted(table)} or 'module:function'")
 
 
-SCORERS: dict[str, Callable[..., Callable[..., Any]]] = {
-    "addition": _plain("rsft.tasks.addition", "addition_scorer"),
-    "countdown": _lazy("rsft.tasks.countdown", "countdown_scorer"),
-    "numeric": _lazy("rsft.scoring.verifiers", "numeric"),
-    "math": _lazy("rsft.scoring.verifiers", "math_equiv"),
-    "match": _lazy("rsft.scoring.verifiers", "match"),
-    "regex": _lazy("rsft.scoring.verifiers", "regex"),
-    "flag": _lazy("rsft.scoring.verifiers", "flag"),
-    "json": _lazy("rsft.scoring.verifiers", "json_schema"),
-    "reward_model": _lazy("rsft.scoring.reward_model", "reward_model"),
-    "code": _lazy("rsft.scoring.code", "code_scorer"),
-}
-
-_COMBINE_KEYS = {"sum": {"combine", "scorers", "weights"}, "max": {"combine", "scorers"},
-                 "min": {"combine", "scorers"}, "gate": {"combine", "gate", "then", "min", "otherwise"}}
+def resolve(kind: str, spec: Any, **context: Any) -> Any:
+    """The built object of one kind from its config spec; `context` goes to the kind's builder."""
+    return import_object(BUILDERS[kind], f"registry.{kind}")(spec, **context)
 
 
-def _label(spec: Any) -> str:
-    if isinstance(spec, str):
-        return spec.split(":")[-1]
-    if isinstance(spec, dict):
-        return str(spec.get("name") or spec.get("combine") or "scorer").split(":")[-1]
-    return "scorer"
+def parameters(fn: Any, skip: int = 0) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a callable after its first `skip` (the ones a config may set)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p for p in params[skip:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
-def _labelled(specs: list[Any], key: str) -> list[tuple[str, Callable[..., Any]]]:
-    out, seen = [], {}
-    for i, spec in enumerate(specs):
-        label = _label(spec)
-        seen[label] = seen.get(label, 0) + 1
-        out.append((label if seen[label] == 1 else f"{label}{seen[label]}", build_scorer(spec, key=f"{key}.{i}")))
-    return out
+def accepts_any(fn: Any) -> bool:
+    """True when the callable takes ``**kwargs``: then any option name is allowed."""
+    try:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
 
 
-def _combination(spec: dict[str, Any], key: str) -> Callable[..., Any]:
-    from rsft.scoring import combine
-
-    kind = spec["combine"]
-    if kind not in _COMBINE_KEYS:
-        raise ConfigError(f"key '{key}.combine': unknown combination {kind!r}, expected one of {sorted(_COMBINE_KEYS)}")
-    unknown = set(spec) - _COMBINE_KEYS[kind]
-    if unknown:
-        raise ConfigError(f"key '{key}': unknown key {sorted(unknown)[0]!r} for combine: {kind}")
-    if kind == "gate":
-        if "gate" not in spec or "then" not in spec:
-            raise ConfigError(f"key '{key}': combine: gate needs 'gate' and 'then' scorers")
-        (g,) = _labelled([spec["gate"]], f"{key}.gate")
-        (t,) = _labelled([spec["then"]], f"{key}.then")
-        return combine.gate(g, t, float(spec.get("min", 1.0)), float(spec.get("otherwise", 0.0)))
-    children = spec.get("scorers")
-    if not isinstance(children, list) or not children:
-        raise ConfigError(f"key '{key}.scorers': expected a non-empty list of scorers")
-    labelled = _labelled(children, f"{key}.scorers")
-    if kind == "sum":
-        weights = spec.get("weights", [1.0] * len(children))
-        if not isinstance(weights, list) or len(weights) != len(children):
-            raise ConfigError(f"key '{key}.weights': expected {len(children)} numbers, got {weights!r}")
-        return combine.weighted_sum(labelled, [float(w) for w in weights])
-    return combine.extreme(labelled, max if kind == "max" else min)
+def _hints(fn: Any) -> dict[str, Any]:
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - an annotation we cannot resolve is simply unchecked
+        return {}
 
 
-def build_scorer(spec: Any, default: Callable[..., Any] | None = None, key: str = "scorer") -> Callable[..., Any]:
-    """The scorer a config names.
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
-    None (the task's own), a built-in name, 'module:function', {name, kwargs}, or
-    a combination {combine: sum|max|min, scorers: [...], weights: [...]} /
-    {combine: gate, gate: ..., then: ..., min: 1.0}.
-    """
-    if spec is None:
-        if default is None:
-            raise ConfigError(f"key '{key}': this task has no default scorer; name one")
-        return default
-    if isinstance(spec, dict) and "combine" in spec:
-        return _combination(spec, key)
-    kwargs: dict[str, Any] = {}
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"name", "kwargs"}
-        if unknown or "name" not in spec:
-            raise ConfigError(f"key '{key}': expected {{name, kwargs}} or {{combine, ...}}, got keys {sorted(spec)}")
-        kwargs = dict(spec.get("kwargs") or {})
-        spec = spec["name"]
-    if not isinstance(spec, str):
-        raise ConfigError(f"key '{key}': expected a scorer name or 'module:function', got {spec!r}")
-    if spec in SCORERS:
-        try:
-            return SCORERS[spec](**kwargs)
-        except TypeError as e:
-            raise ConfigError(f"key '{key}': scorer {spec!r}: {e}") from None
-    if ":" not in spec:
-        raise ConfigError(f"key '{key}': unknown scorer {spec!r}, expected one of {sorted(SCORERS)} or 'module:function'")
-    obj = import_object(spec, key)
-    if kwargs:  # a factory taking options and returning the scorer
-        return obj(**kwargs)
-    return obj
+
+def check_options(fn: Any, options: dict[str, Any], key: str, skip: int = 0, what: str = "",
+                  given: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Validate `options` against `fn`'s keyword parameters (after `skip`, minus the `given` ones rsft
+    passes itself); returns them coerced to the annotated types. An unknown option, a wrong type or a
+    missing required option is a one-line ConfigError naming ``key.option``."""
+    params = {k: p for k, p in parameters(fn, skip).items() if k not in given}
+    owner = what or getattr(fn, "__qualname__", getattr(fn, "__name__", "this factory"))
+    if not accepts_any(fn):
+        for name in options:
+            if name not in params:
+                expected = ", ".join(sorted(params)) or "none"
+                raise ConfigError(f"key '{key}.{name}': unexpected keyword argument {name!r}, not an option of "
+                                  f"{owner}; expected one of: {expected}")
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in options]
+    if missing:
+        raise ConfigError(f"key '{key}': {owner} needs option {missing[0]!r}")
+    hints = _hints(fn)
+    fields = {k: (hints.get(k, Any), ... if p.default is inspect.Parameter.empty else p.default)
+              for k, p in params.items() if k in options}
+    model = create_model("Options", __config__=ConfigDict(arbitrary_types_allowed=True), **fields)  # type: ignore[call-overload]
+    try:
+        checked = model.model_validate({k: v for k, v in options.items() if k in fields})
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        want = _type_name(hints.get(name, Any))
+        raise ConfigError(f"key '{key}.{name}': expected {want}, got {err.get('input')!r}") from None
+    return {**options, **{k: getattr(checked, k) for k in fields}}

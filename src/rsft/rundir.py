@@ -6,9 +6,12 @@ are written atomically (temporary file, then rename), and a stage's
 the stage finished. Resuming is therefore "run every stage whose marker is
 missing", with no separate bookkeeping that could disagree with the files.
 
-The one append-only file is ``samples.jsonl``: sampling writes one line per
-prompt group, a whole batch per write, so an interrupted sampling stage resumes
-at the first prompt not written. A torn last line from a kill is cut off.
+The stages that take long append instead: sampling (``samples.jsonl``, and
+``presample.jsonl`` for GVM) and scoring (``scored.jsonl``) write one line per
+prompt group, a whole batch per write, through `resumable_map`, so an
+interrupted stage resumes at the first prompt not written. A torn last line
+from a kill, or a partial batch, is cut off and redone. Everything else is
+written whole, atomically.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rsft.errors import DataError
-
-STAGES = ("sample", "score", "select", "train", "eval")
+from rsft.errors import DataError, RsftError
+from rsft.progress import progress_bar
+from rsft.records import Group
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -117,24 +120,41 @@ class RoundDir:
     kept = property(lambda self: self.path / "kept.jsonl")
     pairs = property(lambda self: self.path / "pairs.jsonl")
     model = property(lambda self: self.path / "model")
-    train_work = property(lambda self: self.path / "model-work")  # training checkpoints (see train_sft)
+    model_work = property(lambda self: work_dir(self.path / "model"))  # training checkpoints of `model`
     eval_file = property(lambda self: self.path / "eval.json")
     metrics_file = property(lambda self: self.path / "metrics.json")
     stage_times = property(lambda self: self.path / "stage_times.json")
 
     def done(self, stage: str) -> bool:
-        return (self.path / f"{stage}.done").exists()
+        return is_done(self.path, stage)
 
     def mark_done(self, stage: str) -> None:
-        atomic_write_text(self.path / f"{stage}.done", "")
-
-    def record_time(self, stage: str, seconds: float) -> None:
-        times = json.loads(self.stage_times.read_text()) if self.stage_times.exists() else {}
-        times[stage] = round(seconds, 3)
-        atomic_write_json(self.stage_times, times)
+        mark_done(self.path, stage)
 
     def times(self) -> dict[str, float]:
         return json.loads(self.stage_times.read_text()) if self.stage_times.exists() else {}
+
+
+def is_done(where: Path, stage: str) -> bool:
+    """Whether `stage` finished in directory `where` (its done-marker exists)."""
+    return (Path(where) / f"{stage}.done").exists()
+
+
+def mark_done(where: Path, stage: str) -> None:
+    atomic_write_text(Path(where) / f"{stage}.done", "")
+
+
+def record_time(where: Path, stage: str, seconds: float) -> None:
+    """Add a stage's seconds to ``where/stage_times.json``."""
+    path = Path(where) / "stage_times.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[stage] = round(seconds, 3)
+    atomic_write_json(path, times)
+
+
+def work_dir(out: Path) -> Path:
+    """Where a trainer writing `out` keeps its checkpoints until `out` is in place: ``OUT-work``."""
+    return out.with_name(f"{out.name}-work")
 
 
 def replace_dir(src: Path, dst: Path) -> None:
@@ -150,3 +170,31 @@ def round_dirs(run_dir: Path) -> list[RoundDir]:
     for p in sorted(Path(run_dir).glob("round-[0-9][0-9][0-9]")):
         out.append(RoundDir(run_dir, int(p.name.split("-")[1])))
     return out
+
+
+def read_groups(path: Path) -> list[Group]:
+    return [Group.from_json(d) for d in read_jsonl(path)]
+
+
+def resumable_map(items: list[Any], out: Path, fn: Callable[[list[Any]], list[dict[str, Any]]],
+                  batch_size: int, label: str, item_id: Callable[[Any], str]) -> None:
+    """Write fn(batch) for each batch of items to out (JSONL, one line per item), resuming.
+
+    Lines already in `out` are trusted only if they are whole batches for the same
+    items in the same order; a torn tail or a partial batch is cut off and redone.
+    """
+    truncate_torn_tail(out)
+    done = list(read_jsonl(out)) if out.exists() else []
+    whole = len(done) - len(done) % batch_size if len(done) < len(items) else len(done)
+    for i, row in enumerate(done[:whole]):
+        if row["prompt"]["id"] != item_id(items[i]):
+            raise RsftError(f"{out}:{i + 1}: written for prompt {row['prompt']['id']!r}, expected "
+                            f"{item_id(items[i])!r}; the run's prompts changed, start a new run")
+    if whole < len(done):
+        truncate_lines(out, whole)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with progress_bar(label, total=len(items), completed=whole) as (bar, task):
+        for start in range(whole, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            append_jsonl(out, fn(batch))
+            bar.update(task, advance=len(batch))

@@ -1,23 +1,30 @@
 """Selection: a chain of small rules applied to each group, as lm-eval chains its filters.
 
-A rule takes a scored `Group` and returns a group holding the samples it
-keeps; the chain is read from the config, e.g.
-``passes(min=1) → dedup → cap(10) → top_k(1)``. Samples a scorer failed on
-never survive `passes`, and are ranked last by the other rules.
+A rule is a small pydantic model: its fields are its options (with help text),
+and calling it on a scored `Group` returns a group holding the samples it
+keeps. The chain is read from the config, e.g.
+``passes(min=1) → dedup → cap(10) → top_k(1)``. Adding a rule is one class
+here plus one line in `rsft.registry.BUILTINS`; a user's rule is
+``{rule: "module:function", option: value}``, called as
+``function(group, **options)`` with the options checked against its signature.
 
-Ordering among equals is by sample index, so selection is deterministic.
-Rules do not look across groups; cross-round replay is the select stage's job.
+Samples a scorer failed on never survive `passes`, and are ranked last by the
+other rules. Ordering among equals is by sample index, so selection is
+deterministic. Rules do not look across groups; cross-round replay is the
+select stage's job.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from rsft.config import CapRule, DedupRule, DropUniformRule, PassesRule, TopKRule
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rsft.errors import ConfigError
 from rsft.records import Group, Sample, Score
+from rsft.registry import check_options, lookup
 
 _WS = re.compile(r"\s+")
 
@@ -27,14 +34,25 @@ def normalize(text: str) -> str:
     return _WS.sub(" ", text).strip().lower()
 
 
-def _rank_key(pair: tuple[Sample, Score]) -> tuple[float, int]:
+def rank_key(pair: tuple[Sample, Score]) -> tuple[float, int]:
+    """Best score first (a failed score last), then the lowest sample index."""
     sample, score = pair
     value = score.value if score.ok else float("-inf")
     return (-value, sample.index)
 
 
-def passes(group: Group, rule: PassesRule) -> Group:
-    return group.keep([(s, c) for s, c in group.scored if c.ok and c.value >= rule.min])
+class Rule(BaseModel):
+    """Options of one rule (its `rule` name and fields); each rule class is callable on a Group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PassesRule(Rule):
+    rule: Literal["passes"] = "passes"
+    min: float = Field(1.0, description="Keep samples whose score is at least this.")
+
+    def __call__(self, group: Group) -> Group:
+        return group.keep([(s, c) for s, c in group.scored if c.passes(self.min)])
 
 
 def dedup_key(sample: Sample, score: Score, key: str) -> str:
@@ -45,39 +63,86 @@ def dedup_key(sample: Sample, score: Score, key: str) -> str:
     return normalize(sample.text)
 
 
-def dedup(group: Group, rule: DedupRule) -> Group:
-    """Keep the best-scoring sample of each equivalence class, in original order."""
-    best: dict[str, tuple[Sample, Score]] = {}
-    for pair in sorted(group.scored, key=_rank_key):
-        best.setdefault(dedup_key(*pair, rule.key), pair)
-    kept = {id(p[0]) for p in best.values()}
-    return group.keep([p for p in group.scored if id(p[0]) in kept])
+class DedupRule(Rule):
+    rule: Literal["dedup"] = "dedup"
+    key: Literal["normalized", "exact", "answer"] = Field(
+        "normalized", description="What makes two samples the same: whitespace/case-normalized text, exact text, "
+        "or the scorer's extracted answer."
+    )
+
+    def __call__(self, group: Group) -> Group:
+        """Keep the best-scoring sample of each equivalence class, in original order."""
+        best: dict[str, tuple[Sample, Score]] = {}
+        for pair in sorted(group.scored, key=rank_key):
+            best.setdefault(dedup_key(*pair, self.key), pair)
+        kept = {id(p[0]) for p in best.values()}
+        return group.keep([p for p in group.scored if id(p[0]) in kept])
 
 
-def cap(group: Group, rule: CapRule) -> Group:
-    keep = {p[0].index for p in sorted(group.scored, key=_rank_key)[: rule.n]}
-    return group.keep([p for p in group.scored if p[0].index in keep])
+class CapRule(Rule):
+    rule: Literal["cap"] = "cap"
+    n: int = Field(10, description="Keep at most n samples per prompt (ReST-EM keeps 10).", gt=0)
+
+    def __call__(self, group: Group) -> Group:
+        keep = {p[0].index for p in sorted(group.scored, key=rank_key)[: self.n]}
+        return group.keep([p for p in group.scored if p[0].index in keep])
 
 
-def top_k(group: Group, rule: TopKRule) -> Group:
-    return group.keep(sorted(group.scored, key=_rank_key)[: rule.k])
+class TopKRule(Rule):
+    rule: Literal["top_k"] = "top_k"
+    k: int = Field(1, description="Keep the k best-scoring samples per prompt (k=1 is best-of-N).", gt=0)
+
+    def __call__(self, group: Group) -> Group:
+        return group.keep(sorted(group.scored, key=rank_key)[: self.k])
 
 
-def drop_uniform(group: Group, rule: DropUniformRule) -> Group:
-    """Drop a group whose scores are all equal: it carries no signal about what is better."""
-    values = [c.value if c.ok else float("-inf") for c in group.scores]
-    if values and max(values) - min(values) <= rule.tol:
-        return group.keep([])
-    return group
+class DropUniformRule(Rule):
+    rule: Literal["drop_uniform"] = "drop_uniform"
+    tol: float = Field(0.0, description="Drop groups whose scores all lie within this distance of each other.")
+
+    def __call__(self, group: Group) -> Group:
+        """Drop a group whose scores are all equal: it carries no signal about what is better."""
+        values = [c.value if c.ok else float("-inf") for c in group.scores]
+        if values and max(values) - min(values) <= self.tol:
+            return group.keep([])
+        return group
 
 
-RULES: dict[str, Callable[[Group, Any], Group]] = {
-    "passes": passes,
-    "dedup": dedup,
-    "cap": cap,
-    "top_k": top_k,
-    "drop_uniform": drop_uniform,
-}
+class FunctionRule(Rule):
+    """A user's rule, ``function(group, **options) -> Group``, named as 'module:function'."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    rule: str
+
+    def __call__(self, group: Group) -> Group:
+        fn = lookup("rule", self.rule, "selection.rules")
+        out = fn(group, **(self.model_extra or {}))
+        if not isinstance(out, Group):
+            raise TypeError(f"rule {self.rule!r} returned {type(out).__name__}, expected a Group")
+        return out
+
+
+def build_rule(spec: Any, key: str = "selection.rules") -> Rule:
+    """The rule a config item names: {rule: NAME, option: value, ...}, or a Rule already built."""
+    if isinstance(spec, Rule):
+        return spec
+    if not isinstance(spec, dict) or "rule" not in spec:
+        raise ConfigError(f"key '{key}': each rule needs a 'rule' key, a built-in name or 'module:function'")
+    target = lookup("rule", spec["rule"], f"{key}.rule")
+    if isinstance(target, type) and issubclass(target, Rule):
+        try:
+            return target.model_validate(spec)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                raise ConfigError(f"key '{key}.{where}': not an option of rule {spec['rule']!r}") from None
+            raise ConfigError(f"key '{key}.{where}': {err['msg'].lower()}, got {err.get('input')!r}") from None
+    if not callable(target):
+        raise ConfigError(f"key '{key}.rule': {spec['rule']!r} is not callable")
+    options = check_options(target, {k: v for k, v in spec.items() if k != "rule"}, key, skip=1,
+                            what=f"rule {spec['rule']!r}")
+    return FunctionRule(rule=spec["rule"], **options)
 
 
 @dataclass(frozen=True)
@@ -88,15 +153,15 @@ class Selection:
     survivors: list[tuple[str, int]]  # (rule name, samples left after it), in chain order
 
 
-def select(groups: list[Group], rules: list[Any]) -> Selection:
+def select(groups: list[Group], rules: list[Rule]) -> Selection:
     current = list(groups)
     survivors = []
     for rule in rules:
-        current = [RULES[rule.rule](g, rule) for g in current]
+        current = [rule(g) for g in current]
         survivors.append((rule.rule, sum(len(g.samples) for g in current)))
     return Selection(current, survivors)
 
 
 def best_sample(group: Group) -> tuple[Sample, Score] | None:
     """The top-ranked scored sample of a group, or None when it is empty."""
-    return min(group.scored, key=_rank_key) if group.samples else None
+    return min(group.scored, key=rank_key) if group.samples else None

@@ -10,9 +10,9 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
 from rsft.config import build_config
-from rsft.registry import build_scorer
+from rsft.scoring.spec import build_scorer
 from rsft.rounds import run
-from rsft.stages import Run
+from rsft.stages.run import Run
 from tests.conftest import ROOT
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from rsft.errors import ConfigError
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.registry import build_scorer
+from rsft.scoring.spec import build_scorer
 from rsft.scoring.base import score_groups, to_score
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rsft.records import Score
-from rsft.registry import build_scorer
+from rsft.scoring.spec import build_scorer
 from rsft.scoring.code import code_scorer, extract_code, split_tests, to_score
 from rsft.scoring.sandbox import RunResult, SandboxUnavailable, Step
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rsft.errors import ConfigError
-from rsft.registry import build_scorer
+from rsft.scoring.spec import build_scorer
 
 FMT = {"name": "regex", "kwargs": {"pattern": "^#### "}}
 ANS = {"name": "numeric"}

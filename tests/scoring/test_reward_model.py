@@ -7,7 +7,7 @@ import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from rsft.errors import RsftError
-from rsft.registry import build_scorer
+from rsft.scoring.spec import build_scorer
 from rsft.tasks.tiny_model import char_tokenizer
 
 

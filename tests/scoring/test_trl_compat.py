@@ -15,7 +15,7 @@ def test_rsft_scorer_is_a_grpo_reward_func(model_dir, tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from rsft.registry import build_scorer
+    from rsft.scoring.spec import build_scorer
 
     task = make_task(digits=2, n_train=8, n_eval=0, n_gold=0)
     ds = Dataset.from_list([{"prompt": p.text, "answer": p.fields["answer"]} for p in task.train])

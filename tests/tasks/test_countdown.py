@@ -1,7 +1,7 @@
 from rsft.records import Group, Prompt, Sample
 from rsft.scoring.base import score_groups
 from rsft.selection import select
-from rsft.config import DedupRule, PassesRule
+from rsft.selection import DedupRule, PassesRule
 from rsft.tasks.countdown import countdown_scorer, evaluate, make_task
 
 

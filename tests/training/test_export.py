@@ -6,7 +6,7 @@ import json
 import math
 
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.training.export import group_pairs
+from rsft.stages.select import group_pairs
 
 
 def group(texts_values, chat=False):
@@ -41,16 +41,16 @@ def test_chat_pairs_use_the_conversational_format():
 def test_dpo_trainer_runs_on_exported_pairs(tmp_path, model_dir):
     from rsft.config import build_config
     from rsft.rounds import open_run
-    from rsft.stages import run_stage, sample_stage, score_stage
-    from rsft.training.export import export_pairs
+    from rsft.stages.runner import run_stage
+    from rsft.commands.export import export_pairs
 
     cfg = build_config({"name": "dpo", "output_dir": str(tmp_path), "model": {"path": str(model_dir)},
                         "task": {"name": "addition", "params": {"digits": 1, "n_train": 12, "n_eval": 0, "n_gold": 0}},
                         "scorer": {"name": "regex", "kwargs": {"pattern": "^[0-9]{2}$"}},
                         "sampling": {"n": 6, "max_new_tokens": 3}})
     run = open_run(cfg)
-    run_stage(run, 0, "sample", sample_stage)
-    run_stage(run, 0, "score", score_stage)
+    run_stage(run, 0, "sample")
+    run_stage(run, 0, "score")
     path, count = export_pairs(run.dir, 0, all_pairs=True, tau=1.0)
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert count == len(rows) >= 4

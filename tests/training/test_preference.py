@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from rsft.registry import build_scorer
+from rsft.scoring.spec import build_scorer
 from rsft.training.preference import RewardModelTraining, load_pairs, soft_bt_loss, train_reward_model
 from tests.conftest import make_model_dir
 
@@ -101,7 +101,8 @@ def test_cli_trains_on_half_labels_and_reports_no_accuracy(tmp_path, policy):
 def test_training_truncates_long_texts_from_the_left_like_the_scorer(policy):
     from transformers import AutoTokenizer
 
-    from rsft.training.preference import PairCollator, PreferencePair
+    from rsft.records import PreferencePair
+    from rsft.training.preference import PairCollator
 
     collator = PairCollator(AutoTokenizer.from_pretrained(policy), max_length=6)
     batch = collator([PreferencePair("1+2+3+4+5+6=", "21", "2a")])

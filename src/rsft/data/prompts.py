@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rsft.errors import ConfigError, DataError
+from rsft.errors import DataError
 from rsft.records import Prompt
 from rsft.rundir import read_jsonl_numbered
 
@@ -97,25 +97,3 @@ def rows_to_prompts(rows: list[Row], prompt_column: str, id_column: str | None,
             raise DataError(f"{where}: column {prompt_column!r} must be a string or a list of "
                             f"{{role, content}} messages, got {type(value).__name__}")
     return prompts
-
-
-def dataset_task(cfg: Any) -> Any:
-    """A Task from the user's files, scored by the configured scorer (it has no default)."""
-    from rsft.tasks.base import Task
-
-    if cfg.train is None:
-        raise ConfigError("key 'task.train': the 'dataset' task needs a train file or 'hf:NAME'")
-    exclude = (cfg.completion_column,) if cfg.completion_column else ()
-    train_rows = load_rows(cfg.train, cfg.train_split, "task.train")[: cfg.max_train_prompts]
-    train = rows_to_prompts(train_rows, cfg.prompt_column, cfg.id_column, cfg.field_columns, exclude)
-    evals: list[Prompt] = []
-    if cfg.eval is not None:
-        eval_rows = load_rows(cfg.eval, cfg.eval_split, "task.eval")[: cfg.max_eval_prompts]
-        evals = rows_to_prompts(eval_rows, cfg.prompt_column, cfg.id_column, cfg.field_columns, exclude)
-    gold = []
-    if cfg.completion_column:
-        for (where, row), p in zip(train_rows, train, strict=True):
-            if cfg.completion_column not in row:
-                raise DataError(f"{where}: missing column {cfg.completion_column!r} (task.completion_column)")
-            gold.append((p, str(row[cfg.completion_column])))
-    return Task("dataset", train, evals, None, gold, None)

@@ -1,5 +1,1 @@
-"""Sampling engines: one file per engine, all behind the `Engine` protocol."""
-
-from rsft.sampling.base import Engine, SamplingParams, build_engine, sample_seed
-
-__all__ = ["Engine", "SamplingParams", "build_engine", "sample_seed"]
+"""Sampling engines: one file per engine, all behind the `Engine` protocol (base.py); built by engines.py."""

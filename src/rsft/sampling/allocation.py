@@ -27,21 +27,27 @@ seeds) continue across waves, so the result does not depend on batching.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsft.records import Group, Prompt
 from rsft.sampling.base import Engine, SamplingParams
 from rsft.scoring.base import score_groups
 from rsft.selection import normalize
 
+if TYPE_CHECKING:
+    from rsft.config import SamplingConfig
+
+Drawer = Callable[[list[Prompt]], list[Group]]  # a batch of prompts -> their groups, in order
+
 ALPHA, BETA = 1e-3, 2.0
 
 
 def accepted_texts(group: Group, accept_min: float) -> set[str]:
-    return {normalize(s.text) for s, c in group.scored if c.ok and c.value >= accept_min}
+    return {normalize(s.text) for s, c in group.scored if c.passes(accept_min)}
 
 
 def _merge(old: Group, new: Group) -> Group:
@@ -71,7 +77,7 @@ def early_stop(engine: Engine, scorer: Callable[..., Any], prompts: list[Prompt]
     drawn = 0
     while active and drawn < max_n:
         k = min(wave, max_n - drawn)
-        wave_params = SamplingParams(**{**params.__dict__, "first_index": drawn})
+        wave_params = dataclasses.replace(params, first_index=drawn)
         for g in sample_scored(engine, scorer, active, k, wave_params, timeout):
             groups[g.prompt.id] = _merge(groups[g.prompt.id], g)
         drawn += k
@@ -138,7 +144,7 @@ def gvm_plan(presampled: list[Group], accept_min: float, budget_tokens: int | No
     per_sample = used / len(samples) if samples else 1.0
     budget = budget_tokens if budget_tokens is not None else int(round(uniform_n * len(presampled) * per_sample))
     extra_samples = max(0, int((budget - used) / max(per_sample, 1e-9)))
-    acceptance = {g.prompt.id: (sum(1 for c in g.scores if c.ok and c.value >= accept_min) / len(g.samples)
+    acceptance = {g.prompt.id: (sum(1 for c in g.scores if c.passes(accept_min)) / len(g.samples)
                                 if g.samples else 0.0) for g in presampled}
     weights = [gvm_weight(acceptance[g.prompt.id]) for g in presampled]
     caps = [max(0, max_per_prompt - len(g.samples)) for g in presampled]
@@ -164,8 +170,24 @@ def gvm_extend(engine: Engine, scorer: Callable[..., Any], presampled: list[Grou
     grown = {g.prompt.id: g for g in presampled}
     for (k, first), gs in sorted(by_count.items()):
         more = sample_scored(engine, scorer, [g.prompt for g in gs], k,
-                             SamplingParams(**{**params.__dict__, "first_index": first}), timeout)
+                             dataclasses.replace(params, first_index=first), timeout)
         for g in more:
             grown[g.prompt.id] = _merge(grown[g.prompt.id], g)
     return [grown[g.prompt.id] for g in presampled]
 
+
+
+def drawer(cfg: SamplingConfig, engine: Engine, scorer: Callable[..., Any], params: SamplingParams,
+           accept_min: float, timeout: float | None, plan: GvmPlan | None = None,
+           presampled: dict[str, Group] | None = None) -> Drawer:
+    """How one batch of prompts is sampled under `cfg.allocation`. `gvm` needs its pre-sample and plan."""
+    if cfg.allocation == "uniform":
+        def uniform(batch: list[Prompt]) -> list[Group]:
+            return [Group(p, tuple(g)) for p, g in zip(batch, engine.generate(batch, cfg.n, params), strict=True)]
+        return uniform
+    if cfg.allocation == "early_stop":
+        return lambda batch: early_stop(engine, scorer, batch, params, cfg.wave, cfg.n, cfg.target_accepted,
+                                        accept_min, timeout, cfg.give_up_after)
+    if plan is None or presampled is None:
+        raise ValueError("gvm allocation draws after its pre-sample: pass the plan and the presampled groups")
+    return lambda batch: gvm_extend(engine, scorer, [presampled[p.id] for p in batch], plan.extra, params, timeout)

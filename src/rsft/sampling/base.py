@@ -6,7 +6,11 @@ prompt p in round r is derived from (seed, r, p, i) with hashlib, never
 Python's `hash()`, so a sample does not depend on which batch it landed in,
 and a resumed run draws exactly what an uninterrupted one would.
 
-Heavy engines are imported only when chosen; they are optional extras.
+An engine is built by a factory, ``factory(model_path, tokenizer_path, dtype,
+trust_remote_code, **options)``: the first four are `MODEL_ARGS`, which rsft
+passes from the `model` section; the rest of its signature are the engine's
+own options (`sampling.engine_options`). Which factory a name means is in
+`rsft.registry`; `rsft.sampling.engines` builds it. This file builds nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rsft.errors import ConfigError
 from rsft.records import Prompt, Sample
 
 if TYPE_CHECKING:
@@ -43,6 +46,9 @@ class SamplingParams:
         return cls(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, tuple(cfg.stop), seed, round_index)
 
 
+MODEL_ARGS = ("model_path", "tokenizer_path", "dtype", "trust_remote_code")  # every engine factory takes these
+
+
 class Engine(Protocol):
     def generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
         """K=n samples for each prompt, as one list per prompt in prompt order."""
@@ -59,81 +65,6 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Text before the earliest stop string, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def auto_engine_name() -> str:
-    """What `engine: auto` means on this machine: the fastest engine installed for the device.
-
-    On CPU that is CTranslate2 when the `rsft[ctranslate2]` extra is installed (5.0x HF generate
-    on a 25M model, see BENCHMARKS.md), else our transformers loop. On CUDA it is the transformers
-    loop: there is no vLLM engine yet, and the CTranslate2 engine here is only measured on CPU.
-    """
-    import importlib.util
-
-    import torch
-
-    if torch.cuda.is_available():
-        return "transformers"
-    return "ctranslate2" if importlib.util.find_spec("ctranslate2") is not None else "transformers"
-
-
-def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
-                 trust_remote_code: bool = False, **options: object) -> Engine:
-    """The engine a config names; `options` are the engine's own settings (sampling.engine_options).
-
-    'auto' picks per device (see `auto_engine_name`); 'module:factory' names a user's engine factory.
-    """
-    check_engine_options(name, options)
-    if name == "auto":
-        name = auto_engine_name()
-    if name in ("ctranslate2", "transformers"):
-        return _builtin_engine(name).from_path(model_path, tokenizer_path, dtype, trust_remote_code=trust_remote_code,
-                                               **options)
-    if name == "vllm":
-        raise ConfigError("key 'sampling.engine': the vllm engine is not available in this build; use auto, "
-                          "transformers or ctranslate2")
-    if name == "fake":
-        from rsft.sampling.fake import FakeEngine
-
-        return FakeEngine()
-    if ":" in name:
-        from rsft.registry import import_object
-
-        factory = import_object(name, "sampling.engine")
-        return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype, **options)
-    raise ConfigError(f"key 'sampling.engine': unknown engine {name!r}, expected auto, transformers, ctranslate2, "
-                      "fake or 'module:factory'")
-
-
-def check_engine_options(name: str, options: dict[str, Any]) -> None:
-    """Name a misspelt `sampling.engine_options` key before the engine's constructor turns it into a TypeError."""
-    import inspect
-
-    resolved = auto_engine_name() if name == "auto" else name
-    if not options or resolved not in ("ctranslate2", "transformers"):
-        return
-    chosen = f"{resolved} engine" + (" (what auto chose here)" if name == "auto" else "")
-    cls = _builtin_engine(resolved)
-    known = {k for k in [*inspect.signature(cls.from_path).parameters, *inspect.signature(cls.__init__).parameters]
-             if k not in ("self", "cls", "path", "model_path", "tokenizer_path", "dtype", "model", "tokenizer", "model_dir",
-                          "eos_ids", "trust_remote_code", "kwargs")}
-    for key in options:
-        if key not in known:
-            raise ConfigError(f"key 'sampling.engine_options.{key}': not an option of the {chosen}; "
-                              f"expected one of {', '.join(sorted(known))}")
-
-
-def _builtin_engine(name: str) -> Any:
-    """The class of a built-in engine; a missing optional extra is a config error, not an ImportError."""
-    if name == "ctranslate2":
-        try:
-            from rsft.sampling.ctranslate2_engine import CTranslate2Engine
-        except ImportError:
-            raise ConfigError("key 'sampling.engine': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')") from None
-        return CTranslate2Engine
-    from rsft.sampling.transformers_engine import TransformersEngine
-
-    return TransformersEngine
 
 
 def usable_cpus() -> int:

@@ -32,7 +32,7 @@ wants. Under int8 the model itself is quantized: logprobs carry the quantization
 Entropy. Full distributions come only through `return_logits_vocab`, which keeps a [V] vector per
 step per row until the batch ends. With `entropy=None` that is on when the vocabulary has at most
 4096 tokens (the built-in char models), and the entropy is the transformers engine's (after
-temperature, top-k, top-p; of the raw distribution when greedy). Otherwise `Sample.entropy` is NaN,
+temperature, top-k, top-p; of the raw distribution when greedy). Otherwise `Sample.entropy` is None,
 "not measured", never a 0.0 that would read as collapsed entropy.
 
 It does not do beam search or repetition penalties, run on CUDA (use vllm), or convert models
@@ -65,7 +65,7 @@ from rsft.errors import RsftError
 from rsft.modeling import adapter_base, load_tokenizer, local_checkpoint
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
-from rsft.sampling.transformers_engine import filter_logits
+from rsft.sampling.logits import filter_logits
 
 CACHE_FORMAT = 1  # bump to invalidate every cached conversion
 AUTO_INT8_MIN_PARAMS = 10_000_000  # see resolve_compute_type
@@ -233,18 +233,20 @@ class CTranslate2Engine:
         self._generator: Any = None  # a generator none of whose workers has drawn a random number yet
 
     @classmethod
-    def from_path(cls, path: str, tokenizer_path: str | None = None, dtype: str = "float32",
-                  compute_type: str = "auto", cache_dir: str | Path | None = None,
-                  trust_remote_code: bool = False, **kwargs: Any) -> CTranslate2Engine:
-        """Convert (or reuse the cached conversion of) `path` and load it.
+    def from_path(cls, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
+                  trust_remote_code: bool = False, compute_type: str = "auto", cache_dir: str | Path | None = None,
+                  inter_threads: int | None = None, intra_threads: int = 1, max_batch_tokens: int = 32768,
+                  entropy: bool | None = None) -> CTranslate2Engine:
+        """The registry's factory: convert (or reuse the cached conversion of) `model_path` and load it.
 
-        `dtype` is accepted for `build_engine`'s signature; the inference precision is `compute_type`
-        ('auto', 'int8', 'int8_float32' or 'float32')."""
-        ckpt = local_checkpoint(path)
+        `dtype` is part of every engine factory's signature; the inference precision here is
+        `compute_type` ('auto', 'int8', 'int8_float32' or 'float32')."""
+        ckpt = local_checkpoint(model_path)
         compute_type = resolve_compute_type(compute_type, count_parameters(ckpt))
         model_dir = convert_cached(ckpt, compute_type, cache_dir, trust_remote_code)
-        tok = load_tokenizer(tokenizer_path or path, trust_remote_code=trust_remote_code)
-        return cls(model_dir, tok, _eos_ids(ckpt, tok), compute_type, **kwargs)
+        tok = load_tokenizer(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
+        return cls(model_dir, tok, _eos_ids(ckpt, tok), compute_type, inter_threads, intra_threads,
+                   max_batch_tokens, entropy)
 
     def _check_vocabulary(self, vocab: list[str]) -> None:
         """Token strings are how prompts reach CTranslate2; its ids must be the tokenizer's ids."""
@@ -339,8 +341,9 @@ class CTranslate2Engine:
             ids, text, logprob, entropy = rows[i % len(rows)]
             text, stopped = cut_at_stop(text, params.stop) if params.stop else (text, False)
             stopped = stopped or (bool(ids) and ids[-1] in self.eos_ids)
-            out.append(Sample(prompt_id=prompt.id, index=params.first_index + i, text=text, token_ids=tuple(ids), logprob=float(logprob),
-                              entropy=float(entropy), finish_reason="stop" if stopped else "length"))
+            out.append(Sample(prompt_id=prompt.id, index=params.first_index + i, text=text, token_ids=tuple(ids),
+                              logprob=float(logprob), entropy=None if math.isnan(entropy) else float(entropy),
+                              finish_reason="stop" if stopped else "length"))
         return out
 
     def _entropies(self, results: list[Any], params: SamplingParams) -> list[list[float]]:

@@ -19,6 +19,12 @@ def _default_script(prompt: Prompt, index: int) -> str:
     return str(options[index % len(options)])
 
 
+def fake_engine(model_path: str = "", tokenizer_path: str | None = None, dtype: str = "float32",
+                trust_remote_code: bool = False) -> FakeEngine:
+    """The registry's factory: the model arguments are ignored, there is no model."""
+    return FakeEngine()
+
+
 class FakeEngine:
     def __init__(self, script: Callable[[Prompt, int], str] = _default_script) -> None:
         self.script = script

@@ -27,46 +27,7 @@ from rsft.data.formats import render_prompt
 from rsft.modeling import load_model, load_tokenizer
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
-
-
-def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """Temperature, top-k and top-p applied to logits [b, V]; removed tokens become -inf."""
-    scaled = logits / params.temperature  # [b, V]
-    if params.top_k > 0 and params.top_k < scaled.shape[-1]:
-        kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]  # [b, 1]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)  # [b, V]
-        probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already reaches top_p (the top token always stays)
-        drop_sorted = probs.cumsum(-1) - probs >= params.top_p  # [b, V]
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        scaled = scaled.masked_fill(drop, float("-inf"))
-    return scaled
-
-
-def pick_tokens(
-    logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Choose one token per row of logits [b, V].
-
-    Returns (token [b], logprob of the token under the raw model distribution [b],
-    entropy of the distribution sampled from [b]).
-    """
-    logits = logits.float()
-    raw_logp = logits.log_softmax(-1)  # [b, V]
-    if params.greedy:
-        token = logits.argmax(-1)  # [b]
-        probs = raw_logp.exp()
-    else:
-        probs = filter_logits(logits, params).softmax(-1)  # [b, V]
-        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # [b]
-        cdf = probs.double().cumsum(-1)  # [b, V]
-        token = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
-        token = token.clamp(max=logits.shape[-1] - 1)  # [b]
-    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # [b]
-    logprob = raw_logp.gather(-1, token.unsqueeze(-1)).squeeze(-1)  # [b]
-    return token, logprob, entropy
+from rsft.sampling.logits import pick_tokens
 
 
 class TransformersEngine:
@@ -84,12 +45,13 @@ class TransformersEngine:
         self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)  # [E]
 
     @classmethod
-    def from_path(cls, path: str, tokenizer_path: str | None = None, dtype: str = "float32",
+    def from_path(cls, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
                   trust_remote_code: bool = False, max_batch_tokens: int = 65536,
                   threads: int | None = None) -> TransformersEngine:
-        """`threads`: torch's intra-op threads while this engine generates (restored afterwards)."""
-        tok = load_tokenizer(tokenizer_path or path, trust_remote_code=trust_remote_code)
-        return cls(load_model(path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens, threads)
+        """The registry's factory. `threads`: torch's intra-op threads while this engine generates
+        (restored afterwards); `max_batch_tokens`: KV-cache positions per sub-batch."""
+        tok = load_tokenizer(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
+        return cls(load_model(model_path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens, threads)
 
     def _threads(self) -> int:
         """The engine's `threads`, else torch's own choice capped at the CPUs this process may use

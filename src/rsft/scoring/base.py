@@ -18,15 +18,11 @@ from __future__ import annotations
 import inspect
 import math
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from rsft.data.formats import scorer_completion, scorer_prompt
 from rsft.records import Group, Score
-
-
-class Scorer(Protocol):
-    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Sequence[Any]: ...
 
 
 def to_score(raw: Any) -> Score:

@@ -1,5 +1,8 @@
 """Combining scorers: weighted sum, gate, max and min, nested as deep as the config likes.
 
+`from_spec` reads a ``{combine: ...}`` config spec; its children are built by the
+spec builder it is handed (`rsft.scoring.spec.build_scorer`), so specs nest.
+
 A combination is itself a scorer with TRL's reward signature, so it composes
 with everything else. Children run through `score_flat`, so one child failing
 on one sample is an error on that sample only; a combined score is an error
@@ -13,10 +16,67 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rsft.errors import ConfigError
 from rsft.records import Score
 from rsft.scoring.base import score_flat
 
 Labelled = tuple[str, Callable[..., Any]]
+Build = Callable[..., Callable[..., Any]]  # build_scorer(spec, key=...)
+
+_KEYS = {"sum": {"combine", "scorers", "weights"}, "max": {"combine", "scorers"},
+         "min": {"combine", "scorers"}, "gate": {"combine", "gate", "then", "min", "otherwise"}}
+
+
+def _label(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec.split(":")[-1]
+    if isinstance(spec, dict):
+        return str(spec.get("name") or spec.get("combine") or "scorer").split(":")[-1]
+    return "scorer"
+
+
+def _labelled(specs: list[Any], key: str, build: Build) -> list[Labelled]:
+    """Each child with a label for the parts: its name, numbered when a name repeats."""
+    out, seen = [], {}
+    for i, spec in enumerate(specs):
+        label = _label(spec)
+        seen[label] = seen.get(label, 0) + 1
+        out.append((label if seen[label] == 1 else f"{label}{seen[label]}", build(spec, key=f"{key}.{i}")))
+    return out
+
+
+def _number(spec: dict[str, Any], name: str, default: float, key: str) -> float:
+    value = spec.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"key '{key}.{name}': expected a number, got {value!r}")
+    return float(value)
+
+
+def from_spec(spec: dict[str, Any], key: str, build: Build) -> Callable[..., list[Score]]:
+    """The combination a ``{combine: sum|max|min|gate, ...}`` spec describes."""
+    kind = spec["combine"]
+    if kind not in _KEYS:
+        raise ConfigError(f"key '{key}.combine': unknown combination {kind!r}, expected one of {sorted(_KEYS)}")
+    unknown = set(spec) - _KEYS[kind]
+    if unknown:
+        raise ConfigError(f"key '{key}': unknown key {sorted(unknown)[0]!r} for combine: {kind}")
+    if kind == "gate":
+        if "gate" not in spec or "then" not in spec:
+            raise ConfigError(f"key '{key}': combine: gate needs 'gate' and 'then' scorers")
+        (g,) = _labelled([spec["gate"]], f"{key}.gate", build)
+        (t,) = _labelled([spec["then"]], f"{key}.then", build)
+        return gate(g, t, _number(spec, "min", 1.0, key), _number(spec, "otherwise", 0.0, key))
+    children = spec.get("scorers")
+    if not isinstance(children, list) or not children:
+        raise ConfigError(f"key '{key}.scorers': expected a non-empty list of scorers")
+    labelled = _labelled(children, f"{key}.scorers", build)
+    if kind == "sum":
+        weights = spec.get("weights", [1.0] * len(children))
+        if not isinstance(weights, list) or len(weights) != len(children) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+            raise ConfigError(f"key '{key}.weights': expected {len(children)} numbers, got {weights!r}")
+        return weighted_sum(labelled, [float(w) for w in weights])
+    return extreme(labelled, max if kind == "max" else min)
 
 
 def _children(children: list[Labelled], prompts: list[Any], completions: list[Any],
@@ -73,7 +133,7 @@ def gate(gate_child: Labelled, then: Labelled, min_value: float = 1.0, otherwise
 
     def score(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Score]:
         gates = score_flat(gate_child[1], prompts, completions, kwargs)
-        open_idx = [i for i, g in enumerate(gates) if g.ok and g.value >= min_value]
+        open_idx = [i for i, g in enumerate(gates) if g.passes(min_value)]
         sub = {k: [v[i] for i in open_idx] for k, v in kwargs.items()}
         thens = score_flat(then[1], [prompts[i] for i in open_idx], [completions[i] for i in open_idx], sub) \
             if open_idx else []

@@ -43,12 +43,12 @@ class RewardModelScorer:
     def __init__(self, path: str, batch_size: int = 16, max_length: int = 1024, dtype: str = "float32") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from rsft.modeling import _DTYPES, _check_path
+        from rsft.modeling import DTYPES, check_model_path
 
-        _check_path(path, "scorer reward model")
+        check_model_path(path, "scorer reward model")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=_DTYPES[dtype]).eval()
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=DTYPES[dtype]).eval()
         except (OSError, ValueError) as e:
             raise RsftError(f"scorer reward model {path!r}: cannot load ({str(e).splitlines()[0]})") from None
         if self.model.config.num_labels != 1:

@@ -56,6 +56,11 @@ def addition_scorer(prompts: list[Any], completions: list[Any], answer: list[int
     return out
 
 
+def scorer() -> Any:
+    """The registry's factory for the `addition` scorer (it has no options)."""
+    return addition_scorer
+
+
 def make_task(
     digits: int = 3,
     n_train: int = 2000,

@@ -1,8 +1,12 @@
-"""A Task is prompts plus their default scorer.
+"""A Task is prompts plus their default scorer, and `build_task` makes the one a config names.
 
 The built-in tasks generate their prompts from a seed; a user's dataset is
-loaded from files with a column mapping and becomes a Task in the same shape,
-so the round loop never asks where its prompts came from.
+loaded from files with a column mapping (`rsft.tasks.dataset`) and becomes a
+Task in the same shape, so the round loop never asks where its prompts came
+from. A task is made by a factory found through `rsft.registry`: a built-in
+name, or a user's ``"module:function"``. The factory receives ``task.params``
+(checked against its signature), ``seed`` when it takes one, and any other
+``task.*`` setting it names as a parameter (``train``, ``eval``, columns...).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rsft.errors import ConfigError
 from rsft.records import Prompt
+from rsft.registry import check_options, lookup, parameters
 
 if TYPE_CHECKING:
     from rsft.config import TaskConfig
@@ -36,42 +41,21 @@ class Task:
     alphabet: str | None = None
 
 
-def _builtin_factories() -> dict[str, Callable[..., Task]]:
-    from rsft.tasks import addition, countdown
-
-    return {"addition": addition.make_task, "countdown": countdown.make_task}
-
-
-def load_task(cfg: TaskConfig, seed: int = 0) -> Task:
-    """Build the Task a config names: a built-in by name, or 'dataset' from files."""
-    if cfg.name == "dataset":
-        from rsft.data.prompts import dataset_task
-
-        return dataset_task(cfg)
-    factories = _builtin_factories()
-    if cfg.name not in factories:
-        raise ConfigError(f"key 'task.name': unknown task {cfg.name!r}, expected one of {sorted(factories) + ['dataset']}")
-    params = {"seed": seed, **cfg.params}
-    _check_param_types(cfg.name, factories[cfg.name], cfg.params)
+def build_task(cfg: TaskConfig, seed: int = 0) -> Task:
+    """The Task a config names, cut to `max_train_prompts` / `max_eval_prompts`."""
+    factory = lookup("task", cfg.name, "task.name")
+    accepted = parameters(factory)
+    settings = {k: v for k, v in cfg.model_dump().items() if k not in ("name", "params")}
+    given = {k: v for k, v in settings.items() if k in accepted}
+    if "seed" in accepted:
+        given["seed"] = seed
+    params = check_options(factory, cfg.params, "task.params", what=f"task {cfg.name!r}", given=tuple(given))
     try:
-        task = factories[cfg.name](**params)
-    except (TypeError, ValueError) as e:  # an unknown or ill-typed param, or an impossible combination
+        task = factory(**given, **params)
+    except (TypeError, ValueError) as e:  # an impossible combination of params
         raise ConfigError(f"key 'task.params' of task {cfg.name!r}: {str(e).splitlines()[0]}") from None
+    if not isinstance(task, Task):
+        raise ConfigError(f"key 'task.name': {cfg.name!r} returned {type(task).__name__}, expected an rsft Task")
     train = task.train[: cfg.max_train_prompts] if cfg.max_train_prompts else task.train
     evals = task.eval[: cfg.max_eval_prompts] if cfg.max_eval_prompts else task.eval
     return Task(task.name, train, evals, task.scorer, task.gold, task.alphabet)
-
-
-def _check_param_types(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
-    """A built-in's params take the type of their default (a float param also takes an int)."""
-    import inspect
-
-    signature = inspect.signature(factory).parameters
-    for key, value in params.items():
-        param = signature.get(key)
-        if param is None or param.default is inspect.Parameter.empty:
-            continue
-        want = type(param.default)
-        accepts = (int, float) if want is float else want
-        if isinstance(value, bool) and want is not bool or not isinstance(value, accepts):
-            raise ConfigError(f"key 'task.params.{key}' of task {name!r}: expected {want.__name__}, got {value!r}")

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from rsft.errors import DataError
-from rsft.rundir import atomic_write_json, read_jsonl_numbered, replace_dir
+from rsft.records import PreferencePair
+from rsft.rundir import atomic_write_json, read_jsonl_numbered, replace_dir, work_dir
 from rsft.scoring.reward_model import adds_special_tokens, render
 
 
@@ -38,15 +39,6 @@ def soft_bt_loss(delta: torch.Tensor, hp: torch.Tensor, margin: torch.Tensor) ->
     """Mean soft-label Bradley-Terry loss over pairs; all inputs are [B]."""
     shifted = delta - margin  # [B]
     return -(hp * F.logsigmoid(shifted) + (1 - hp) * F.logsigmoid(-shifted)).mean()
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    prompt: Any
-    chosen: Any
-    rejected: Any
-    p: float = 1.0
-    margin: float = 0.0
 
 
 def load_pairs(path: str | Path) -> list[PreferencePair]:
@@ -165,7 +157,7 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     """
     from transformers import AutoModelForSequenceClassification, TrainingArguments
 
-    from rsft.modeling import _DTYPES, load_tokenizer
+    from rsft.modeling import DTYPES, load_tokenizer
     from rsft.progress import quiet_hf, rich_train_callback
 
     quiet_hf()
@@ -181,13 +173,13 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a causal LM has no score head yet; its "MISSING score.weight" is expected
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=_DTYPES[cfg.dtype])
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=DTYPES[cfg.dtype])
     finally:
         hf_logging.set_verbosity(level)
     model.config.pad_token_id = tokenizer.pad_token_id
     collator = PairCollator(tokenizer, cfg.max_length)
     before = evaluate_pairs(model, collator, held, cfg.bins) if held else None
-    work = out_dir.parent / f"{out_dir.name}-work"
+    work = work_dir(out_dir)
     args = TrainingArguments(
         output_dir=str(work), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="constant", report_to="none",

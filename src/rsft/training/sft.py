@@ -23,7 +23,7 @@ from typing import Any
 from rsft.config import TrainConfig
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback
-from rsft.rundir import replace_dir
+from rsft.rundir import replace_dir, work_dir
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class TrainResult:
     seconds: float
 
 
-def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, rows: int) -> Any:
+def sft_config(cfg: TrainConfig, out_dir: Path, seed: int) -> Any:
     from trl import SFTConfig
 
     kwargs: dict[str, Any] = dict(
@@ -97,7 +97,7 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     tokenizer = load_tokenizer(init_path)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     trainer = SFTTrainer(
-        model=model, args=sft_config(cfg, work, seed, len(rows)), train_dataset=dataset,
+        model=model, args=sft_config(cfg, work, seed), train_dataset=dataset,
         processing_class=tokenizer, peft_config=_peft_config(cfg),
         callbacks=[rich_train_callback(label), *callbacks],
     )
@@ -117,11 +117,11 @@ def train_sft(
 ) -> TrainResult:
     """Fine-tune the model at `init_path` on `rows` and write it to `out_dir`.
 
-    `out_dir.parent / (out_dir.name + "-work")` holds checkpoints while training;
-    it is resumed from when present and removed once the model is in place.
+    `work_dir(out_dir)` (``OUT-work``) holds checkpoints while training; it is
+    resumed from when present and removed once the model is in place.
     """
     t0 = time.perf_counter()
-    work = out_dir.parent / f"{out_dir.name}-work"
+    work = work_dir(out_dir)
     trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, callbacks)
     has_checkpoint = any(work.glob("checkpoint-*"))
     out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)

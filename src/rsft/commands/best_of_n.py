@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.registry import build_scorer
-from rsft.sampling.base import SamplingParams, build_engine
+from rsft.registry import resolve
+from rsft.sampling.base import SamplingParams
 from rsft.scoring.base import score_groups
 from rsft.selection import best_sample
 
@@ -62,8 +62,8 @@ def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_p
 
     quiet_hf()
     items = _as_prompts(prompts, input_path, prompt_column)
-    fn = scorer if callable(scorer) else build_scorer(scorer, key="--scorer")
-    eng = build_engine(engine, model)
+    fn = scorer if callable(scorer) else resolve("scorer", scorer, key="--scorer")
+    eng = resolve("engine", engine, model_path=model)
     params = SamplingParams(temperature, top_p, top_k, max_new_tokens, (), seed, 0)
     results = []
     with progress_bar(f"best-of-{n}", total=len(items)) as (bar, task):

@@ -1,4 +1,4 @@
-"""Preference pairs from rsft's own scored samples, in TRL's DPO format.
+"""`rsft export pairs`: preference pairs from a run's scored samples, in TRL's DPO format.
 
 Per prompt, the default pair is its best sample (chosen) against its worst
 (rejected); groups whose samples all scored the same give no pair. With
@@ -6,7 +6,8 @@ Per prompt, the default pair is its best sample (chosen) against its worst
 `threshold`) is emitted, best-first, up to `cap` per prompt. Each pair carries
 its reward margin and, with `tau`, the soft label hp = σ(margin / τ) that the
 reward-model trainer honours. Pairs whose two texts normalize to the same
-string, and repeats, are dropped.
+string, and repeats across rounds, are dropped. The pairs of one group are
+`rsft.stages.select.group_pairs`, the same the select stage writes.
 
 Rows are {prompt, chosen, rejected}: strings for text prompts, message lists
 for chat prompts (TRL's conversational preference format), plus margin, p and
@@ -15,48 +16,13 @@ prompt_id, which DPOTrainer ignores.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
-from rsft.data.formats import scorer_completion, scorer_prompt
 from rsft.errors import RsftError
-from rsft.records import Group, Sample, Score
+from rsft.records import Group
 from rsft.rundir import atomic_write_jsonl, read_jsonl, round_dirs
 from rsft.selection import normalize
-
-
-def _ranked(group: Group) -> list[tuple[Sample, Score]]:
-    ok = [(s, c) for s, c in group.scored if c.ok]
-    return sorted(ok, key=lambda p: (-p[1].value, p[0].index))
-
-
-def group_pairs(group: Group, all_pairs: bool = False, threshold: float = 1.0, cap: int = 16,
-                tau: float | None = None) -> list[dict[str, Any]]:
-    ranked = _ranked(group)
-    if len(ranked) < 2:
-        return []
-    if all_pairs:
-        accepted = [p for p in ranked if p[1].value >= threshold]
-        rejected = [p for p in reversed(ranked) if p[1].value < threshold]
-        candidates = [(a, r) for a in accepted for r in rejected]
-    else:
-        candidates = [(ranked[0], ranked[-1])]
-    rows, seen = [], set()
-    for (cs, cc), (rs, rc) in candidates:
-        margin = cc.value - rc.value
-        key = (normalize(cs.text), normalize(rs.text))
-        if margin <= 0 or key[0] == key[1] or key in seen:
-            continue
-        seen.add(key)
-        row = {"prompt": scorer_prompt(group.prompt), "chosen": scorer_completion(group.prompt, cs.text),
-               "rejected": scorer_completion(group.prompt, rs.text), "margin": margin, "prompt_id": group.prompt.id}
-        if tau is not None:
-            row["p"] = 1 / (1 + math.exp(-margin / tau))
-        rows.append(row)
-        if len(rows) >= cap:
-            break
-    return rows
+from rsft.stages.select import group_pairs
 
 
 def export_pairs(run_dir: str | Path, round_index: int | None = None, output: str | Path | None = None,

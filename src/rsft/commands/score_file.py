@@ -16,7 +16,7 @@ from typing import Any
 from rsft.data.prompts import load_rows
 from rsft.errors import DataError
 from rsft.progress import progress_bar
-from rsft.registry import build_scorer
+from rsft.registry import resolve
 from rsft.rundir import atomic_write_jsonl
 from rsft.scoring.base import score_flat
 
@@ -36,7 +36,7 @@ def score_file(input_path: str | Path, scorer: Any, output: str | Path | None = 
     """Score every row of a JSONL/Parquet/dataset file; write the rows with their scores."""
     input_path = Path(input_path)
     out_path = Path(output) if output else input_path.with_name(input_path.stem + ".scored.jsonl")
-    fn = build_scorer(scorer, key="--scorer")
+    fn = resolve("scorer", scorer, key="--scorer")
     rows = load_rows(str(input_path), "train", "input")
     for where, row in rows:
         for col in (prompt_column, completion_column):
@@ -53,7 +53,7 @@ def score_file(input_path: str | Path, scorer: Any, output: str | Path | None = 
                 errors += not s.ok
                 if s.ok:
                     values.append(s.value)
-                if min_score is None or (s.ok and s.value >= min_score):
+                if min_score is None or s.passes(min_score):
                     written.append({**row, "score": s.value, "score_parts": s.parts, "score_error": s.error})
             bar.update(task, advance=len(batch))
     atomic_write_jsonl(out_path, written)

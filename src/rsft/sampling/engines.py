@@ -1,0 +1,57 @@
+"""Building the engine a config names: `auto` resolved for this machine, the factory from the registry,
+its options checked against the factory's signature.
+
+The factories themselves live one per engine file (see `rsft.registry.BUILTINS`);
+this module only chooses and calls. It samples nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from rsft.errors import ConfigError
+from rsft.registry import BUILTINS, check_options, lookup
+from rsft.sampling.base import MODEL_ARGS, Engine
+
+KEY = "sampling.engine"
+
+
+def auto_engine_name() -> str:
+    """What `engine: auto` means on this machine: the fastest engine installed for the device.
+
+    On CPU that is CTranslate2 when the `rsft[ctranslate2]` extra is installed (5.0x HF generate
+    on a 25M model, see BENCHMARKS.md), else our transformers loop. On CUDA it is the transformers
+    loop: the CTranslate2 engine here is only measured on CPU.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return "transformers"
+    return "ctranslate2" if importlib.util.find_spec("ctranslate2") is not None else "transformers"
+
+
+def engine_factory(name: str) -> tuple[str, Any]:
+    """(the resolved name, its factory); a built-in whose optional extra is missing is a one-line error."""
+    resolved = auto_engine_name() if name == "auto" else name
+    if resolved == "ctranslate2" and importlib.util.find_spec("ctranslate2") is None:
+        raise ConfigError(f"key '{KEY}': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')")
+    return resolved, lookup("engine", resolved, KEY)
+
+
+def check_engine_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`sampling.engine_options` checked against the chosen engine factory's signature (after MODEL_ARGS)."""
+    resolved, factory = engine_factory(name)
+    what = f"the {resolved} engine" + (" (what auto chose here)" if name == "auto" else "")
+    if resolved not in BUILTINS["engine"]:
+        what = f"engine factory {resolved!r}"
+    return check_options(factory, options, "sampling.engine_options", what=what, given=MODEL_ARGS)
+
+
+def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
+                 trust_remote_code: bool = False, **options: Any) -> Engine:
+    """The engine a config names, loaded on `model_path`; `options` are sampling.engine_options."""
+    _, factory = engine_factory(name)
+    options = check_engine_options(name, options)
+    return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype,
+                   trust_remote_code=trust_remote_code, **options)

@@ -1,0 +1,53 @@
+"""Turning next-token logits into a choice: temperature, top-k and top-p, then one draw per row.
+
+Shared by the engines that see full distributions (the transformers loop, and
+CTranslate2's entropy measurement), so every engine filters the same way.
+Draws are by inverse CDF with one uniform from each row's own generator, so a
+row's token does not depend on the other rows of its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rsft.sampling.base import SamplingParams
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, top-k and top-p applied to logits [b, V]; removed tokens become -inf."""
+    scaled = logits / params.temperature  # [b, V]
+    if params.top_k > 0 and params.top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]  # [b, 1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)  # [b, V]
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass before it already reaches top_p (the top token always stays)
+        drop_sorted = probs.cumsum(-1) - probs >= params.top_p  # [b, V]
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scaled = scaled.masked_fill(drop, float("-inf"))
+    return scaled
+
+
+def pick_tokens(
+    logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Choose one token per row of logits [b, V].
+
+    Returns (token [b], logprob of the token under the raw model distribution [b],
+    entropy of the distribution sampled from [b]).
+    """
+    logits = logits.float()
+    raw_logp = logits.log_softmax(-1)  # [b, V]
+    if params.greedy:
+        token = logits.argmax(-1)  # [b]
+        probs = raw_logp.exp()
+    else:
+        probs = filter_logits(logits, params).softmax(-1)  # [b, V]
+        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # [b]
+        cdf = probs.double().cumsum(-1)  # [b, V]
+        token = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+        token = token.clamp(max=logits.shape[-1] - 1)  # [b]
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # [b]
+    logprob = raw_logp.gather(-1, token.unsqueeze(-1)).squeeze(-1)  # [b]
+    return token, logprob, entropy

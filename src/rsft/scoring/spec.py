@@ -1,0 +1,56 @@
+"""What a `scorer:` spec in a config means, and the scorer it builds.
+
+The forms, each resolved through `rsft.registry`:
+- None: the task's own scorer;
+- a built-in name (``numeric``) or ``{name: numeric, kwargs: {...}}``: the
+  built-in's factory, called with the kwargs (checked against its signature);
+- ``"module:function"``: the user's scorer itself; with ``kwargs`` it is a
+  factory, called with them, that returns the scorer;
+- ``{combine: sum|max|min|gate, ...}``: a combination (`rsft.scoring.combine`),
+  whose children are specs of their own.
+
+It builds; it does not score (`rsft.scoring.base` runs scorers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rsft.errors import ConfigError
+from rsft.registry import BUILTINS, check_options, lookup
+from rsft.scoring import combine
+
+
+def build_scorer(spec: Any, default: Callable[..., Any] | None = None, key: str = "scorer") -> Callable[..., Any]:
+    """The scorer a config names (see the module docstring for the forms)."""
+    if spec is None:
+        if default is None:
+            raise ConfigError(f"key '{key}': this task has no default scorer; name one")
+        return default
+    if isinstance(spec, dict) and "combine" in spec:
+        return combine.from_spec(spec, key, build_scorer)
+    kwargs: dict[str, Any] = {}
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"name", "kwargs"}
+        if unknown or "name" not in spec:
+            raise ConfigError(f"key '{key}': expected {{name, kwargs}} or {{combine, ...}}, got keys {sorted(spec)}")
+        if not isinstance(spec.get("kwargs") or {}, dict):
+            raise ConfigError(f"key '{key}.kwargs': expected a mapping of options, got {spec['kwargs']!r}")
+        kwargs = dict(spec.get("kwargs") or {})
+        spec = spec["name"]
+    if not isinstance(spec, str):
+        raise ConfigError(f"key '{key}': expected a scorer name or 'module:function', got {spec!r}")
+    factory = lookup("scorer", spec, key)
+    if not callable(factory):
+        raise ConfigError(f"key '{key}': {spec!r} is not callable")
+    if spec not in BUILTINS["scorer"] and not kwargs:
+        return factory  # a user's scorer itself
+    options = check_options(factory, kwargs, f"{key}.kwargs", what=f"scorer {spec!r}")
+    try:
+        return factory(**options)
+    except ImportError as e:
+        raise ConfigError(f"key '{key}': scorer {spec!r} needs an optional dependency: {e} "
+                          "(see the README's extras)") from None
+    except (TypeError, ValueError, OSError) as e:
+        raise ConfigError(f"key '{key}': scorer {spec!r}: {str(e).splitlines()[0]}") from None

@@ -1,0 +1,39 @@
+"""The base stage, before round 0: build the tiny model and/or warm-start the base into ``base-model/``.
+
+With a real model and no warm start there is nothing to do: round 0 samples
+from `model.path` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rsft.errors import ConfigError
+from rsft.rundir import atomic_write_json, replace_dir
+from rsft.stages.run import Run
+
+
+def base_stage(run: Run) -> None:
+    if run.base_model == run.cfg.model.path:
+        return
+    from rsft.tasks.tiny_model import build_tiny
+    from rsft.training.warm_start import warm_start
+
+    t0 = time.perf_counter()
+    init = run.cfg.model.path
+    if init == "tiny":
+        if run.task.alphabet is None:
+            raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
+                              f"task {run.task.name!r} has none; give a model path")
+        init = str(build_tiny(run.dir / "base-init", run.task.alphabet, run.cfg.model.tiny, run.cfg.seed))
+    info: dict[str, Any] = {"init": init}
+    ws = run.cfg.warm_start
+    if ws.enabled:
+        info["warm_start"] = warm_start(init, Path(run.base_model), run.task.gold, run.task.eval, run.scorer, ws,
+                                        run.cfg.sampling.max_new_tokens, seed=run.cfg.seed)
+    else:
+        replace_dir(Path(init), Path(run.base_model))
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    atomic_write_json(run.dir / "base.json", info)

@@ -1,0 +1,30 @@
+"""The eval stage: held-out metrics of the round's model (and of the base, before round 0).
+
+It uses the run's sampling engine and the judge (`eval.scorer`, else the run's
+scorer); the metrics themselves are `rsft.evaluation`'s.
+"""
+
+from __future__ import annotations
+
+from rsft.rundir import atomic_write_json
+from rsft.stages.run import Run
+
+
+def eval_model(run: Run, model_path: str, round_index: int) -> dict[str, float]:
+    from rsft.evaluation import evaluate
+
+    return evaluate(run.engine(model_path), run.task.eval, run.eval_scorer, run.cfg.eval,
+                    run.cfg.sampling.max_new_tokens, seed=run.cfg.seed, round_index=round_index,
+                    batch_size=run.cfg.sampling.batch_size, timeout=run.cfg.scoring.timeout)
+
+
+def eval_stage(run: Run, r: int) -> None:
+    rd = run.round(r)
+    metrics = eval_model(run, str(rd.model), r) if run.cfg.eval.enabled and run.task.eval else {}
+    atomic_write_json(rd.eval_file, metrics)
+
+
+def eval_base_stage(run: Run) -> None:
+    """The base model's held-out metrics, into ``base-eval.json`` (nothing when eval is off or has no prompts)."""
+    if run.cfg.eval.enabled and run.task.eval:
+        atomic_write_json(run.dir / "base-eval.json", eval_model(run, run.base_model, -1))

@@ -1,0 +1,50 @@
+"""The metrics stage: the round's records and stage files combined into ``metrics.json``; and the rows
+that tables and `rsft metrics` show.
+
+It reads what the earlier stages wrote (scored.jsonl, selection.json,
+train.json, eval.json, stage_times.json) and selects nothing again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rsft.metrics import round_metrics
+from rsft.rundir import atomic_write_json, read_groups, round_dirs
+from rsft.stages.run import Run
+
+
+def metrics_stage(run: Run, r: int) -> None:
+    rd = run.round(r)
+    m = round_metrics(read_groups(rd.scored), run.cfg.accept_min)
+    train = json.loads((rd.path / "train.json").read_text())
+    sel = json.loads((rd.path / "selection.json").read_text())
+    times = rd.times()
+    m.update({
+        "round": r,
+        "kept": sel["kept"],
+        "survivors": sel["survivors"],
+        "train_rows": sel["rows"] + sel["replayed"],
+        "replayed": sel["replayed"],
+        "train_loss": train["loss"],
+        "train_steps": train["steps"],
+        "seconds": times,
+        "seconds_total": sum(times.values()),
+        "tokens_per_s": m["tokens_generated"] / times["sample"] if times.get("sample") else None,
+        "eval": json.loads(rd.eval_file.read_text()) if rd.eval_file.exists() else {},
+    })
+    atomic_write_json(rd.metrics_file, m)
+
+
+def round_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The base model's eval and every finished round's metrics, for tables and `rsft metrics`."""
+    rows = []
+    base_eval = Path(run_dir) / "base-eval.json"
+    if base_eval.exists():
+        rows.append({"round": "base", "eval": json.loads(base_eval.read_text())})
+    for rd in round_dirs(Path(run_dir)):
+        if rd.metrics_file.exists():
+            rows.append(json.loads(rd.metrics_file.read_text()))
+    return rows

@@ -1,0 +1,69 @@
+"""`Run`: what every stage shares. The resolved config, where the run lives, and what both derive.
+
+It holds no state that is not derivable from disk: the task, the scorers and
+the engines are built from the config written in the run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from rsft.config import RunConfig, load_config
+from rsft.errors import RsftError
+from rsft.registry import resolve
+from rsft.rundir import RoundDir
+from rsft.sampling.base import Engine
+from rsft.tasks.base import Task
+
+
+@dataclass
+class Run:
+    """A run directory and the resolved config written in it."""
+
+    cfg: RunConfig
+    dir: Path
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> Run:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+        return cls(load_config(run_dir / "config.yaml"), run_dir)
+
+    @cached_property
+    def task(self) -> Task:
+        return resolve("task", self.cfg.task, seed=self.cfg.seed)
+
+    @cached_property
+    def scorer(self) -> Callable[..., Any]:
+        return resolve("scorer", self.cfg.scorer, default=self.task.scorer)
+
+    @cached_property
+    def eval_scorer(self) -> Callable[..., Any]:
+        if self.cfg.eval.scorer is None:
+            return self.scorer
+        return resolve("scorer", self.cfg.eval.scorer, default=self.task.scorer, key="eval.scorer")
+
+    def round(self, r: int) -> RoundDir:
+        return RoundDir(self.dir, r)
+
+    @property
+    def base_model(self) -> str:
+        """The model round 0 samples from: the configured path, or the one rsft built/warm-started."""
+        if self.cfg.model.path == "tiny" or self.cfg.warm_start.enabled:
+            return str(self.dir / "base-model")
+        return self.cfg.model.path
+
+    def policy(self, r: int) -> str:
+        """The model that samples in round r: the previous round's, or the base for round 0."""
+        return str(self.round(r - 1).model) if r > 0 else self.base_model
+
+    def engine(self, model_path: str) -> Engine:
+        m = self.cfg.model
+        tok = m.tokenizer if model_path == m.path else None
+        return resolve("engine", self.cfg.sampling.engine, model_path=model_path, tokenizer_path=tok, dtype=m.dtype,
+                       trust_remote_code=m.trust_remote_code, **self.cfg.sampling.engine_options)

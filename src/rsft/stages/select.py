@@ -1,0 +1,122 @@
+"""The select stage: the rule chain over each scored group, and what selection hands on.
+
+It writes, all whole and atomically:
+- ``kept.jsonl``: the groups as the rules left them (empty groups dropped);
+- ``selected.jsonl``: the SFT set, TRL prompt/completion rows plus provenance
+  (prompt id, reward, and ``round`` on rows replayed from earlier rounds);
+- ``pairs.jsonl``: each group's best-vs-worst preference pair, TRL DPO format;
+- ``selection.json``: survivors after each rule and the row counts, which the
+  metrics stage reads instead of selecting again.
+
+The row formats (`sft_rows`, `replay_rows`, `group_pairs`) live here because
+they are this stage's outputs; `rsft export pairs` reuses `group_pairs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rsft.data.formats import completion_text, scorer_completion, scorer_prompt, sft_row
+from rsft.errors import RsftError
+from rsft.records import Group, Sample, Score
+from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_groups, read_jsonl
+from rsft.selection import best_sample, normalize, rank_key, select
+from rsft.stages.run import Run
+
+
+def select_stage(run: Run, r: int) -> None:
+    rd = run.round(r)
+    scored = read_groups(rd.scored)
+    selection = select(scored, run.cfg.selection.rules)
+    kept = [g for g in selection.groups if g.samples]
+    if not kept:
+        chain = ", ".join(f"{name}: {n}" for name, n in selection.survivors)
+        raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
+                        "lower the pass threshold, raise sampling.n, or warm-start the model")
+    rows = sft_rows(kept)
+    replayed = replay_rows([run.round(q).kept for q in range(r)], rows) if run.cfg.train.replay == "all_rounds" else []
+    atomic_write_jsonl(rd.kept, [g.to_json() for g in kept])
+    atomic_write_jsonl(rd.pairs, [row for g in scored for row in group_pairs(g)])
+    atomic_write_jsonl(rd.selected, rows + replayed)
+    atomic_write_json(rd.path / "selection.json", {
+        "survivors": dict(selection.survivors), "kept": sum(len(g.samples) for g in kept), "rows": len(rows),
+        "replayed": len(replayed),
+    })
+
+
+def sft_rows(kept: list[Group]) -> list[dict[str, Any]]:
+    """One TRL prompt/completion row per kept sample, with its prompt id and reward."""
+    rows = []
+    for g in kept:
+        for s, c in g.scored:
+            rows.append({**sft_row(g.prompt, s.text), "prompt_id": g.prompt.id, "reward": c.value})
+    return rows
+
+
+def replay_rows(kept_files: Iterable[Path], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The best kept sample per prompt over earlier rounds' ``kept.jsonl`` (in round order), minus what this
+    round already trains on.
+
+    Llama 2 found that training only on the latest round's samples regressed
+    some capabilities; keeping the top samples of all earlier rounds fixed it.
+    Ties between rounds go to the later round.
+    """
+    best: dict[str, tuple[float, dict[str, Any]]] = {}
+    for q, path in enumerate(kept_files):
+        if not path.exists():
+            continue
+        for d in read_jsonl(path):
+            g = Group.from_json(d)
+            top = best_sample(g)
+            if top is None:
+                continue
+            sample, score = top
+            value = score.value if score.ok else float("-inf")
+            if g.prompt.id not in best or value >= best[g.prompt.id][0]:
+                row = {**sft_row(g.prompt, sample.text), "prompt_id": g.prompt.id, "reward": score.value, "round": q}
+                best[g.prompt.id] = (value, row)
+    have = {(row["prompt_id"], normalize(completion_text(row["completion"]))) for row in current}
+    return [row for _, row in best.values()
+            if (row["prompt_id"], normalize(completion_text(row["completion"]))) not in have]
+
+
+def _ranked(group: Group) -> list[tuple[Sample, Score]]:
+    return sorted([(s, c) for s, c in group.scored if c.ok], key=rank_key)
+
+
+def group_pairs(group: Group, all_pairs: bool = False, threshold: float = 1.0, cap: int = 16,
+                tau: float | None = None) -> list[dict[str, Any]]:
+    """Preference pairs of one group in TRL's DPO format: best vs worst, or with `all_pairs` every accepted ×
+    rejected combination (accepted: score at least `threshold`), best first, up to `cap`.
+
+    Each pair carries its reward `margin`; with `tau`, the soft label p = σ(margin / τ). Pairs whose two
+    texts normalize to the same string, and repeats, are dropped; a group whose samples all scored the
+    same gives none.
+    """
+    ranked = _ranked(group)
+    if len(ranked) < 2:
+        return []
+    if all_pairs:
+        accepted = [p for p in ranked if p[1].value >= threshold]
+        rejected = [p for p in reversed(ranked) if p[1].value < threshold]
+        candidates = [(a, r) for a in accepted for r in rejected]
+    else:
+        candidates = [(ranked[0], ranked[-1])]
+    rows, seen = [], set()
+    for (cs, cc), (rs, rc) in candidates:
+        margin = cc.value - rc.value
+        key = (normalize(cs.text), normalize(rs.text))
+        if margin <= 0 or key[0] == key[1] or key in seen:
+            continue
+        seen.add(key)
+        row = {"prompt": scorer_prompt(group.prompt), "chosen": scorer_completion(group.prompt, cs.text),
+               "rejected": scorer_completion(group.prompt, rs.text), "margin": margin, "prompt_id": group.prompt.id}
+        if tau is not None:
+            row["p"] = 1 / (1 + math.exp(-margin / tau))
+        rows.append(row)
+        if len(rows) >= cap:
+            break
+    return rows

@@ -1,0 +1,24 @@
+"""The train stage: SFT on selected.jsonl, from the previous round's model (or the base), into ``model/``.
+
+Checkpoints go to ``model-work/`` while it trains, so a killed stage resumes
+from the last one (`rsft.training.sft`).
+"""
+
+from __future__ import annotations
+
+from rsft.rundir import atomic_write_json, read_jsonl
+from rsft.stages.run import Run
+
+
+def train_stage(run: Run, r: int) -> None:
+    from rsft.training.sft import train_sft
+
+    rd = run.round(r)
+    rows = list(read_jsonl(rd.selected))
+    init = run.base_model if (run.cfg.train.init == "base" or r == 0) else run.policy(r)
+    result = train_sft(rows, init, rd.model, run.cfg.train, seed=run.cfg.seed + r,
+                       dtype=run.cfg.model.dtype, label=f"round {r} train")
+    atomic_write_json(rd.path / "train.json", {
+        "init": init, "steps": result.steps, "loss": result.loss, "rows": result.rows,
+        "seconds": round(result.seconds, 3),
+    })

@@ -1,0 +1,37 @@
+"""The `dataset` task: a user's own prompts from files, scored by the configured scorer (it has no default).
+
+Rows come from `rsft.data.prompts` (JSONL, Parquet, a saved dataset directory
+or an HF hub dataset); each row's prompt column becomes the `Prompt`, its
+other columns the prompt's fields. With `completion_column`, the train rows
+also give the gold completions the warm start trains on.
+"""
+
+from __future__ import annotations
+
+from rsft.data.prompts import load_rows, rows_to_prompts
+from rsft.errors import ConfigError, DataError
+from rsft.records import Prompt
+from rsft.tasks.base import Task
+
+
+def dataset_task(train: str | None, eval: str | None = None, train_split: str = "train", eval_split: str = "test",
+                 prompt_column: str = "prompt", id_column: str | None = None, completion_column: str | None = None,
+                 field_columns: list[str] | None = None, max_train_prompts: int | None = None,
+                 max_eval_prompts: int | None = None) -> Task:
+    """A Task from the user's files; its parameters are the `task.*` settings of the same names."""
+    if train is None:
+        raise ConfigError("key 'task.train': the 'dataset' task needs a train file or 'hf:NAME'")
+    exclude = (completion_column,) if completion_column else ()
+    train_rows = load_rows(train, train_split, "task.train")[:max_train_prompts]
+    prompts = rows_to_prompts(train_rows, prompt_column, id_column, field_columns, exclude)
+    evals: list[Prompt] = []
+    if eval is not None:
+        eval_rows = load_rows(eval, eval_split, "task.eval")[:max_eval_prompts]
+        evals = rows_to_prompts(eval_rows, prompt_column, id_column, field_columns, exclude)
+    gold = []
+    if completion_column:
+        for (where, row), p in zip(train_rows, prompts, strict=True):
+            if completion_column not in row:
+                raise DataError(f"{where}: missing column {completion_column!r} (task.completion_column)")
+            gold.append((p, str(row[completion_column])))
+    return Task("dataset", prompts, evals, None, gold, None)
