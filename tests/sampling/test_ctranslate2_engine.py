@@ -185,7 +185,9 @@ def test_chat_prompts_use_the_chat_template(tmp_path, cache):
 
     path = make_model_dir(tmp_path / "m", alphabet="0123456789+=ua:\n")
     tok = load_tokenizer(str(path))
-    tok.chat_template = "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}" \
+    # a template that writes its own BOS (Llama 3 / Gemma style): the engine must not add a second one,
+    # so the chat prompt is exactly the plain prompt that the tokenizer gives a BOS
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}" \
                         "{% if add_generation_prompt %}a:{% endif %}"
     tok.save_pretrained(path)
     eng = CTranslate2Engine.from_path(str(path), cache_dir=cache)

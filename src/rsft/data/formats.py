@@ -1,7 +1,11 @@
 """How prompts become model input, and how kept samples become SFT rows.
 
-Plain-text prompts are fed as they are. Chat prompts are rendered with the
-tokenizer's chat template (generation prompt added). Completions reach scorers
+Engines take their prompt ids from `prompt_ids`, which tokenizes exactly as
+TRL's SFTTrainer does for prompt/completion rows, so the policy samples from
+the context it is trained on: a plain-text prompt through the tokenizer with
+its special tokens (a BOS where the tokenizer adds one); a chat prompt through
+the chat template (generation prompt added), with no special tokens added on
+top, since the template writes its own (a second BOS otherwise). Completions reach scorers
 in TRL's convention: a string for a text prompt, a one-message assistant list
 for a chat prompt. SFT rows use TRL's prompt/completion format in both cases,
 so SFTTrainer masks the prompt tokens without any help from us.
@@ -16,6 +20,7 @@ from rsft.records import Prompt
 
 
 def render_prompt(prompt: Prompt, tokenizer: Any) -> str:
+    """The prompt as text: itself, or its messages through the chat template (generation prompt added)."""
     if prompt.text is not None:
         return prompt.text
     if not getattr(tokenizer, "chat_template", None):
@@ -24,6 +29,14 @@ def render_prompt(prompt: Prompt, tokenizer: Any) -> str:
             "give plain-text prompts or a model with a chat template"
         )
     return tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
+    """The token ids a model is given for a prompt: what TRL's SFT puts before the completion."""
+    if prompt.text is not None:
+        return list(tokenizer(prompt.text)["input_ids"])
+    text = render_prompt(prompt, tokenizer)  # checks that there is a template
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def scorer_prompt(prompt: Prompt) -> str | list[dict[str, Any]]:

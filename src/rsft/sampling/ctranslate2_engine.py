@@ -60,7 +60,7 @@ import ctranslate2
 import numpy as np
 import torch
 
-from rsft.data.formats import render_prompt
+from rsft.data.formats import prompt_ids
 from rsft.errors import RsftError
 from rsft.modeling import adapter_base, load_tokenizer, local_checkpoint
 from rsft.records import Prompt, Sample
@@ -273,7 +273,7 @@ class CTranslate2Engine:
         if not prompts:
             return []
         tok = self.tokenizer
-        ids = tok([render_prompt(p, tok) for p in prompts])["input_ids"]  # special tokens too, as transformers engine
+        ids = [prompt_ids(p, tok) for p in prompts]  # what SFT trains on (see rsft.data.formats)
         if any(not x for x in ids):
             raise RsftError("ctranslate2 engine: a prompt encodes to no tokens (empty prompt and no BOS)")
         if params.max_new_tokens <= 0:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from rsft.data.formats import render_prompt
+from rsft.data.formats import prompt_ids
 from rsft.modeling import load_model, load_tokenizer
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
@@ -68,8 +68,8 @@ class TransformersEngine:
         results come back in prompt order."""
         if not prompts:
             return []
-        texts = [render_prompt(p, self.tokenizer) for p in prompts]
-        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        ids = [prompt_ids(p, self.tokenizer) for p in prompts]
+        lengths = [len(x) for x in ids]
         order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
         out: list[list[Sample] | None] = [None] * len(prompts)
         before = torch.get_num_threads()
@@ -77,7 +77,7 @@ class TransformersEngine:
         try:
             with torch.inference_mode():
                 for bucket in self._buckets(order, lengths, n, params.max_new_tokens):
-                    groups = self._generate([prompts[i] for i in bucket], [texts[i] for i in bucket], n, params)
+                    groups = self._generate([prompts[i] for i in bucket], [ids[i] for i in bucket], n, params)
                     for i, g in zip(bucket, groups, strict=True):
                         out[i] = g
         finally:
@@ -92,9 +92,10 @@ class TransformersEngine:
             buckets[-1].append(i)
         return buckets
 
-    def _generate(self, prompts: list[Prompt], texts: list[str], n: int, params: SamplingParams) -> list[list[Sample]]:
+    def _generate(self, prompts: list[Prompt], ids: list[list[int]], n: int,
+                  params: SamplingParams) -> list[list[Sample]]:
         tok = self.tokenizer
-        enc = tok(texts, padding=True, padding_side="left", return_tensors="pt")
+        enc = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
         mask = enc["attention_mask"]  # [B, P]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
         cache = DynamicCache(config=self.model.config)
