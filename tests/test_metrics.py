@@ -34,3 +34,41 @@ def test_majority_vote_uses_extracted_answers():
 def test_eval_metrics_keys():
     m = eval_metrics([g([("1", 1)])], [g([("1", 1), ("2", 0)])], [1, 2], 1.0)
     assert m["greedy_pass@1"] == 1.0 and m["pass@1"] == 0.5 and m["pass@2"] == 1.0 and m["maj@1"] == 1.0
+
+
+def demo_like_rows():
+    ev = {"greedy_pass@1": 0.996, "pass@1": 0.99, "pass@8": 1.0, "maj@8": 0.998, "engine": "ctranslate2",
+          "precision": "float32"}
+    row = {"round": 12, "eval": ev, "acceptance_rate": 0.867, "coverage": 0.93, "distinct_accepted_per_prompt": 1.52,
+           "reward_mean": 0.867, "reward_max_mean": 0.93, "reward_median_mean": 1.0, "entropy_mean": 0.032,
+           "tokens_generated": 1_280_000, "tokens_per_s": 12_345.6, "scorer_errors": 0, "kept": 18_620,
+           "train_rows": 18_770, "train_loss": 0.01234, "seconds_total": 1234.5}
+    return [{"round": "base", "eval": ev}, row]
+
+
+def test_the_round_table_fits_80_columns_with_no_cell_cut():
+    from rich.console import Console
+
+    from rsft.metrics import round_table
+
+    console = Console(width=80, record=True)
+    console.print(round_table(demo_like_rows(), "rsft · runs/a-long-run-name · after round 12"))
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for cell in ("99.6%", "100.0%", "86.7%", "93.0%", "0.032", "18,620", "1234", "ctranslate2 float32"):
+        assert cell in text, cell
+    assert "maj@8" not in text and "loss" not in text  # behind --wide
+
+
+def test_the_wide_table_has_every_column():
+    from rich.console import Console
+
+    from rsft.metrics import round_table
+
+    console = Console(width=240, record=True)
+    console.print(round_table(demo_like_rows(), "t", wide=True))
+    text = console.export_text()
+    assert "…" not in text
+    for cell in ("maj@8", "99.8%", "1,280,000", "12,346", "0.0123", "18,770", "0.93/1.00", "1.52"):
+        assert cell in text, cell

@@ -42,3 +42,35 @@ def test_chain_reports_survivors_after_each_rule():
     g = group([("x", 1.0), ("x", 1.0), ("y", 1.0), ("z", 0.0)])
     sel = select([g], [PassesRule(rule="passes"), DedupRule(rule="dedup"), CapRule(rule="cap", n=1)])
     assert sel.survivors == [("passes", 3), ("dedup", 2), ("cap", 1)]
+
+
+def test_errored_samples_are_never_kept_whatever_the_rules():
+    g = group([("a", None), ("b", 0.2), ("c", None)])
+    for rules in ([TopKRule(rule="top_k", k=3)], [CapRule(rule="cap", n=3)], [DedupRule(rule="dedup")], []):
+        assert kept(select([g], rules)) == [["b"]], rules
+    all_errors = group([("a", None), ("b", None)])
+    assert kept(select([all_errors], [DropUniformRule(rule="drop_uniform")])) == [[]]
+    assert kept(select([all_errors], [TopKRule(rule="top_k", k=1)])) == [[]]
+
+
+def test_drop_uniform_looks_only_at_the_scores_that_exist():
+    # two equal real scores and an error: no signal between the samples that scored
+    g = group([("a", 1.0), ("b", 1.0), ("c", None)])
+    assert kept(select([g], [DropUniformRule(rule="drop_uniform")])) == [[]]
+
+
+def test_drop_truncated_keeps_only_samples_that_ended_on_their_own():
+    from rsft.selection import DropTruncatedRule
+
+    p = Prompt("p", text="q")
+    samples = (Sample("p", 0, "a", finish_reason="stop"), Sample("p", 1, "b", finish_reason="length"),
+               Sample("p", 2, "c", finish_reason="stop"))
+    g = Group(p, samples, (Score(1.0), Score(1.0), Score(0.0)))
+    sel = select([g], [DropTruncatedRule(), PassesRule()])
+    assert kept(sel) == [["a"]] and sel.survivors == [("drop_truncated", 2), ("passes", 1)]
+
+
+def test_the_default_chain_drops_truncated_samples():
+    from rsft.config import load_config
+
+    assert [r.rule for r in load_config(None).selection.rules] == ["passes", "drop_truncated", "dedup", "cap"]

@@ -129,8 +129,9 @@ def eval_cmd(
 def metrics(
     run_dir: Path,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-round metrics and eval as JSON.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, not only the ones that fit 80 columns.")] = False,
 ) -> None:
-    """Per-round metrics of a run, as a table or JSON."""
+    """Per-round metrics of a run, as a table (compact, or --wide) or JSON."""
     from rsft.rounds import print_table
     from rsft.stages.metrics import round_rows
 
@@ -139,7 +140,7 @@ def metrics(
     if as_json:
         typer.echo(json.dumps(round_rows(run_dir), indent=2, sort_keys=True))
     else:
-        print_table(run_dir)
+        print_table(run_dir, wide=wide)
 
 
 export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)

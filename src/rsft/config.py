@@ -112,14 +112,14 @@ class ScoringConfig(Section):
 
 
 def _default_rules() -> list[Any]:
-    return [{"rule": "passes"}, {"rule": "dedup"}, {"rule": "cap"}]
+    return [{"rule": "passes"}, {"rule": "drop_truncated"}, {"rule": "dedup"}, {"rule": "cap"}]
 
 
 class SelectionConfig(Section):
     rules: list[Any] = Field(
         default_factory=_default_rules, validate_default=True,
         description="Rules applied in order to each group: {rule: NAME, option: value}, NAME a built-in "
-        "(passes, dedup, cap, top_k, drop_uniform) or 'module:function'.",
+        "(passes, drop_truncated, dedup, cap, top_k, drop_uniform) or 'module:function'.",
     )
 
     @field_validator("rules", mode="after")
@@ -154,12 +154,22 @@ class TrainConfig(Section):
     grad_accum: int = Field(1, description="Gradient accumulation steps.", gt=0)
     learning_rate: float = Field(1e-5, description="Peak learning rate.", gt=0)
     lr_scheduler: str = Field("constant", description="transformers scheduler name.")
-    warmup_ratio: float = Field(0.0, description="Fraction of steps spent warming up.", ge=0, le=1)
+    warmup_ratio: float = Field(
+        0.0, description="Fraction of the round's steps spent warming up (needs a scheduler with warmup).", ge=0, lt=1)
     weight_decay: float = Field(0.0, description="AdamW weight decay.", ge=0)
     max_length: int = Field(1024, description="Truncate prompt+completion to this many tokens.", gt=0)
     save_steps: int = Field(200, description="Checkpoint every N steps so a killed round resumes.", gt=0)
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter with peft instead of all weights.")
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for TRL's SFTConfig.")
+
+    @field_validator("warmup_ratio")
+    @classmethod
+    def _warmup_needs_a_schedule(cls, value: float, info: Any) -> float:
+        """transformers' `constant` schedule has no warmup phase: the two together would silently not warm up."""
+        if value > 0 and info.data.get("lr_scheduler") == "constant":
+            raise ValueError(f"{value} never warms up under lr_scheduler 'constant'; use lr_scheduler: "
+                             "constant_with_warmup (or linear, cosine)")
+        return value
 
 
 class EvalConfig(Section):
@@ -185,7 +195,15 @@ class EvalConfig(Section):
         return self
 
     pass_threshold: float = Field(1.0, description="A held-out sample passes if its score is at least this.")
-    max_new_tokens: int | None = Field(None, description="Default: sampling.max_new_tokens.")
+    max_new_tokens: int | None = Field(None, description="Default: sampling.max_new_tokens.", gt=0)
+    engine: str | None = Field(
+        None, description="Engine for evaluation; default: the sampling engine, in the checkpoint's own precision "
+        "(CTranslate2 in float32 even when sampling runs int8)."
+    )
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of `eval.engine` (only with eval.engine set), e.g. "
+        "{compute_type: int8} to evaluate the quantized model on purpose."
+    )
 
 
 class WarmStartConfig(Section):
@@ -198,7 +216,9 @@ class WarmStartConfig(Section):
     check_every: int = Field(50, description="Evaluate greedy pass@1 every N steps.", gt=0)
     batch_size: int = Field(64, description="Batch size.", gt=0)
     learning_rate: float = Field(1e-3, description="Learning rate.", gt=0)
-    eval_prompts: int = Field(200, description="Held-out prompts used for the stopping check.", gt=0)
+    eval_prompts: int = Field(
+        200, description="Dev prompts for the stopping check: gold prompts it does not train on, then train "
+        "prompts (never the held-out eval prompts).", gt=0)
 
 
 class RunConfig(Section):
@@ -238,6 +258,8 @@ def _format_error(err: ValidationError, source: str) -> str:
     kind = e["type"]
     if kind == "extra_forbidden":
         msg = f"unknown key '{loc}'"
+    elif kind == "value_error":
+        msg = f"key '{loc}': {e['ctx']['error']}"
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
     else:

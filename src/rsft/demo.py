@@ -25,7 +25,8 @@ DEMO: dict[str, Any] = {
     # The transformers engine's per-sample seeds make the demo's table reproducible draw for draw,
     # whatever the batching; `engine: auto` would pick ctranslate2 here.
     "sampling": {"engine": "transformers", "n": 8, "temperature": 1.0, "max_new_tokens": 6, "batch_size": 256},
-    "selection": {"rules": [{"rule": "passes", "min": 1.0}, {"rule": "dedup"}, {"rule": "cap", "n": 10}]},
+    "selection": {"rules": [{"rule": "passes", "min": 1.0}, {"rule": "drop_truncated"}, {"rule": "dedup"},
+                            {"rule": "cap", "n": 10}]},
     "train": {"init": "previous", "replay": "all_rounds", "max_steps": 400, "batch_size": 64,
               "learning_rate": 1e-3, "save_steps": 200},
     "eval": {"n": 8, "k": [1, 8]},

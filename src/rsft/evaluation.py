@@ -2,12 +2,14 @@
 
 Evaluation samples with its own seed stream (round index offset far from the
 training rounds), so held-out draws never coincide with training draws.
-It scores with the same scorer as the rounds; a different judge (say, the
-verifier while the rounds use a reward model) is passed in explicitly.
+It scores with the scorer it is given: the stage passes the judge
+(`eval.scorer`, else the run's scorer), so rounds scored by a reward model can
+be evaluated by a verifier.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -38,19 +40,28 @@ def evaluate(
     prompts: list[Prompt],
     scorer: Callable[..., Any],
     cfg: EvalConfig,
-    max_new_tokens: int,
-    seed: int = 0,
+    params: SamplingParams,
     round_index: int = 0,
     batch_size: int = 64,
     timeout: float | None = None,
-) -> dict[str, float]:
-    """Metrics of one model on held-out prompts; see `rsft.metrics.eval_metrics` for the keys."""
-    tokens = cfg.max_new_tokens or max_new_tokens
-    greedy = _run(engine, prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=tokens), scorer,
+) -> dict[str, Any]:
+    """Metrics of one model on held-out prompts; see `rsft.metrics.eval_metrics` for the keys.
+
+    `params` are the rounds' sampling parameters: evaluation cuts at the same stop strings and
+    filters with the same top-p/top-k, greedily for pass@1 and at `eval.temperature` for pass@k,
+    with up to `eval.max_new_tokens` (default: the rounds') new tokens. The engine's name and
+    precision are recorded beside the metrics, so a number is never read as another engine's.
+    """
+    tokens = cfg.max_new_tokens or params.max_new_tokens
+    greedy = _run(engine, prompts, 1, dataclasses.replace(params, temperature=0.0, max_new_tokens=tokens), scorer,
                   batch_size, "eval greedy", timeout)
     sampled: list[Group] = []
     if cfg.n > 0:
-        params = SamplingParams(temperature=cfg.temperature, max_new_tokens=tokens, seed=seed,
-                                round=EVAL_ROUND_OFFSET + round_index)
-        sampled = _run(engine, prompts, cfg.n, params, scorer, max(1, batch_size // 2), f"eval pass@{cfg.n}", timeout)
-    return eval_metrics(greedy, sampled, cfg.k, cfg.pass_threshold)
+        sampled_params = dataclasses.replace(params, temperature=cfg.temperature, max_new_tokens=tokens,
+                                             round=EVAL_ROUND_OFFSET + round_index, first_index=0)
+        sampled = _run(engine, prompts, cfg.n, sampled_params, scorer, max(1, batch_size // 2),
+                       f"eval pass@{cfg.n}", timeout)
+    metrics: dict[str, Any] = eval_metrics(greedy, sampled, cfg.k, cfg.pass_threshold)
+    metrics["engine"] = getattr(engine, "name", type(engine).__name__)
+    metrics["precision"] = getattr(engine, "precision", "unknown")
+    return metrics

@@ -10,6 +10,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from rsft.records import Group
@@ -101,24 +102,25 @@ def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
     }
 
 
+# (header, key, format, in the compact table): the compact one fits an 80-column terminal
 _COLUMNS = [
-    ("round", "round", "{}"),
-    ("greedy pass@1", "eval.greedy_pass@1", "{:.1%}"),
-    ("pass@{k}", "eval.pass@", "{:.1%}"),
-    ("maj@{k}", "eval.maj@", "{:.1%}"),
-    ("accept", "acceptance_rate", "{:.1%}"),
-    ("coverage", "coverage", "{:.1%}"),
-    ("distinct", "distinct_accepted_per_prompt", "{:.2f}"),
-    ("reward", "reward_mean", "{:.3f}"),
-    ("max/med", "reward_max_med", "{}"),
-    ("entropy", "entropy_mean", "{:.3f}"),
-    ("tokens", "tokens_generated", "{:,}"),
-    ("tok/s", "tokens_per_s", "{:,.0f}"),
-    ("errors", "scorer_errors", "{}"),
-    ("kept", "kept", "{}"),
-    ("train rows", "train_rows", "{}"),
-    ("loss", "train_loss", "{:.4f}"),
-    ("secs", "seconds_total", "{:.0f}"),
+    ("round", "round", "{}", True),
+    ("greedy pass@1", "eval.greedy_pass@1", "{:.1%}", True),
+    ("pass@{k}", "eval.pass@", "{:.1%}", True),
+    ("maj@{k}", "eval.maj@", "{:.1%}", False),
+    ("accept", "acceptance_rate", "{:.1%}", True),
+    ("coverage", "coverage", "{:.1%}", True),
+    ("distinct", "distinct_accepted_per_prompt", "{:.2f}", False),
+    ("reward", "reward_mean", "{:.3f}", False),
+    ("max/med", "reward_max_med", "{}", False),
+    ("entropy", "entropy_mean", "{:.3f}", True),
+    ("tokens", "tokens_generated", "{:,}", False),
+    ("tok/s", "tokens_per_s", "{:,.0f}", False),
+    ("errors", "scorer_errors", "{}", False),
+    ("kept", "kept", "{:,}", True),
+    ("train rows", "train_rows", "{:,}", False),
+    ("loss", "train_loss", "{:.4f}", False),
+    ("secs", "seconds_total", "{:.0f}", True),
 ]
 
 
@@ -138,16 +140,33 @@ def _lookup(row: dict[str, Any], key: str, k: int | None) -> Any:
     return row.get(key)
 
 
-def round_table(rows: list[dict[str, Any]], title: str = "rsft rounds") -> Table:
-    """One row per round (plus the base model), the columns a practitioner watches."""
-    table = Table(title=title)
+def _eval_engines(rows: list[dict[str, Any]]) -> str | None:
+    """The engines and precisions the held-out numbers were measured with, e.g. 'ctranslate2 float32'."""
+    seen = []
+    for r in rows:
+        ev = r.get("eval") or {}
+        if "engine" in ev:
+            label = f"{ev['engine']} {ev.get('precision', '')}".strip()
+            if label not in seen:
+                seen.append(label)
+    return ", ".join(seen) or None
+
+
+def round_table(rows: list[dict[str, Any]], title: str = "rsft rounds", wide: bool = False) -> Table:
+    """One row per round (plus the base model): the columns a practitioner watches, compact enough for an
+    80-column terminal; `wide` adds maj@k, distinct, reward, max/median, tokens, tok/s, errors, train rows
+    and loss (every number is also in `rsft metrics --json`)."""
+    engines = _eval_engines(rows)
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption=f"held-out eval: {engines}" if engines else None)
     columns = []
-    for header, key, fmt in _COLUMNS:
+    for header, key, fmt, compact in _COLUMNS:
+        if not (compact or wide):
+            continue
         k = _largest_k(rows, key[5:]) if key.endswith("@") else None
         if any(_lookup(r, key, k) is not None for r in rows):
             columns.append((header.format(k=k), key, fmt, k))
     for header, *_ in columns:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
     for r in rows:
         cells = []
         for _, key, fmt, k in columns:

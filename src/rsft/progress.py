@@ -23,6 +23,12 @@ table_console = Console(width=None if sys.stdout.isatty() else 200)
 _active: Progress | None = None
 
 
+def notice(message: str) -> None:
+    """One line on stderr, never wrapped and never read as markup: how rsft says what it chose for the user
+    (a weaker sandbox, an engine's precision, a default they might not expect)."""
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+
 def quiet_hf() -> None:
     """Silence the tqdm bars and info logs of transformers and datasets; rsft shows its own bars."""
     import datasets

@@ -61,6 +61,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "cap": "rsft.selection:CapRule",
         "top_k": "rsft.selection:TopKRule",
         "drop_uniform": "rsft.selection:DropUniformRule",
+        "drop_truncated": "rsft.selection:DropTruncatedRule",
     },
 }
 

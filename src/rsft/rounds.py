@@ -81,10 +81,11 @@ def _first_difference(old: Any, new: Any, key: str = "") -> str:
     return f"{key}: {old!r} then, {new!r} now"
 
 
-def print_table(run_dir: Path, title: str | None = None) -> None:
+def print_table(run_dir: Path, title: str | None = None, wide: bool = False) -> None:
+    """The run's metrics table on stdout: compact (80 columns) by default, every column with `wide`."""
     from rsft.metrics import round_table
 
-    table_console.print(round_table(round_rows(run_dir), title or f"rsft · {run_dir}"))
+    table_console.print(round_table(round_rows(run_dir), title or f"rsft · {run_dir}", wide=wide))
 
 
 def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False) -> bool:

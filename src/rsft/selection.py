@@ -8,10 +8,13 @@ here plus one line in `rsft.registry.BUILTINS`; a user's rule is
 ``{rule: "module:function", option: value}``, called as
 ``function(group, **options)`` with the options checked against its signature.
 
-Samples a scorer failed on never survive `passes`, and are ranked last by the
-other rules. Ordering among equals is by sample index, so selection is
-deterministic. Rules do not look across groups; cross-round replay is the
-select stage's job.
+Samples a scorer failed on never reach the rules: `select` drops them first,
+whatever the chain, so an errored sample can never be trained on. A sample cut
+off at `max_new_tokens` would be trained with EOS appended (TRL appends it to
+every completion), teaching the model to stop mid-answer; `drop_truncated`
+removes those, and is in the default chain. Ordering among equals is by sample
+index, so selection is deterministic. Rules do not look across groups;
+cross-round replay is the select stage's job.
 """
 
 from __future__ import annotations
@@ -101,11 +104,19 @@ class DropUniformRule(Rule):
     tol: float = Field(0.0, description="Drop groups whose scores all lie within this distance of each other.")
 
     def __call__(self, group: Group) -> Group:
-        """Drop a group whose scores are all equal: it carries no signal about what is better."""
-        values = [c.value if c.ok else float("-inf") for c in group.scores]
-        if values and max(values) - min(values) <= self.tol:
+        """Drop a group whose scores are all equal (or that has none): it carries no signal about what is better."""
+        values = [c.value for c in group.scores if c.ok]
+        if not values or max(values) - min(values) <= self.tol:
             return group.keep([])
         return group
+
+
+class DropTruncatedRule(Rule):
+    rule: Literal["drop_truncated"] = "drop_truncated"
+
+    def __call__(self, group: Group) -> Group:
+        """Drop samples that ended at max_new_tokens rather than at EOS or a stop string."""
+        return group.keep([(s, c) for s, c in group.scored if s.finish_reason != "length"])
 
 
 class FunctionRule(Rule):
@@ -154,7 +165,8 @@ class Selection:
 
 
 def select(groups: list[Group], rules: list[Rule]) -> Selection:
-    current = list(groups)
+    """Each group through the chain, after dropping the samples whose score is an error."""
+    current = [g.keep([(s, c) for s, c in g.scored if c.ok]) for g in groups]
     survivors = []
     for rule in rules:
         current = [rule(g) for g in current]

@@ -52,7 +52,13 @@ def test_none_and_nan_are_errors_not_zeros():
 
 def test_wrong_length_is_an_error_per_sample():
     scored = score_groups(lambda prompts, completions, **k: [1.0] * (len(completions) + 1), groups())
-    assert all(not s.ok and "returned 2 values" in s.error for g in scored for s in g.scores)
+    assert all(not s.ok and "returned 7 values for 6 completions" in s.error for g in scored for s in g.scores)
+
+
+def test_a_scorer_that_always_returns_one_value_is_not_believed_one_by_one():
+    # a retry per sample would see one value for one completion and accept 1.0 for every sample
+    scored = score_groups(lambda prompts, completions, **k: [1.0], groups())
+    assert all(not s.ok and "returned 1 values for 6 completions" in s.error for g in scored for s in g.scores)
 
 
 def test_build_scorer_names(tmp_path, monkeypatch):

@@ -163,3 +163,19 @@ def test_unknown_mode_is_rejected() -> None:
 def test_unavailable_mode_fails_at_once() -> None:
     with pytest.raises(SandboxUnavailable):
         code_scorer(mode="process", python="/nonexistent/python3")
+
+
+def test_the_chosen_mode_and_what_it_leaves_open_are_said_in_one_line(capsys) -> None:
+    scorer = code_scorer(mode="auto")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"sandbox mode '{scorer.sandbox.mode}' (chosen by mode: auto)" in err[0]
+    assert "does not protect against" in err[0]
+
+
+def test_an_unavailable_explicit_mode_is_one_line_naming_the_key() -> None:
+    from rsft.errors import RsftError
+
+    with pytest.raises(RsftError) as e:
+        code_scorer(mode="process", python="/nonexistent/python3")
+    assert str(e.value).startswith("key 'scorer.kwargs.mode': sandbox mode 'process' cannot run here")
+    assert "\n" not in str(e.value)

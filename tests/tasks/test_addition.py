@@ -29,3 +29,19 @@ def test_format_failure_is_apart_from_wrong_answer():
     assert wrong.value == 0.0 and wrong.parts == {"format": 1.0, "correct": 0.0}
     assert bad.value == 0.0 and bad.parts == {"format": 0.0, "correct": 0.0}
     assert right.value == 1.0 and right.answer == "579" and chat.value == 1.0
+
+
+def test_the_answer_has_exactly_the_prompts_width():
+    # 123 + 456 = 579, written "0579" reversed: "9750"; a shorter or longer digit string is not that answer
+    prompt = "321+654="
+    scores = addition_scorer([prompt] * 5, ["9750", "975", "97500", "97501", "9751"], [579] * 5)
+    assert [s.value for s in scores] == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert [s.parts["format"] for s in scores] == [1.0, 0.0, 0.0, 0.0, 1.0]  # the last is a wrong sum
+
+
+def test_gold_verifies_with_its_prompt_at_every_width():
+    for digits in (1, 2, 5):
+        task = make_task(digits=digits, n_train=0, n_eval=0, n_gold=20)
+        scores = addition_scorer([p.text for p, _ in task.gold], [c for _, c in task.gold],
+                                 [p.fields["answer"] for p, _ in task.gold])
+        assert all(s.value == 1.0 for s in scores), digits

@@ -30,6 +30,7 @@ def test_all_pairs_are_capped_deduplicated_and_soft_labelled():
     rows = group_pairs(g, all_pairs=True, threshold=1.0, cap=3, tau=0.5)
     assert [(r["chosen"], r["rejected"]) for r in rows] == [("a", "x"), ("a", "y"), ("b", "x")]
     assert rows[0]["p"] == 1 / (1 + math.exp(-1.0 / 0.5))
+    assert all("margin" not in r and r["reward_gap"] > 0 for r in rows)  # the preference is stated once
 
 
 def test_chat_pairs_use_the_conversational_format():

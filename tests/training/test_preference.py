@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -29,7 +30,7 @@ def test_loss_reduces_to_bradley_terry_and_honours_soft_labels():
     assert torch.sigmoid(grid[losses.argmin()]).item() == pytest.approx(0.8, abs=0.01)
 
 
-def synthetic_pairs(path, n, p, seed=0):
+def synthetic_pairs(path, n, p, seed=0, margin=None):
     """chosen: digits only; rejected: the same with one digit replaced by a letter."""
     rng = random.Random(seed)
     rows = []
@@ -37,7 +38,8 @@ def synthetic_pairs(path, n, p, seed=0):
         good = "".join(rng.choice("0123456789") for _ in range(6))
         j = rng.randrange(6)
         bad = good[:j] + rng.choice("abc") + good[j + 1:]
-        rows.append({"prompt": f"{i % 50}+{i % 7}=", "chosen": good, "rejected": bad, "p": p})
+        rows.append({"prompt": f"{i % 50}+{i % 7}=", "chosen": good, "rejected": bad, "p": p,
+                     **({"margin": margin} if margin is not None else {})})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -47,10 +49,11 @@ def policy(tmp_path_factory):
     return make_model_dir(tmp_path_factory.mktemp("pol") / "m", alphabet="0123456789+=abc", init_range=0.02)
 
 
-def train(tmp_path, policy, p):
-    pairs = synthetic_pairs(tmp_path / f"pairs{p}.jsonl", 600, p)
-    cfg = RewardModelTraining(init=str(policy), learning_rate=3e-3, max_steps=80, batch_size=32, eval_fraction=0.2)
-    return train_reward_model(pairs, tmp_path / f"rm{p}", cfg)
+def train(tmp_path, policy, p, margin=None, use_margin=None, seed=0, name=None):
+    pairs = synthetic_pairs(tmp_path / f"pairs{p}-{margin}.jsonl", 600, p, margin=margin)
+    cfg = RewardModelTraining(init=str(policy), learning_rate=3e-3, max_steps=80, batch_size=32, eval_fraction=0.2,
+                              use_margin=use_margin, seed=seed)
+    return train_reward_model(pairs, tmp_path / (name or f"rm{p}"), cfg)
 
 
 def test_hard_labels_raise_held_out_accuracy(tmp_path, policy):
@@ -108,3 +111,45 @@ def test_training_truncates_long_texts_from_the_left_like_the_scorer(policy):
     batch = collator([PreferencePair("1+2+3+4+5+6=", "21", "2a")])
     chosen, rejected = batch["input_ids"]  # [T], [T]
     assert not torch.equal(chosen, rejected)  # the completions, at the end, survive truncation
+
+
+def test_a_soft_label_and_a_margin_are_not_counted_twice(tmp_path, policy):
+    from rsft.errors import DataError
+
+    p = 1 / (1 + math.exp(-1.0 / 0.5))  # what `export pairs --tau 0.5` writes for a reward gap of 1: 0.881
+    with pytest.raises(DataError, match="both a soft label 'p' and a 'margin'"):
+        train(tmp_path, policy, p, margin=1.0)
+    # chosen on purpose: the loss fits sigma(delta - m) = p, and that is what the calibration reports
+    both = train(tmp_path, policy, p, margin=1.0, use_margin=True, name="both")
+    assert both["eval"]["mean_predicted"] == pytest.approx(p, abs=0.03)
+    assert both["eval"]["mean_abs_gap"] > 2.5  # delta itself sits near m + logit(p) = 3, counted twice
+    # the soft label alone: sigma(delta) = p
+    alone = train(tmp_path, policy, p, name="alone")
+    assert alone["eval"]["mean_predicted"] == pytest.approx(p, abs=0.03)
+    assert alone["eval"]["mean_abs_gap"] < 2.5
+
+
+def test_the_seed_fixes_the_new_score_head(tmp_path, policy):
+    pairs = synthetic_pairs(tmp_path / "pairs.jsonl", 64, 1.0)
+    reports = []
+    for name in ("a", "b"):
+        cfg = RewardModelTraining(init=str(policy), max_steps=2, batch_size=16, eval_fraction=0.25, seed=5)
+        reports.append(train_reward_model(pairs, tmp_path / name, cfg))
+    assert reports[0]["eval_before"] == reports[1]["eval_before"] and reports[0]["train_loss"] == reports[1]["train_loss"]
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("row, needle", [
+    ({"prompt": "a", "chosen": "b", "rejected": "c", "margin": "big"}, "'margin' must be a number"),
+    ({"prompt": "a", "chosen": "b", "rejected": "c", "p": "0.5"}, "'p' must be a number"),
+])
+def test_non_numeric_labels_name_the_line(tmp_path, row, needle):
+    from rsft.errors import DataError
+
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=needle):
+        load_pairs(f)

@@ -50,6 +50,11 @@ MODEL_ARGS = ("model_path", "tokenizer_path", "dtype", "trust_remote_code")  # e
 
 
 class Engine(Protocol):
+    """`name` and `precision` (the dtype or compute type it samples in) are recorded beside eval metrics."""
+
+    name: str
+    precision: str
+
     def generate(self, prompts: list[Prompt], n: int, params: SamplingParams) -> list[list[Sample]]:
         """K=n samples for each prompt, as one list per prompt in prompt order."""
         ...

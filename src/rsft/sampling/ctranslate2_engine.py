@@ -217,6 +217,8 @@ class _Batch:
 class CTranslate2Engine:
     """Samples from a converted model on the CPU; see the module docstring for what it guarantees."""
 
+    name = "ctranslate2"
+
     def __init__(self, model_dir: str | Path, tokenizer: Any, eos_ids: list[int], compute_type: str = "float32",
                  inter_threads: int | None = None, intra_threads: int = 1, max_batch_tokens: int = 32768,
                  entropy: bool | None = None) -> None:
@@ -224,6 +226,7 @@ class CTranslate2Engine:
         self.tokenizer = tokenizer
         self.eos_ids = sorted(set(eos_ids))
         self.compute_type = compute_type
+        self.precision = compute_type  # what it computes in, for eval.json
         self.inter_threads = inter_threads or usable_cpus()
         self.intra_threads = intra_threads
         self.max_batch_tokens = max_batch_tokens

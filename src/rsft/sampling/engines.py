@@ -55,3 +55,16 @@ def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, 
     options = check_engine_options(name, options)
     return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype,
                    trust_remote_code=trust_remote_code, **options)
+
+
+def exact_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` changed so that the engine computes in the checkpoint's own precision.
+
+    Only CTranslate2 quantizes on its own (`compute_type: auto` is int8 from 10M parameters up); it is
+    set to float32, which holds fp32, bf16 and fp16 weights exactly. Evaluation uses this by default,
+    so a reported pass@1 is the saved checkpoint's, not a quantized copy's.
+    """
+    resolved = auto_engine_name() if name == "auto" else name
+    if resolved == "ctranslate2":
+        return {**options, "compute_type": "float32"}
+    return dict(options)

@@ -26,6 +26,9 @@ def fake_engine(model_path: str = "", tokenizer_path: str | None = None, dtype: 
 
 
 class FakeEngine:
+    name = "fake"
+    precision = "none"
+
     def __init__(self, script: Callable[[Prompt, int], str] = _default_script) -> None:
         self.script = script
 

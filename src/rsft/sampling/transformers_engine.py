@@ -33,8 +33,11 @@ from rsft.sampling.logits import pick_tokens
 class TransformersEngine:
     """Samples from an in-memory transformers model; see the module docstring for the loop."""
 
+    name = "transformers"
+
     def __init__(self, model: Any, tokenizer: Any, max_batch_tokens: int = 65536, threads: int | None = None) -> None:
         self.model = model.eval()
+        self.precision = str(model.dtype).removeprefix("torch.")  # what it computes in, for eval.json
         self.threads = threads
         self.tokenizer = tokenizer
         self.max_batch_tokens = max_batch_tokens

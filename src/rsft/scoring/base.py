@@ -54,6 +54,10 @@ class ScorerTimeout(Exception):
     pass
 
 
+class WrongCount(Exception):
+    """The scorer broke its contract, one value per completion; retrying one by one would hide it."""
+
+
 def _call(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kwargs: dict[str, Any],
           timeout: float | None = None) -> list[Score]:
     args = dict(prompts=prompts, completions=completions, **_accepted_kwargs(fn, kwargs))
@@ -62,7 +66,7 @@ def _call(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kw
     else:
         out = list(_with_timeout(fn, args, timeout * len(completions)))
     if len(out) != len(completions):
-        raise ValueError(f"scorer returned {len(out)} values for {len(completions)} completions")
+        raise WrongCount(f"scorer returned {len(out)} values for {len(completions)} completions")
     return [to_score(v) for v in out]
 
 
@@ -99,10 +103,14 @@ def score_flat(fn: Callable[..., Any], prompts: list[Any], completions: list[Any
                timeout: float | None = None) -> list[Score]:
     """Score aligned lists; on an exception or timeout, retry one by one so it lands on its sample.
 
-    `timeout` is per sample: a batch call may take `timeout × batch size`.
+    `timeout` is per sample: a batch call may take `timeout × batch size`. A scorer that returns the
+    wrong number of values is an error on every sample of the call: it is not retried one by one, where
+    a scorer that always returns one value would look right.
     """
     try:
         return _call(fn, prompts, completions, kwargs, timeout)
+    except WrongCount as e:
+        return [Score(None, error=str(e)) for _ in completions]
     except Exception:  # noqa: BLE001 - a scorer's failure is data, not a crash
         pass
     out = []

@@ -29,8 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rsft.data.formats import completion_text
+from rsft.progress import notice
 from rsft.records import Score
-from rsft.scoring.sandbox import Limits, RunResult, Sandbox, Step
+from rsft.scoring.sandbox import Limits, RunResult, Sandbox, SandboxUnavailable, Step
+
+# what each mode leaves open (the full table is in sandbox.py), printed when a code scorer is built
+UNPROTECTED = {
+    "bwrap": "no seccomp, and memory is limited per process, not per run",
+    "unshare": "the program can read world-readable host files, write world-writable directories, fill the disk",
+    "process": "the program has the host's network, can read what any user can read, write world-writable "
+               "directories and fill the disk",
+}
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)  # consumes open and close
 
@@ -109,7 +118,13 @@ def code_scorer(timeout: float = 5.0, memory_mb: int = 512, workers: int = 2, mo
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
-    sandbox = Sandbox(mode, Limits(timeout=timeout, memory_mb=memory_mb), python)
+    try:
+        sandbox = Sandbox(mode, Limits(timeout=timeout, memory_mb=memory_mb), python)
+    except SandboxUnavailable as e:
+        raise SandboxUnavailable(f"key 'scorer.kwargs.mode': sandbox mode {mode!r} cannot run here: "
+                                 f"{str(e).splitlines()[0]}") from None
+    chosen = f"{sandbox.mode!r}" + (" (chosen by mode: auto)" if mode == "auto" else "")
+    notice(f"code scorer: sandbox mode {chosen}; it does not protect against: {UNPROTECTED[sandbox.mode]}")
 
     def score_one(completion: Any, tests: Any, entry_point: str | None) -> Score:
         code = extract_code(completion_text(completion))

@@ -78,6 +78,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rsft.errors import RsftError
+
 Status = Literal["ok", "failed", "timeout", "crashed", "error"]
 MODES = ("bwrap", "unshare", "process")
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -85,8 +87,8 @@ BOX_WORKDIR = "/tmp/work"  # the work directory inside bwrap, on its size-capped
 UID_BASE, UID_SPAN = 1_900_000_000, 100_000_000  # random per-run uids, far from real accounts
 
 
-class SandboxUnavailable(RuntimeError):
-    """The requested sandbox mode cannot run a program on this machine."""
+class SandboxUnavailable(RsftError, RuntimeError):
+    """The requested sandbox mode cannot run a program on this machine (a user-fixable setting: one line)."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def base_stage(run: Run) -> None:
     if run.base_model == run.cfg.model.path:
         return
     from rsft.tasks.tiny_model import build_tiny
-    from rsft.training.warm_start import warm_start
+    from rsft.training.warm_start import dev_prompts, warm_start
 
     t0 = time.perf_counter()
     init = run.cfg.model.path
@@ -31,8 +31,9 @@ def base_stage(run: Run) -> None:
     info: dict[str, Any] = {"init": init}
     ws = run.cfg.warm_start
     if ws.enabled:
-        info["warm_start"] = warm_start(init, Path(run.base_model), run.task.gold, run.task.eval, run.scorer, ws,
-                                        run.cfg.sampling.max_new_tokens, seed=run.cfg.seed)
+        dev = dev_prompts(run.task.gold, run.task.train, ws.examples, ws.eval_prompts)
+        info["warm_start"] = warm_start(init, Path(run.base_model), run.task.gold, dev, run.eval_scorer, ws,
+                                        run.sampling_params(-1), seed=run.cfg.seed)
     else:
         replace_dir(Path(init), Path(run.base_model))
     info["seconds"] = round(time.perf_counter() - t0, 3)

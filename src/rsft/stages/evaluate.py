@@ -1,7 +1,8 @@
 """The eval stage: held-out metrics of the round's model (and of the base, before round 0).
 
-It uses the run's sampling engine and the judge (`eval.scorer`, else the run's
-scorer); the metrics themselves are `rsft.evaluation`'s.
+It uses `eval.engine` (default: the sampling engine in the checkpoint's own
+precision), the rounds' sampling parameters and the judge (`eval.scorer`, else
+the run's scorer); the metrics themselves are `rsft.evaluation`'s.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from rsft.stages.run import Run
 def eval_model(run: Run, model_path: str, round_index: int) -> dict[str, float]:
     from rsft.evaluation import evaluate
 
-    return evaluate(run.engine(model_path), run.task.eval, run.eval_scorer, run.cfg.eval,
-                    run.cfg.sampling.max_new_tokens, seed=run.cfg.seed, round_index=round_index,
+    return evaluate(run.eval_engine(model_path), run.task.eval, run.eval_scorer, run.cfg.eval,
+                    run.sampling_params(round_index), round_index=round_index,
                     batch_size=run.cfg.sampling.batch_size, timeout=run.cfg.scoring.timeout)
 
 

@@ -16,7 +16,8 @@ from rsft.config import RunConfig, load_config
 from rsft.errors import RsftError
 from rsft.registry import resolve
 from rsft.rundir import RoundDir
-from rsft.sampling.base import Engine
+from rsft.sampling.base import Engine, SamplingParams
+from rsft.sampling.engines import exact_options
 from rsft.tasks.base import Task
 
 
@@ -48,6 +49,10 @@ class Run:
             return self.scorer
         return resolve("scorer", self.cfg.eval.scorer, default=self.task.scorer, key="eval.scorer")
 
+    def sampling_params(self, r: int) -> SamplingParams:
+        """What round r samples with; evaluation starts from the same (stop strings, top-p, top-k)."""
+        return SamplingParams.from_config(self.cfg.sampling, self.cfg.seed, r)
+
     def round(self, r: int) -> RoundDir:
         return RoundDir(self.dir, r)
 
@@ -62,8 +67,18 @@ class Run:
         """The model that samples in round r: the previous round's, or the base for round 0."""
         return str(self.round(r - 1).model) if r > 0 else self.base_model
 
-    def engine(self, model_path: str) -> Engine:
+    def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None) -> Engine:
+        """The sampling engine (or the one named, with its options) loaded on `model_path`."""
         m = self.cfg.model
         tok = m.tokenizer if model_path == m.path else None
-        return resolve("engine", self.cfg.sampling.engine, model_path=model_path, tokenizer_path=tok, dtype=m.dtype,
-                       trust_remote_code=m.trust_remote_code, **self.cfg.sampling.engine_options)
+        name = name or self.cfg.sampling.engine
+        options = self.cfg.sampling.engine_options if options is None else options
+        return resolve("engine", name, model_path=model_path, tokenizer_path=tok, dtype=m.dtype,
+                       trust_remote_code=m.trust_remote_code, **options)
+
+    def eval_engine(self, model_path: str) -> Engine:
+        """`eval.engine` with its options, else the sampling engine in the checkpoint's own precision."""
+        e = self.cfg.eval
+        if e.engine is not None:
+            return self.engine(model_path, e.engine, e.engine_options)
+        return self.engine(model_path, options=exact_options(self.cfg.sampling.engine, self.cfg.sampling.engine_options))

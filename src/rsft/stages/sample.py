@@ -21,7 +21,7 @@ def sample_stage(run: Run, r: int) -> None:
     rd = run.round(r)
     s = run.cfg.sampling
     engine = run.engine(run.policy(r))
-    params = SamplingParams.from_config(s, run.cfg.seed, r)
+    params = run.sampling_params(r)
     plan, presampled = _gvm_presample(run, r, engine, params) if s.allocation == "gvm" else (None, None)
     draw = allocation.drawer(s, engine, run.scorer, params, run.cfg.accept_min, run.cfg.scoring.timeout,
                              plan, presampled)

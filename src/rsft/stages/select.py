@@ -21,6 +21,7 @@ from typing import Any
 
 from rsft.data.formats import completion_text, scorer_completion, scorer_prompt, sft_row
 from rsft.errors import RsftError
+from rsft.progress import notice
 from rsft.records import Group, Sample, Score
 from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_groups, read_jsonl
 from rsft.selection import best_sample, normalize, rank_key, select
@@ -36,6 +37,10 @@ def select_stage(run: Run, r: int) -> None:
         chain = ", ".join(f"{name}: {n}" for name, n in selection.survivors)
         raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
                         "lower the pass threshold, raise sampling.n, or warm-start the model")
+    truncated = sum(s.finish_reason == "length" for g in kept for s in g.samples)
+    if truncated:  # only possible when the chain has no drop_truncated rule
+        notice(f"round {r}: {truncated} kept samples stopped at sampling.max_new_tokens and are trained with "
+                      "EOS appended; add {rule: drop_truncated} to the selection rules to drop them")
     rows = sft_rows(kept)
     replayed = replay_rows([run.round(q).kept for q in range(r)], rows) if run.cfg.train.replay == "all_rounds" else []
     atomic_write_jsonl(rd.kept, [g.to_json() for g in kept])
@@ -92,9 +97,10 @@ def group_pairs(group: Group, all_pairs: bool = False, threshold: float = 1.0, c
     """Preference pairs of one group in TRL's DPO format: best vs worst, or with `all_pairs` every accepted ×
     rejected combination (accepted: score at least `threshold`), best first, up to `cap`.
 
-    Each pair carries its reward `margin`; with `tau`, the soft label p = σ(margin / τ). Pairs whose two
-    texts normalize to the same string, and repeats, are dropped; a group whose samples all scored the
-    same gives none.
+    Each pair carries how much better `chosen` is, once: its reward `margin` (TRL's RewardTrainer margin),
+    or with `tau` the soft label p = σ(margin / τ) in place of it (the gap stays, as `reward_gap`, which no
+    trainer reads). Pairs whose two texts normalize to the same string, and repeats, are dropped; a group
+    whose samples all scored the same gives none.
     """
     ranked = _ranked(group)
     if len(ranked) < 2:
@@ -113,9 +119,11 @@ def group_pairs(group: Group, all_pairs: bool = False, threshold: float = 1.0, c
             continue
         seen.add(key)
         row = {"prompt": scorer_prompt(group.prompt), "chosen": scorer_completion(group.prompt, cs.text),
-               "rejected": scorer_completion(group.prompt, rs.text), "margin": margin, "prompt_id": group.prompt.id}
-        if tau is not None:
-            row["p"] = 1 / (1 + math.exp(-margin / tau))
+               "rejected": scorer_completion(group.prompt, rs.text), "prompt_id": group.prompt.id}
+        if tau is None:
+            row["margin"] = margin
+        else:
+            row.update({"p": 1 / (1 + math.exp(-margin / tau)), "reward_gap": margin})
         rows.append(row)
         if len(rows) >= cap:
             break

@@ -8,8 +8,11 @@ numbers are zero-padded to a fixed width, so the format is rigid:
     prompt      "321+654="      (123 + 456, digits reversed)
     completion  "9750"          (579 -> "0579" -> reversed)
 
-The verifier keeps a format failure (anything but digits) apart from a wrong
-sum, in the score's parts.
+The verifier holds that format: the completion must be exactly digits + 1
+digits (the width the prompt's operands give), so "975", "9750" and "97500"
+are not the same answer; anything else is a format failure, kept apart from a
+wrong sum in the score's parts. When the prompt does not show the operands
+(a bare call with an empty prompt), only the digits-only check applies.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rsft.tasks.base import Task
 
 ALPHABET = "0123456789+="
 _DIGITS = re.compile(r"^[0-9]+$")
+_PROMPT = re.compile(r"^([0-9]+)\+([0-9]+)=$")
 
 
 def encode(n: int, width: int) -> str:
@@ -39,15 +43,23 @@ def gold_completion(a: int, b: int, digits: int) -> str:
     return encode(a + b, digits + 1)
 
 
+def answer_width(prompt: Any) -> int | None:
+    """Digits the answer must have: the operand width + 1 (the carry), from a prompt like '321+654='."""
+    m = _PROMPT.match(completion_text(prompt) if not isinstance(prompt, str) else prompt)
+    return len(m.group(1)) + 1 if m else None
+
+
 def addition_scorer(prompts: list[Any], completions: list[Any], answer: list[int], **_: Any) -> list[Score]:
-    """1.0 for the right sum, 0.0 for a wrong one; a non-digit completion is a format failure.
+    """1.0 for the right sum, 0.0 for a wrong one; a completion that is not exactly the answer's digits
+    (digits only, the prompt's width + 1) is a format failure.
 
     Has TRL GRPO's reward signature, so it also works as a `reward_funcs` entry.
     """
     out = []
-    for completion, target in zip(completions, answer, strict=True):
+    for prompt, completion, target in zip(prompts, completions, answer, strict=True):
         text = completion_text(completion).strip()
-        if not _DIGITS.match(text):
+        width = answer_width(prompt)
+        if not _DIGITS.match(text) or (width is not None and len(text) != width):
             out.append(Score(0.0, {"format": 0.0, "correct": 0.0}))
             continue
         value = int(text[::-1])

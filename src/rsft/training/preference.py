@@ -7,7 +7,14 @@ preferred, the loss of one pair is
 
 where m is the pair's optional margin (TRL's RewardTrainer margin). hp = 1
 gives the usual −log σ(r_w − r_l − m); hp = 0.5 pulls Δ towards m (0 without a
-margin): the model learns that it cannot tell the two apart. TRL's
+margin): the model learns that it cannot tell the two apart.
+
+A soft label and a margin are two ways of saying how much better `chosen` is:
+together they count it twice (m = 1 with hp = σ(1/0.5) = 0.881 has its
+optimum at Δ = 3, where σ(Δ) = 0.953). So a pair carries one of them; a file
+whose rows carry both is refused unless `use_margin` says to fit
+σ(Δ − m) = hp on purpose. Accuracy and calibration are reported on what the
+loss fits, σ(Δ − m) (σ(Δ) when there is no margin). TRL's
 RewardTrainer has no soft labels, so this is a small `transformers.Trainer`
 with its own loss and collator; the text of each (prompt, completion) is
 rendered exactly as the reward-model scorer renders it, so the trained
@@ -41,18 +48,39 @@ def soft_bt_loss(delta: torch.Tensor, hp: torch.Tensor, margin: torch.Tensor) ->
     return -(hp * F.logsigmoid(shifted) + (1 - hp) * F.logsigmoid(-shifted)).mean()
 
 
-def load_pairs(path: str | Path) -> list[PreferencePair]:
-    """Pairs from JSONL rows {prompt, chosen, rejected, p?, margin?}; errors name file:line."""
+def _number(row: dict[str, Any], key: str, default: float, where: str) -> float:
+    value = row.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{where}: {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def load_pairs(path: str | Path, use_margin: bool | None = None) -> list[PreferencePair]:
+    """Pairs from JSONL rows {prompt, chosen, rejected, p?, margin?}; errors name file:line.
+
+    `use_margin`: None uses a row's margin only when it has no soft label, and refuses a row with
+    both; True uses both (fits σ(Δ − m) = p); False ignores margins.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a pairs .jsonl file")
     pairs = []
-    for line, row in read_jsonl_numbered(Path(path)):
+    for line, row in read_jsonl_numbered(path):
+        where = f"{path}:{line}"
         for col in ("prompt", "chosen", "rejected"):
             if col not in row:
-                raise DataError(f"{path}:{line}: missing column {col!r}; a pair needs prompt, chosen, rejected")
-        p = row.get("p", 1.0)
-        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-            raise DataError(f"{path}:{line}: 'p' must be a probability in [0, 1], got {p!r}")
-        margin = row.get("margin") or 0.0
-        pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"], float(p), float(margin)))
+                raise DataError(f"{where}: missing column {col!r}; a pair needs prompt, chosen, rejected")
+        p = _number(row, "p", 1.0, where)
+        if not 0.0 <= p <= 1.0:
+            raise DataError(f"{where}: 'p' must be a probability in [0, 1], got {p!r}")
+        margin = _number(row, "margin", 0.0, where)
+        if use_margin is None and margin and "p" in row:
+            raise DataError(f"{where}: the pair has both a soft label 'p' and a 'margin', which count the same "
+                            "preference twice; drop one, or pass --use-margin to fit sigma(delta - margin) = p")
+        pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"], p,
+                                    margin if use_margin is not False else 0.0))
     if not pairs:
         raise DataError(f"{path}: no pairs")
     return pairs
@@ -108,7 +136,7 @@ def _trainer_class() -> Any:
 @torch.inference_mode()
 def evaluate_pairs(model: Any, collator: PairCollator, pairs: list[PreferencePair], bins: int = 5,
                    batch_size: int = 64) -> dict[str, Any]:
-    """Held-out pair accuracy and calibration of P(chosen ≻ rejected) = σ(Δ) against hp, in bins."""
+    """Held-out pair accuracy and calibration against hp of what the loss fits, σ(Δ − m), in bins."""
     model.eval()
     deltas, hps = [], []
     for start in range(0, len(pairs), batch_size):
@@ -116,7 +144,7 @@ def evaluate_pairs(model: Any, collator: PairCollator, pairs: list[PreferencePai
         chosen, rejected = pair_rewards(model, collator(batch))
         deltas.extend((chosen - rejected).tolist())
         hps.extend(p.p for p in batch)
-    probs = [1 / (1 + math.exp(-d)) for d in deltas]
+    probs = [1 / (1 + math.exp(-(d - p.margin))) for d, p in zip(deltas, pairs)]
     decided = [(pr, hp) for pr, hp in zip(probs, hps) if hp != 0.5]
     accuracy = sum((pr > 0.5) == (hp > 0.5) for pr, hp in decided) / len(decided) if decided else None
     table = []
@@ -145,6 +173,7 @@ class RewardModelTraining:
     seed: int = 0
     bins: int = 5
     dtype: str = "float32"
+    use_margin: bool | None = None  # see load_pairs: None = a margin only where there is no soft label
 
 
 def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardModelTraining,
@@ -155,7 +184,7 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     one-output score head is added (initialising the reward model from the
     policy, as RLHF pipelines do).
     """
-    from transformers import AutoModelForSequenceClassification, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, TrainingArguments, set_seed
 
     from rsft.modeling import DTYPES, load_tokenizer
     from rsft.progress import quiet_hf, rich_train_callback
@@ -163,8 +192,9 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     quiet_hf()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    pairs = load_pairs(pairs_path)
-    train, held = (pairs, load_pairs(eval_path)) if eval_path else split_pairs(pairs, cfg.eval_fraction, cfg.seed)
+    pairs = load_pairs(pairs_path, cfg.use_margin)
+    train, held = ((pairs, load_pairs(eval_path, cfg.use_margin)) if eval_path
+                   else split_pairs(pairs, cfg.eval_fraction, cfg.seed))
     if not train:
         raise DataError(f"{pairs_path}: no training pairs left after holding out {cfg.eval_fraction:.0%}")
     tokenizer = load_tokenizer(cfg.init, what="reward model init")
@@ -172,6 +202,7 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a causal LM has no score head yet; its "MISSING score.weight" is expected
+    set_seed(cfg.seed)  # the new score head is initialised at random: the seed must fix it
     try:
         model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=DTYPES[cfg.dtype])
     finally:

@@ -7,6 +7,11 @@ either leaves the model at zero or finishes the task. The warm start
 therefore checks greedy pass@1 every `check_every` steps and stops at the
 first check at or above `target_pass1`, leaving a model that is low but not
 zero: room for the rounds to show what they do.
+
+The check runs on a dev split, never on the held-out eval prompts (the base
+row would otherwise be tuned on the test set): gold prompts beyond the ones it
+trains on, topped up with train prompts. It is judged by the run's judge
+(`eval.scorer`, else the run's scorer), with the rounds' stop strings.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from rsft.data.formats import sft_row
 from rsft.errors import RsftError
 from rsft.evaluation import evaluate
 from rsft.records import Prompt
+from rsft.sampling.base import SamplingParams
 from rsft.sampling.transformers_engine import TransformersEngine
 
 
@@ -27,9 +33,9 @@ class StopAtPass1(TrainerCallback):
     """Evaluates greedy pass@1 every N steps and stops training at the target."""
 
     def __init__(self, prompts: list[Prompt], scorer: Any, tokenizer: Any, cfg: WarmStartConfig,
-                 max_new_tokens: int) -> None:
+                 params: SamplingParams) -> None:
         self.prompts, self.scorer, self.tokenizer, self.cfg = prompts, scorer, tokenizer, cfg
-        self.max_new_tokens = max_new_tokens
+        self.params = params
         self.history: list[tuple[int, float]] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -37,27 +43,45 @@ class StopAtPass1(TrainerCallback):
             return
         was_training = model.training
         engine = TransformersEngine(model, self.tokenizer)
-        metrics = evaluate(engine, self.prompts, self.scorer, EvalConfig(n=0), self.max_new_tokens)
+        metrics = evaluate(engine, self.prompts, self.scorer, EvalConfig(n=0), self.params)
         model.train(was_training)
         self.history.append((state.global_step, metrics["greedy_pass@1"]))
         if metrics["greedy_pass@1"] >= self.cfg.target_pass1:
             control.should_training_stop = True
 
 
-def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, str]], eval_prompts: list[Prompt],
-               scorer: Any, cfg: WarmStartConfig, max_new_tokens: int, seed: int = 0) -> dict[str, Any]:
-    """SFT `init_path` on gold pairs into `out_dir`; returns the pass@1 history of the checks."""
+def dev_prompts(gold: list[tuple[Prompt, str]], train: list[Prompt], trained: int, n: int) -> list[Prompt]:
+    """Up to n prompts for the stopping check: gold prompts past the first `trained`, then train prompts,
+    none of them among the gold prompts it trains on."""
+    seen = {p.id for p, _ in gold[:trained]}
+    out: list[Prompt] = []
+    for p in [p for p, _ in gold[trained:]] + train:
+        if len(out) >= n:
+            break
+        if p.id not in seen:
+            seen.add(p.id)
+            out.append(p)
+    return out
+
+
+def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, str]], dev: list[Prompt],
+               judge: Any, cfg: WarmStartConfig, params: SamplingParams, seed: int = 0) -> dict[str, Any]:
+    """SFT `init_path` on gold pairs into `out_dir`, checking greedy pass@1 on `dev` with `judge`;
+    returns the pass@1 history of the checks."""
     from rsft.modeling import load_tokenizer
     from rsft.training.sft import train_sft
 
     if not gold:
         raise RsftError("warm_start.enabled: this task has no gold completions (set task.completion_column)")
+    if not dev:
+        raise RsftError("warm_start.enabled: no prompts left for the warm start's dev check "
+                        "(more gold or train prompts than warm_start.examples are needed)")
     rows = [sft_row(p, c) for p, c in gold[: cfg.examples]]
     train = TrainConfig(
         max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         lr_scheduler="constant", save_steps=max(cfg.check_every, 100),
     )
-    stopper = StopAtPass1(eval_prompts[: cfg.eval_prompts], scorer, load_tokenizer(init_path), cfg, max_new_tokens)
+    stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params)
     result = train_sft(rows, init_path, out_dir, train, seed=seed, label="warm start", callbacks=[stopper])
-    return {"steps": result.steps, "loss": result.loss, "checks": stopper.history,
+    return {"steps": result.steps, "loss": result.loss, "checks": stopper.history, "dev_prompts": len(dev),
             "reached_target": bool(stopper.history and stopper.history[-1][1] >= cfg.target_pass1)}
