@@ -19,7 +19,7 @@ LAYERS = [
     ("parts", ["rsft.sampling", "rsft.scoring", "rsft.selection", "rsft.metrics"]),
     ("training and evaluation", ["rsft.training", "rsft.evaluation"]),
     ("stages", ["rsft.stages"]),
-    ("loop and commands", ["rsft.rounds", "rsft.commands", "rsft.demo"]),
+    ("loop and commands", ["rsft.rounds", "rsft.preflight", "rsft.commands", "rsft.demo"]),
     ("cli", ["rsft.cli", "rsft"]),
 ]
 
@@ -51,7 +51,6 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
                 t = t.rpartition(".")[0]
             if t and t != name and not name.startswith(t + "."):
                 found.add(t)
-                break
     return found
 
 
@@ -106,6 +105,12 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycles():
     assert cycles(graph()) == []
+
+
+def test_every_imported_name_is_an_edge(tmp_path):
+    (tmp_path / "m.py").write_text("from rsft import a, b\nimport rsft.c, rsft.d\n")
+    known = {name: tmp_path for name in ("rsft", "rsft.a", "rsft.b", "rsft.c", "rsft.d", "rsft.m")}
+    assert imports("rsft.m", tmp_path / "m.py", known) == {"rsft.a", "rsft.b", "rsft.c", "rsft.d"}
 
 
 def test_the_cycle_finder_finds_a_cycle():

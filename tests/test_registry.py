@@ -112,7 +112,7 @@ def test_a_user_task_runs_through_the_loop(user_module, model_dir, tmp_path):
                                           "    return [1.0] * len(completions)\n")
     cfg = build_config({"output_dir": str(tmp_path / "runs"), "model": {"path": str(model_dir)},
                         "task": {"name": f"{user_module}:squares"}, "scorer": "score_ext:f",
-                        "sampling": {"engine": "fake", "n": 2}})
+                        "sampling": {"engine": "fake", "n": 2, "max_new_tokens": 8}})
     run = open_run(cfg)
     for stage in ("sample", "score", "select"):
         run_stage(run, 0, stage)

@@ -12,15 +12,17 @@ from rsft.errors import RsftError
 from rsft.rounds import open_run
 from rsft.rundir import read_groups
 from rsft.stages.runner import run_stage
+from tests.conftest import make_model_dir
 
 
 def fake_run(tmp_path, scorer, rules=None, **extra):
     rows = [{"prompt": f"q{i}", "fake": ["a", "b", "a", "c"]} for i in range(10)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = make_model_dir(tmp_path / "model", alphabet="qabc0123456789")  # for the checks; the fake engine ignores it
     cfg = build_config({
-        "name": "fake", "output_dir": str(tmp_path / "runs"), "model": {"path": str(tmp_path)},
+        "name": "fake", "output_dir": str(tmp_path / "runs"), "model": {"path": str(model)},
         "task": {"name": "dataset", "train": str(tmp_path / "train.jsonl")}, "scorer": scorer,
-        "sampling": {"engine": "fake", "n": 4, "batch_size": 3},
+        "sampling": {"engine": "fake", "n": 4, "batch_size": 3, "max_new_tokens": 8},
         "selection": {"rules": rules or [{"rule": "passes", "min": 1.0}, {"rule": "dedup"}]}, **extra,
     })
     run = open_run(cfg)
@@ -59,7 +61,7 @@ def test_after_a_round_where_every_sample_errors_a_fixed_scorer_scores_afresh(tm
         "    return [float(c == 'a') for c in completions]\n")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "judge-down").write_text("")
-    sampling = {"engine": "fake", "n": 4, "batch_size": 3, "allocation": allocation, "wave": 2}
+    sampling = {"engine": "fake", "n": 4, "batch_size": 3, "allocation": allocation, "wave": 2, "max_new_tokens": 8}
     run = fake_run(tmp_path, f"s_flaky_{allocation}:f", sampling=sampling)  # early_stop scores while sampling
     with pytest.raises(RsftError, match="fix the scorer and run again"):
         run_stage(run, 0, "score")

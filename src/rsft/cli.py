@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Config overrides, key=value (e.g. rounds=3).")]
-RoundOpt = Annotated[int, typer.Option("--round", "-r", help="Round index.")]
+RoundOpt = Annotated[int, typer.Option("--round", "-r", help="Round index.", min=0)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run again even if the stage is done.")]
 
 
@@ -82,13 +82,11 @@ def score(
     if target.is_dir():
         _stage("score", target, round_index, force)
         return
-    from rsft.config import parse_value
     from rsft.commands.score_file import score_file
 
     if scorer is None:
         raise RsftError("rsft score FILE needs --scorer (e.g. --scorer numeric or --scorer my_module:my_reward)")
-    spec = parse_value(scorer) if scorer.lstrip().startswith("{") else scorer
-    result = score_file(target, spec, output, prompt_column, completion_column, min_score, timeout)
+    result = score_file(target, _scorer_spec(scorer), output, prompt_column, completion_column, min_score, timeout)
     mean = "-" if result.mean is None else f"{result.mean:.4f}"
     typer.echo(f"scored {result.rows} rows: mean {mean}, {result.errors} scorer errors; "
                f"wrote {result.written} rows to {result.output}")
@@ -152,12 +150,14 @@ app.add_typer(reward_app, name="reward-model")
 @export_app.command("pairs")
 def export_pairs_cmd(
     run_dir: Path,
-    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="One round (default: every round).")] = None,
+    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="One round (default: every round).",
+                                                       min=0)] = None,
     output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: RUN/exports/pairs-round-NNN.jsonl, or pairs-all-rounds.jsonl).")] = None,
     all_pairs: Annotated[bool, typer.Option("--all-pairs", help="Every accepted x rejected pair, not just best vs worst.")] = False,
     threshold: Annotated[float, typer.Option(help="With --all-pairs: the score that makes a sample accepted.")] = 1.0,
-    cap: Annotated[int, typer.Option(help="At most this many pairs per prompt.")] = 16,
-    tau: Annotated[Optional[float], typer.Option(help="Attach soft labels p = sigmoid(margin / tau).")] = None,
+    cap: Annotated[int, typer.Option(help="At most this many pairs per prompt.", min=1)] = 16,
+    tau: Annotated[Optional[float], typer.Option(help="Write soft labels p = sigmoid(gap / tau) in place of the "
+                                                      "margin (tau > 0).", min=0.0)] = None,
 ) -> None:
     """Chosen/rejected pairs (TRL DPO format, with reward margins) from a run's scored samples."""
     from rsft.commands.export import export_pairs
@@ -172,19 +172,23 @@ def reward_model_train(
     init: Annotated[str, typer.Option(help="Causal LM or classifier directory to start from.")],
     output: Annotated[Path, typer.Option(help="Where to write the reward model.")],
     eval_pairs: Annotated[Optional[Path], typer.Option(help="Held-out pairs (default: a split of PAIRS).")] = None,
-    eval_fraction: Annotated[float, typer.Option(help="Held-out fraction, split by prompt.")] = 0.1,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
-    epochs: Annotated[float, typer.Option(help="Epochs (ignored when --max-steps > 0).")] = 1.0,
-    max_steps: Annotated[int, typer.Option(help="Optimizer steps; -1 uses epochs.")] = -1,
-    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 16,
-    max_length: Annotated[int, typer.Option(help="Truncate each text to this many tokens.")] = 512,
+    eval_fraction: Annotated[float, typer.Option(help="Held-out fraction, split by prompt.", min=0.0, max=1.0)] = 0.1,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.", min=0.0)] = 1e-4,
+    epochs: Annotated[float, typer.Option(help="Epochs (ignored when --max-steps > 0).", min=0.0)] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps; -1 uses epochs.", min=-1)] = -1,
+    batch_size: Annotated[int, typer.Option(help="Pairs per batch.", min=1)] = 16,
+    max_length: Annotated[int, typer.Option(help="Truncate each text to this many tokens.", min=1)] = 512,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    use_margin: Annotated[Optional[bool], typer.Option(
+        "--use-margin/--ignore-margin", help="Pairs with both a soft label p and a margin: fit sigma(delta - margin) "
+        "= p (--use-margin), or drop the margins (--ignore-margin). Default: refuse such pairs.")] = None,
 ) -> None:
     """Train a scalar reward model with the soft-label Bradley-Terry loss; report accuracy and calibration."""
     from rsft.training.preference import RewardModelTraining, train_reward_model
 
     cfg = RewardModelTraining(init=init, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
-                              batch_size=batch_size, max_length=max_length, eval_fraction=eval_fraction, seed=seed)
+                              batch_size=batch_size, max_length=max_length, eval_fraction=eval_fraction, seed=seed,
+                              use_margin=use_margin)
     report = train_reward_model(pairs, output, cfg, eval_pairs)
     ev = report["eval"]
     if ev:
@@ -204,29 +208,33 @@ def reward_model_train(
 def best_of_n_cmd(
     model: Annotated[str, typer.Option(help="Model directory or hub id.")],
     scorer: Annotated[str, typer.Option(help="Scorer name, 'module:function', or a YAML spec.")],
-    n: Annotated[int, typer.Option(help="Candidates per prompt.")] = 16,
+    n: Annotated[int, typer.Option(help="Candidates per prompt.", min=1)] = 16,
     prompt: Annotated[Optional[list[str]], typer.Option(help="A prompt (repeatable).")] = None,
-    input_path: Annotated[Optional[Path], typer.Option("--input", help="JSONL/Parquet of prompts.")] = None,
+    field: Annotated[Optional[list[str]], typer.Option(
+        help="A column the scorer needs, for --prompt: KEY=VALUE (repeatable), e.g. --field answer=579.")] = None,
+    input_path: Annotated[Optional[Path], typer.Option("--input", help="JSONL/Parquet of prompts (other columns "
+                                                                      "reach the scorer).")] = None,
     prompt_column: Annotated[str, typer.Option(help="Prompt column of --input.")] = "prompt",
     output: Annotated[Optional[Path], typer.Option(help="Write JSONL here instead of stdout.")] = None,
     all_candidates: Annotated[bool, typer.Option("--all", help="Include every candidate with its score.")] = False,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Top-p.")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).", min=0.0)] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Top-p, in (0, 1].", min=0.0, max=1.0)] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion.", min=1)] = 256,
     engine: Annotated[str, typer.Option(help="Sampling engine (auto, transformers, ctranslate2).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""
     from rsft.commands.best_of_n import best_of_n
-    from rsft.config import parse_value
     from rsft.rundir import atomic_write_jsonl
 
     if (prompt is None) == (input_path is None):
         raise RsftError("best-of-n needs exactly one of --prompt TEXT or --input FILE")
-    spec = parse_value(scorer) if scorer.lstrip().startswith("{") else scorer
-    results = best_of_n(model, spec, prompts=prompt, input_path=input_path, n=n, temperature=temperature,
-                        top_p=top_p, max_new_tokens=max_new_tokens, engine=engine, return_all=all_candidates,
-                        seed=seed, prompt_column=prompt_column)
+    if field and input_path is not None:
+        raise RsftError("--field is for --prompt; an --input file brings its own columns")
+    results = best_of_n(model, _scorer_spec(scorer), prompts=prompt, input_path=input_path, n=n,
+                        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, engine=engine,
+                        return_all=all_candidates, seed=seed, prompt_column=prompt_column,
+                        fields=_fields(field or []))
     rows = [r.to_json() for r in results]
     if output:
         atomic_write_jsonl(output, rows)
@@ -236,15 +244,64 @@ def best_of_n_cmd(
             typer.echo(json.dumps(row, ensure_ascii=False))
 
 
+def _fields(pairs: list[str]) -> dict[str, object]:
+    from rsft.config import parse_value
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RsftError(f"--field {pair!r}: expected KEY=VALUE, e.g. --field answer=579")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def _scorer_spec(text: str) -> object:
+    """--scorer: a name, 'module:function', or an inline YAML/JSON spec such as '{name: numeric}'."""
+    from rsft.config import parse_value
+
+    if not text.lstrip().startswith("{"):
+        return text
+    spec = parse_value(text)
+    if not isinstance(spec, dict):
+        raise RsftError(f"--scorer {text!r}: not a valid inline spec (expected YAML such as "
+                        "'{name: numeric, kwargs: {field: answer}}')")
+    return spec
+
+
+def _is(e: BaseException, name: str) -> bool:
+    """typer vendors click (typer._click) in some versions and not in others: match the class by name."""
+    return any(c.__name__ == name for c in type(e).__mro__)
+
+
 def main() -> None:
+    """Every failure is one line on stderr with a non-zero exit: user mistakes (RsftError), and command-line
+    usage errors (a bad option value, an unknown command), which click would print as a multi-line box."""
     try:
-        app()
+        app(standalone_mode=False)
     except RsftError as e:
         print(f"rsft: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("rsft: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        if _is(e, "Exit"):
+            sys.exit(getattr(e, "exit_code", 0))
+        if _is(e, "Abort"):
+            print("rsft: aborted", file=sys.stderr)
+            sys.exit(130)
+        if _is(e, "NoArgsIsHelpError"):  # the help has been shown
+            sys.exit(2)
+        if not _is(e, "ClickException"):
+            raise
+        names, ctx = [], getattr(e, "ctx", None)
+        while ctx is not None and ctx.parent is not None:  # the sub-command names, without the program's
+            names.insert(0, ctx.info_name)
+            ctx = ctx.parent
+        hint = f" (see {' '.join(['rsft', *names])} --help)" if getattr(e, "ctx", None) is not None else ""
+        print(f"rsft: error: {e.format_message()}{hint}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2) or 2)
 
 
 if __name__ == "__main__":

@@ -280,6 +280,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r}: expected key=value, e.g. train.learning_rate=1e-4")
     key, _, raw = override.partition("=")
     parts = key.strip().split(".")
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"override {override!r}: the key before '=' is empty or has an empty part; "
+                          "expected key=value, e.g. train.learning_rate=1e-4")
     node = data
     for p in parts[:-1]:
         nxt = node.setdefault(p, {})
@@ -290,15 +293,40 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def build_config(data: dict[str, Any], overrides: list[str] = (), source: str = "config") -> RunConfig:
+    """Validate `data` with `overrides` applied; an error names the override when an override caused it."""
     data = dict(data or {})
     for o in overrides:
         apply_override(data, o)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(e, source)) from None
+        raise ConfigError(_format_error(e, _source_of(e, source, overrides))) from None
     except ConfigError as e:  # from a validator that resolves names through the registry
         raise ConfigError(f"{source}: {e}") from None
+
+
+def _source_of(err: ValidationError, source: str, overrides: list[str]) -> str:
+    """The override that set the failing key, else the config's source."""
+    loc = [str(p) for p in err.errors()[0]["loc"]]
+    for o in reversed(list(overrides)):
+        key = o.partition("=")[0].strip().split(".")
+        if loc[: len(key)] == key or key[: len(loc)] == loc:
+            return f"override {o!r}"
+    return source
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
@@ -311,7 +339,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = p.read_bytes()[: e.start].count(b"\n") + 1
+            raise ConfigError(f"{p}:{line}: not UTF-8 text") from None
+        try:
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""

@@ -18,21 +18,28 @@ from rsft.errors import RsftError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def check_model_path(path: str, what: str) -> None:
+def check_model_path(path: str, what: str, need_config: bool = True) -> None:
+    """A path that looks local must be a model directory (a tokenizer directory when `need_config` is False);
+    a hub id (``org/name``) is left to from_pretrained."""
     p = Path(path)
     looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") > 1
-    if looks_local and not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-        if not p.exists():
-            raise RsftError(f"{what} {path!r}: no such directory")
+    if not looks_local:
+        return
+    if not p.exists():
+        raise RsftError(f"{what} {path!r}: no such directory")
+    if not p.is_dir():
+        raise RsftError(f"{what} {path!r}: is a file, expected a model directory")
+    if need_config and not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
         raise RsftError(f"{what} {path!r}: not a model directory (no config.json)")
 
 
 def load_tokenizer(path: str, what: str = "model.path", trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    check_model_path(path, what)
+    check_model_path(path, what, need_config=False)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise RsftError(f"{what} {path!r}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, a tokenizers parse error...
+        raise RsftError(f"{what} {path!r}: cannot load tokenizer ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -50,8 +57,9 @@ def load_model(
             model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
         else:
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as e:
-        raise RsftError(f"{what} {path!r}: cannot load model ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, safetensors' own error on a corrupt file...
+        raise RsftError(f"{what} {path!r}: cannot load model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
     return model.eval()
 
 

@@ -110,7 +110,8 @@ def lookup(kind: str, name: Any, key: str) -> Any:
         return import_object(table[name], key)
     if isinstance(name, str) and ":" in name:
         return import_object(name, key)
-    raise ConfigError(f"key '{key}': unknown {kind} {name!r}, expected one of {sorted(table)} or 'module:function'")
+    names = sorted(table) + (["auto"] if kind == "engine" else [])
+    raise ConfigError(f"key '{key}': unknown {kind} {name!r}, expected one of {names} or 'module:function'")
 
 
 def resolve(kind: str, spec: Any, **context: Any) -> Any:
@@ -166,7 +167,9 @@ def check_options(fn: Any, options: dict[str, Any], key: str, skip: int = 0, wha
     hints = _hints(fn)
     fields = {k: (hints.get(k, Any), ... if p.default is inspect.Parameter.empty else p.default)
               for k, p in params.items() if k in options}
-    model = create_model("Options", __config__=ConfigDict(arbitrary_types_allowed=True), **fields)  # type: ignore[call-overload]
+    # strict: "3", 3.0 or true are not an int, as a typo in YAML should not pass unnoticed
+    model = create_model("Options", __config__=ConfigDict(arbitrary_types_allowed=True, strict=True),  # type: ignore[call-overload]
+                         **fields)
     try:
         checked = model.model_validate({k: v for k, v in options.items() if k in fields})
     except ValidationError as e:

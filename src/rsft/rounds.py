@@ -16,8 +16,8 @@ from typing import Any
 from rsft.config import RunConfig, dump_config, load_config
 from rsft.errors import ConfigError
 from rsft.progress import quiet_hf, table_console
-from rsft.rundir import atomic_write_text
-from rsft.sampling.engines import check_engine_options
+from rsft.preflight import check_run
+from rsft.rundir import atomic_write_text, round_dirs, stage_times_file
 from rsft.stages.metrics import round_rows
 from rsft.stages.run import Run
 from rsft.stages.runner import check_ready, run_base_stage, run_stage
@@ -45,28 +45,36 @@ def run_from_file(config_path: str | Path | None, overrides: list[str] = ()) -> 
 
 
 def open_run(cfg: RunConfig) -> Run:
-    """Create the run directory with its resolved config, or reopen it for a resume."""
+    """Create the run directory with its resolved config, or reopen it for a resume.
+
+    Everything checkable is checked first (`rsft.preflight`), on a fresh run and on a resume, so a
+    mistake leaves no run directory behind and costs no work."""
     run_dir = cfg.run_dir
     cfg_path = run_dir / "config.yaml"
-    write = changed = True
-    if cfg_path.exists():
+    write = True
+    if cfg_path.is_file():
         old = load_config(cfg_path).model_dump(mode="json")
         new = cfg.model_dump(mode="json")
         write = old != new
         old.pop("rounds"), new.pop("rounds")  # more rounds is a resume, not a change
-        produced = [f for f in run_dir.iterdir() if f.name not in ("config.yaml", "stage_times.json")
-                    and not f.name.endswith(".done") and not f.name.startswith(".")]
-        changed = old != new
-        if changed and produced:  # with nothing produced yet (an early failure), the new config replaces it
-            diff = _first_difference(old, new)
-            raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
-                              "resume with the same config or choose a new name=")
+        bookkeeping = [f for f in run_dir.iterdir() if f == stage_times_file(run_dir) or f.name.endswith(".done")
+                       or f.name.startswith(".")]
+        produced = [f for f in run_dir.iterdir() if f.name != "config.yaml" and f not in bookkeeping]
+        if old != new:
+            if produced:
+                diff = _first_difference(old, new)
+                raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
+                                  "resume with the same config or choose a new name=")
+            # nothing produced yet (an early failure): the new config replaces it, and its markers go with it
+            for f in bookkeeping:
+                f.unlink(missing_ok=True) if f.is_file() else None
+        started = [rd.index for rd in round_dirs(run_dir) if rd.path.exists() and any(rd.path.iterdir())]
+        if started and cfg.rounds <= max(started):
+            raise ConfigError(f"key 'rounds': {cfg_path.parent} has already started round {max(started)}; "
+                              f"rounds={cfg.rounds} would go back (resume with rounds >= {max(started) + 1}, "
+                              "or choose a new name=)")
     run = Run(cfg, run_dir)
-    if changed:  # a bad task, scorer or engine option fails here, before the config is written
-        run.task, run.scorer  # noqa: B018
-        if cfg.eval.enabled:
-            run.eval_scorer  # noqa: B018
-        check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
+    check_run(run)
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg_path, dump_config(cfg))
@@ -93,5 +101,6 @@ def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False
     quiet_hf()
     run = Run.open(run_dir)
     check_ready(run, r, stage)
+    check_run(run)
     run_base_stage(run, "base")
     return run_stage(run, r, stage, force=force)

@@ -60,6 +60,16 @@ def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file rsft wrote; a truncated or hand-edited one is a one-line error naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e}); remove it and run the stage that writes it again") from None
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Yield the objects of a JSONL file; a bad line is a one-line error naming file:line."""
     for _, obj in read_jsonl_numbered(path):
@@ -115,6 +125,8 @@ class RoundDir:
         self.path = self.run_dir / f"round-{round_index:03d}"
 
     samples = property(lambda self: self.path / "samples.jsonl")
+    presample = property(lambda self: self.path / "presample.jsonl")  # GVM's first samples per prompt
+    allocation = property(lambda self: self.path / "allocation.json")  # GVM's plan
     scored = property(lambda self: self.path / "scored.jsonl")
     selected = property(lambda self: self.path / "selected.jsonl")
     kept = property(lambda self: self.path / "kept.jsonl")
@@ -123,7 +135,7 @@ class RoundDir:
     model_work = property(lambda self: work_dir(self.path / "model"))  # training checkpoints of `model`
     eval_file = property(lambda self: self.path / "eval.json")
     metrics_file = property(lambda self: self.path / "metrics.json")
-    stage_times = property(lambda self: self.path / "stage_times.json")
+    stage_times = property(lambda self: stage_times_file(self.path))
 
     def done(self, stage: str) -> bool:
         return is_done(self.path, stage)
@@ -132,7 +144,7 @@ class RoundDir:
         mark_done(self.path, stage)
 
     def times(self) -> dict[str, float]:
-        return json.loads(self.stage_times.read_text()) if self.stage_times.exists() else {}
+        return read_json(self.stage_times) if self.stage_times.exists() else {}
 
 
 def is_done(where: Path, stage: str) -> bool:
@@ -144,10 +156,14 @@ def mark_done(where: Path, stage: str) -> None:
     atomic_write_text(Path(where) / f"{stage}.done", "")
 
 
+def stage_times_file(where: Path) -> Path:
+    return Path(where) / "stage_times.json"
+
+
 def record_time(where: Path, stage: str, seconds: float) -> None:
     """Add a stage's seconds to ``where/stage_times.json``."""
-    path = Path(where) / "stage_times.json"
-    times = json.loads(path.read_text()) if path.exists() else {}
+    path = stage_times_file(where)
+    times = read_json(path) if path.exists() else {}
     times[stage] = round(seconds, 3)
     atomic_write_json(path, times)
 

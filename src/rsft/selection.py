@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from rsft.errors import ConfigError
 from rsft.records import Group, Sample, Score
@@ -124,10 +124,12 @@ class FunctionRule(Rule):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     rule: str
+    _fn: Any = PrivateAttr(default=None)
 
     def __call__(self, group: Group) -> Group:
-        fn = lookup("rule", self.rule, "selection.rules")
-        out = fn(group, **(self.model_extra or {}))
+        if self._fn is None:
+            self._fn = lookup("rule", self.rule, "selection.rules")
+        out = self._fn(group, **(self.model_extra or {}))
         if not isinstance(out, Group):
             raise TypeError(f"rule {self.rule!r} returned {type(out).__name__}, expected a Group")
         return out
@@ -153,7 +155,9 @@ def build_rule(spec: Any, key: str = "selection.rules") -> Rule:
         raise ConfigError(f"key '{key}.rule': {spec['rule']!r} is not callable")
     options = check_options(target, {k: v for k, v in spec.items() if k != "rule"}, key, skip=1,
                             what=f"rule {spec['rule']!r}")
-    return FunctionRule(rule=spec["rule"], **options)
+    rule = FunctionRule(rule=spec["rule"], **options)
+    rule._fn = target
+    return rule
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ def dataset_config(tmp_path, train_rows: str, model) -> str:
     cfg.write_text(
         f"output_dir: {tmp_path / 'runs'}\nmodel: {{path: {model}}}\n"
         f"task: {{name: dataset, train: {tmp_path / 'train.jsonl'}}}\nscorer: addition\n"
+        "sampling: {max_new_tokens: 8}\n"
     )
     return str(cfg)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsft.errors import RsftError
 from rsft.records import Group, Prompt, Sample, Score
 from rsft.registry import resolve
 from rsft.sampling.base import SamplingParams
@@ -41,38 +42,63 @@ class BestOfN:
         return row
 
 
-def _as_prompts(prompts: list[Any] | None, input_path: str | Path | None, prompt_column: str) -> list[Prompt]:
+def _as_prompts(prompts: list[Any] | None, input_path: str | Path | None, prompt_column: str,
+                fields: dict[str, Any]) -> list[Prompt]:
     if input_path is not None:
         from rsft.data.prompts import load_rows, rows_to_prompts
 
         return rows_to_prompts(load_rows(str(input_path), "train", "--input"), prompt_column, None, None)
     out = []
     for i, p in enumerate(prompts or []):
-        out.append(p if isinstance(p, Prompt) else Prompt(str(i), text=p) if isinstance(p, str)
-                   else Prompt(str(i), messages=tuple(p)))
+        if isinstance(p, Prompt):
+            out.append(p)
+            continue
+        if isinstance(p, str) and not p:
+            raise RsftError(f"--prompt {i + 1}: empty prompt")
+        out.append(Prompt(str(i), text=p, fields=dict(fields)) if isinstance(p, str)
+                   else Prompt(str(i), messages=tuple(p), fields=dict(fields)))
     return out
 
 
 def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_path: str | Path | None = None,
               n: int = 16, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
               max_new_tokens: int = 256, engine: str = "auto", return_all: bool = False, seed: int = 0,
-              prompt_column: str = "prompt", batch_size: int = 16, timeout: float | None = None) -> list[BestOfN]:
-    """Best of `n` samples per prompt under `scorer` (a name, 'module:function', a spec, or a callable)."""
+              prompt_column: str = "prompt", batch_size: int = 16, timeout: float | None = None,
+              fields: dict[str, Any] | None = None) -> list[BestOfN]:
+    """Best of `n` samples per prompt under `scorer` (a name, 'module:function', a spec, or a callable).
+
+    `fields` are the columns a scorer needs (e.g. {"answer": 579}) for prompts given as strings; rows
+    of `input_path` bring their own. When no candidate of any prompt could be scored, it raises with
+    the scorer's first error rather than return nothing useful.
+    """
     from rsft.progress import progress_bar, quiet_hf
 
     quiet_hf()
-    items = _as_prompts(prompts, input_path, prompt_column)
+    if n < 1:
+        raise RsftError(f"n must be at least 1, got {n}")
+    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 1:
+        raise RsftError(f"sampling settings out of range: temperature {temperature} (>= 0), top_p {top_p} (in (0, 1]), "
+                        f"top_k {top_k} (>= 0), max_new_tokens {max_new_tokens} (>= 1)")
+    items = _as_prompts(prompts, input_path, prompt_column, fields or {})
+    if not items:
+        raise RsftError("best-of-n: no prompts")
     fn = scorer if callable(scorer) else resolve("scorer", scorer, key="--scorer")
     eng = resolve("engine", engine, model_path=model)
     params = SamplingParams(temperature, top_p, top_k, max_new_tokens, (), seed, 0)
-    results = []
+    results: list[BestOfN] = []
+    first_error: str | None = None
     with progress_bar(f"best-of-{n}", total=len(items)) as (bar, task):
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
             groups = [Group(p, tuple(s)) for p, s in zip(batch, eng.generate(batch, n, params), strict=True)]
             for g in score_groups(fn, groups, timeout):
+                first_error = first_error or next((c.error for c in g.scores if c.error), None)
                 top = best_sample(g)
                 results.append(BestOfN(g.prompt, top[0] if top else None, top[1] if top else None,
                                        g if return_all else None))
             bar.update(task, advance=len(batch))
+    if all(r.best is None or not r.score.ok for r in results):
+        raise RsftError(f"best-of-n: every candidate of every prompt failed to score"
+                        f"{f' (first error: {first_error})' if first_error else ''}; a scorer that needs dataset columns "
+                        "gets them from --field KEY=VALUE (with --prompt) or from the --input file's columns")
     return results

@@ -30,6 +30,14 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
                  tau: float | None = None) -> tuple[Path, int]:
     """Write the pairs of one round (or of every scored round) of a run; returns (path, count)."""
     run_dir = Path(run_dir)
+    if tau is not None and not tau > 0:
+        raise RsftError(f"tau must be > 0 (p = sigmoid(gap / tau)), got {tau}")
+    if cap < 1:
+        raise RsftError(f"cap must be at least 1, got {cap}")
+    if round_index is not None and round_index < 0:
+        raise RsftError(f"round must be 0 or more, got {round_index}")
+    if not (run_dir / "config.yaml").is_file():
+        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
     rounds = [rd for rd in round_dirs(run_dir) if rd.scored.exists() and rd.done("score")]
     if round_index is not None:
         rounds = [rd for rd in rounds if rd.index == round_index]
@@ -44,6 +52,9 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
                 if key not in seen:
                     seen.add(key)
                     rows.append(row)
+    if not rows:
+        raise RsftError(f"{run_dir}: no pairs (every group's samples scored the same, or too few scored); "
+                        "nothing was written")
     if output is None:
         # never the round's own pairs.jsonl: that file belongs to the select stage
         name = f"pairs-round-{round_index:03d}.jsonl" if round_index is not None else "pairs-all-rounds.jsonl"

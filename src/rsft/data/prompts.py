@@ -90,6 +90,8 @@ def rows_to_prompts(rows: list[Row], prompt_column: str, id_column: str | None,
             raise DataError(f"{where}: missing column {missing[0]!r} (task.field_columns)")
         fields = {k: row[k] for k in names}
         if isinstance(value, str):
+            if not value:
+                raise DataError(f"{where}: column {prompt_column!r} is an empty prompt")
             prompts.append(Prompt(pid, text=value, fields=fields))
         elif _is_messages(value):
             prompts.append(Prompt(pid, messages=tuple(value), fields=fields))

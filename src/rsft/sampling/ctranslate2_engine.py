@@ -337,7 +337,7 @@ class CTranslate2Engine:
         gives back an exchangeable order (maj@k votes over the first k samples). Greedy results hold one
         hypothesis, copied n times."""
         texts = self.tokenizer.batch_decode(result.sequences_ids, skip_special_tokens=True)
-        rows = list(zip(result.sequences_ids, texts, result.scores, entropies or [math.nan] * len(texts)))
+        rows = list(zip(result.sequences_ids, texts, result.scores, entropies or [None] * len(texts)))
         random.Random(sample_seed(params.seed, params.round, prompt.id, -1 - params.first_index)).shuffle(rows)
         out = []
         for i in range(n):
@@ -345,11 +345,11 @@ class CTranslate2Engine:
             text, stopped = cut_at_stop(text, params.stop) if params.stop else (text, False)
             stopped = stopped or (bool(ids) and ids[-1] in self.eos_ids)
             out.append(Sample(prompt_id=prompt.id, index=params.first_index + i, text=text, token_ids=tuple(ids),
-                              logprob=float(logprob), entropy=None if math.isnan(entropy) else float(entropy),
+                              logprob=float(logprob), entropy=entropy,
                               finish_reason="stop" if stopped else "length"))
         return out
 
-    def _entropies(self, results: list[Any], params: SamplingParams) -> list[list[float]]:
+    def _entropies(self, results: list[Any], params: SamplingParams) -> list[list[float | None]]:
         """Mean entropy of each hypothesis of each result, from the logits CTranslate2 returns per step.
 
         A row's first logits belong to prompt tokens fed one step at a time; its last len(sequence)
@@ -367,7 +367,7 @@ class CTranslate2Engine:
                 ent = (-(probs * probs.clamp_min(1e-30).log()).sum(-1)).double().numpy()  # [N]
             finally:
                 torch.set_num_threads(threads)
-        means = iter([float(ent[e - k:e].mean()) if k else math.nan for k, e in zip(sizes, np.cumsum(sizes))])
+        means = iter([float(ent[e - k:e].mean()) if k else None for k, e in zip(sizes, np.cumsum(sizes))])
         return [[next(means) for _ in result.sequences_ids] for result in results]
 
 

@@ -11,7 +11,7 @@ import importlib.util
 from typing import Any
 
 from rsft.errors import ConfigError
-from rsft.registry import BUILTINS, check_options, lookup
+from rsft.registry import BUILTINS, accepts_any, check_options, lookup, parameters
 from rsft.sampling.base import MODEL_ARGS, Engine
 
 KEY = "sampling.engine"
@@ -39,20 +39,24 @@ def engine_factory(name: str) -> tuple[str, Any]:
     return resolved, lookup("engine", resolved, KEY)
 
 
-def check_engine_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """`sampling.engine_options` checked against the chosen engine factory's signature (after MODEL_ARGS)."""
+def check_engine_options(name: str, options: dict[str, Any], key: str = "sampling.engine_options") -> tuple[Any, dict[str, Any]]:
+    """The engine factory, and `options` checked against its signature: it must take the MODEL_ARGS, and
+    every option must be one of its other parameters."""
     resolved, factory = engine_factory(name)
     what = f"the {resolved} engine" + (" (what auto chose here)" if name == "auto" else "")
     if resolved not in BUILTINS["engine"]:
         what = f"engine factory {resolved!r}"
-    return check_options(factory, options, "sampling.engine_options", what=what, given=MODEL_ARGS)
+        missing = [a for a in MODEL_ARGS if a not in parameters(factory)]
+        if missing and not accepts_any(factory):
+            raise ConfigError(f"key '{KEY}': {what} must take ({', '.join(MODEL_ARGS)}, **options); "
+                              f"it has no parameter {missing[0]!r}")
+    return factory, check_options(factory, options, key, what=what, given=MODEL_ARGS)
 
 
 def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
                  trust_remote_code: bool = False, **options: Any) -> Engine:
     """The engine a config names, loaded on `model_path`; `options` are sampling.engine_options."""
-    _, factory = engine_factory(name)
-    options = check_engine_options(name, options)
+    factory, options = check_engine_options(name, options)
     return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype,
                    trust_remote_code=trust_remote_code, **options)
 

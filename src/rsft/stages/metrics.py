@@ -7,24 +7,23 @@ train.json, eval.json, stage_times.json) and selects nothing again.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rsft.metrics import round_metrics
-from rsft.rundir import atomic_write_json, read_groups, round_dirs
+from rsft.rundir import atomic_write_json, read_groups, read_json, round_dirs
 from rsft.stages.run import Run
 
 
 def metrics_stage(run: Run, r: int) -> None:
     rd = run.round(r)
     m = round_metrics(read_groups(rd.scored), run.cfg.accept_min)
-    train = json.loads((rd.path / "train.json").read_text())
-    sel = json.loads((rd.path / "selection.json").read_text())
+    train = read_json(rd.path / "train.json")
+    sel = read_json(rd.path / "selection.json")
     times = rd.times()
     m.update({
         "round": r,
-        "kept": sel["kept"],
+        "kept": sel["kept"] if "kept" in sel else sum(len(g.samples) for g in read_groups(rd.kept)),  # older runs
         "survivors": sel["survivors"],
         "train_rows": sel["rows"] + sel["replayed"],
         "replayed": sel["replayed"],
@@ -33,7 +32,7 @@ def metrics_stage(run: Run, r: int) -> None:
         "seconds": times,
         "seconds_total": sum(times.values()),
         "tokens_per_s": m["tokens_generated"] / times["sample"] if times.get("sample") else None,
-        "eval": json.loads(rd.eval_file.read_text()) if rd.eval_file.exists() else {},
+        "eval": read_json(rd.eval_file) if rd.eval_file.exists() else {},
     })
     atomic_write_json(rd.metrics_file, m)
 
@@ -43,8 +42,8 @@ def round_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     base_eval = Path(run_dir) / "base-eval.json"
     if base_eval.exists():
-        rows.append({"round": "base", "eval": json.loads(base_eval.read_text())})
+        rows.append({"round": "base", "eval": read_json(base_eval)})
     for rd in round_dirs(Path(run_dir)):
         if rd.metrics_file.exists():
-            rows.append(json.loads(rd.metrics_file.read_text()))
+            rows.append(read_json(rd.metrics_file))
     return rows

@@ -35,7 +35,7 @@ ROUND_STAGE_NAMES = tuple(ROUND_STAGES)
 
 def resumed_from(rd: RoundDir, stage: str) -> list[Path]:
     """The files a stage resumes from: a forced or redone stage deletes them first."""
-    return {"sample": [rd.samples, rd.path / "presample.jsonl", rd.path / "allocation.json"],
+    return {"sample": [rd.samples, rd.presample, rd.allocation],
             "score": [rd.scored], "train": [rd.model_work]}.get(stage, [])
 
 

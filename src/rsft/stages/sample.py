@@ -33,14 +33,13 @@ def _gvm_presample(run: Run, r: int, engine: Engine,
                    params: SamplingParams) -> tuple[allocation.GvmPlan, dict[str, Group]]:
     """GVM's n0 samples per prompt (resumable), and the split of the rest of the budget they give."""
     rd, s = run.round(r), run.cfg.sampling
-    presample = rd.path / "presample.jsonl"
-    resumable_map(run.task.train, presample,
+    resumable_map(run.task.train, rd.presample,
                   lambda batch: [g.to_json() for g in allocation.sample_scored(
                       engine, run.scorer, batch, s.presample, params, run.cfg.scoring.timeout)],
                   s.batch_size, f"round {r} presample", lambda p: p.id)
-    pre = read_groups(presample)
+    pre = read_groups(rd.presample)
     plan = allocation.gvm_plan(pre, run.cfg.accept_min, s.token_budget, s.n, s.max_per_prompt or 4 * s.n)
-    atomic_write_json(rd.path / "allocation.json", {
+    atomic_write_json(rd.allocation, {
         "budget_tokens": plan.budget_tokens, "presample_tokens": plan.presample_tokens,
         "tokens_per_sample": plan.tokens_per_sample, "extra_samples": sum(plan.extra.values()),
         "extra": plan.extra, "acceptance": plan.acceptance})

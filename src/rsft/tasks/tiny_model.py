@@ -40,9 +40,9 @@ def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_llama(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig, seed: int = 0) -> LlamaForCausalLM:
-    """A small Llama with freshly initialised weights (seeded), sized by `shape`."""
-    config = LlamaConfig(
+def tiny_config(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig) -> LlamaConfig:
+    """The LlamaConfig of the tiny model for this tokenizer and shape."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size or 4 * shape.hidden_size,
@@ -55,6 +55,11 @@ def tiny_llama(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig, seed:
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
+
+
+def tiny_llama(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig, seed: int = 0) -> LlamaForCausalLM:
+    """A small Llama with freshly initialised weights (seeded), sized by `shape`."""
+    config = tiny_config(tokenizer, shape)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

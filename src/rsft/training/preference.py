@@ -175,6 +175,14 @@ class RewardModelTraining:
     dtype: str = "float32"
     use_margin: bool | None = None  # see load_pairs: None = a margin only where there is no soft label
 
+    def __post_init__(self) -> None:
+        checks = {"learning_rate": self.learning_rate > 0, "epochs": self.epochs > 0, "batch_size": self.batch_size >= 1,
+                  "max_length": self.max_length >= 1, "eval_fraction": 0 <= self.eval_fraction < 1,
+                  "max_steps": self.max_steps == -1 or self.max_steps >= 1}
+        bad = next((k for k, ok in checks.items() if not ok), None)
+        if bad is not None:
+            raise DataError(f"reward model training: {bad} = {getattr(self, bad)!r} is out of range")
+
 
 def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardModelTraining,
                        eval_path: str | Path | None = None) -> dict[str, Any]:

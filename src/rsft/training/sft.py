@@ -43,7 +43,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int) -> Any:
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a value below 1 as a fraction of the steps
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -74,7 +74,7 @@ def _cpu_only() -> bool:
     return not torch.cuda.is_available()
 
 
-def _peft_config(cfg: TrainConfig) -> Any:
+def peft_config(cfg: TrainConfig) -> Any:
     if cfg.lora is None:
         return None
     from peft import LoraConfig
@@ -98,7 +98,7 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     trainer = SFTTrainer(
         model=model, args=sft_config(cfg, work, seed), train_dataset=dataset,
-        processing_class=tokenizer, peft_config=_peft_config(cfg),
+        processing_class=tokenizer, peft_config=peft_config(cfg),
         callbacks=[rich_train_callback(label), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
