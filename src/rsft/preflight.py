@@ -22,7 +22,6 @@ an error on those samples, and a round whose samples all fail stops.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import struct
@@ -34,10 +33,8 @@ from rsft.data.formats import prompt_ids
 from rsft.errors import ConfigError
 from rsft.modeling import check_model_path, load_tokenizer
 from rsft.sampling.engines import check_engine_options
+from rsft.scoring.spec import check_scorer
 from rsft.stages.run import Run
-
-GIVEN = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
-
 
 def check_run(run: Run) -> None:
     cfg = run.cfg
@@ -53,6 +50,8 @@ def check_run(run: Run) -> None:
     check_scorer(run.scorer, columns, "scorer")
     if cfg.eval.enabled:
         check_scorer(run.eval_scorer, columns, "eval.scorer")
+    if cfg.warm_start.enabled:
+        check_warm_start(run)
     check_sft_settings(cfg)
     tokenizer, model_config = model_parts(run)
     check_prompt_lengths(run, tokenizer, model_config)
@@ -71,25 +70,17 @@ def check_output_dir(run_dir: Path) -> None:
             return
 
 
-def check_scorer(scorer: Any, columns: set[str], key: str) -> None:
-    """Callable, and every parameter its signature requires is a dataset column (or passed by rsft)."""
-    if not callable(scorer):
-        raise ConfigError(f"key '{key}': the scorer is not callable ({type(scorer).__name__})")
-    try:
-        params = list(inspect.signature(scorer).parameters.values())
-    except (TypeError, ValueError):
-        return
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params) and not (
-            {"prompts", "completions"} <= {p.name for p in params}):
-        raise ConfigError(f"key '{key}': a scorer takes (prompts, completions, **columns), "
-                          f"got the signature {inspect.signature(scorer)}")
-    required = [p.name for p in params[2:] if p.default is p.empty
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    missing = [name for name in required if name not in columns and name not in GIVEN]
-    if missing:
-        raise ConfigError(f"key '{key}': the scorer needs the column {missing[0]!r}, which the prompts do not have "
-                          f"(columns: {sorted(columns) or 'none'})")
+def check_warm_start(run: Run) -> None:
+    """The warm start has gold completions to train on and prompts left for its dev check."""
+    from rsft.training.warm_start import dev_prompts
+
+    ws, task = run.cfg.warm_start, run.task
+    if not task.gold:
+        raise ConfigError(f"key 'warm_start.enabled': task {task.name!r} has no gold completions to warm-start on"
+                          + (" (set task.completion_column)" if run.cfg.task.name == "dataset" else ""))
+    if not dev_prompts(task.gold, task.train, ws.examples, ws.eval_prompts):
+        raise ConfigError("key 'warm_start.examples': no gold or train prompts are left for the warm start's dev "
+                          "check; lower warm_start.examples or add prompts")
 
 
 def check_sft_settings(cfg: Any) -> None:

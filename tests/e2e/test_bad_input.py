@@ -104,7 +104,8 @@ def test_bad_settings_stop_before_anything_is_written(tmp_path, override, needle
 
 def test_a_run_that_failed_before_producing_anything_takes_the_corrected_config(tmp_path, model_dir):
     cfg = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", tmp_path / "no-model")
-    evals = [f"task.eval={tmp_path / 'train.jsonl'}", "eval.n=2", "eval.k=[1,2]", "rounds=0"]  # loads the model
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"prompt": "2+3=", "answer": 5}) + "\n")
+    evals = [f"task.eval={tmp_path / 'eval.jsonl'}", "eval.n=2", "eval.k=[1,2]", "rounds=0"]  # loads the model
     assert_one_line_error(run_cli("run", cfg, *evals), "no such directory")
     fixed = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", model_dir)
     run_cli("run", fixed, *evals, check=True)

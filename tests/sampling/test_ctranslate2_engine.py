@@ -16,8 +16,7 @@ from rsft.records import Prompt  # noqa: E402
 from rsft.sampling import ctranslate2_engine as ct2e  # noqa: E402
 from rsft.sampling.base import SamplingParams  # noqa: E402
 from rsft.sampling.ctranslate2_engine import CTranslate2Engine, checkpoint_hash, plan_batches  # noqa: E402
-from tests.sampling.stats import chi_square_ok  # noqa: E402
-from rsft.sampling.logits import filter_logits  # noqa: E402
+from tests.sampling.stats import chi_square_ok, reference_probs, wide_nucleus_prompt  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +111,7 @@ def test_entropy_is_that_of_the_distribution_sampled_from(engine, hf):
         with torch.no_grad():
             logits = model(torch.tensor([prompt_ids + list(s.token_ids)])).logits[0]  # [T, V]
         steps = logits[len(prompt_ids) - 1: len(prompt_ids) - 1 + s.num_tokens]  # [t, V]
-        probs = filter_logits(steps, params).softmax(-1)
+        probs = reference_probs(steps, temperature=0.7, top_k=5)  # [t, V], not rsft's own filter
         expected = float((-(probs * probs.clamp_min(1e-30).log()).sum(-1)).mean())
         assert s.entropy == pytest.approx(expected, abs=1e-3)
 
@@ -135,6 +134,21 @@ def test_top_k_one_is_greedy_and_top_p_restricts_support(engine, hf):
     order = probs.argsort(descending=True)
     allowed = set(order[: int((probs[order].cumsum(0) < 0.5).sum()) + 1].tolist())
     assert {s.token_ids[0] for s in out} <= allowed
+
+
+@pytest.mark.parametrize("top_p, top_k", [(0.8, 0), (0.95, 4)])
+def test_top_p_frequencies_match_the_renormalised_nucleus(engine, hf, top_p, top_k):
+    """A nucleus of several tokens (not the greedy special case): their frequencies follow p / mass."""
+    text, _ = wide_nucleus_prompt([f"{a}{b}+{c}=" for a in range(10) for b in range(10) for c in (1, 5)],
+                                  lambda t: next_token_logits(hf, t), top_p, top_k)
+    expected = reference_probs(next_token_logits(hf, text).view(1, -1), top_k=top_k, top_p=top_p)[0]
+    out = engine.generate([Prompt("tp", text=text)], 3000,
+                          SamplingParams(temperature=1.0, top_p=top_p, top_k=top_k, max_new_tokens=1, seed=9))[0]
+    drawn = [s.token_ids[0] for s in out]
+    assert set(drawn) <= set(expected.nonzero().flatten().tolist())
+    chi2, crit, dof = chi_square_ok(drawn, expected)
+    assert dof >= 2 and chi2 < crit, (chi2, crit, dof)
+    assert chi_square_ok(drawn, next_token_logits(hf, text).softmax(-1))[0] > crit  # the unrenormalised softmax fails
 
 
 def test_max_new_tokens_stop_strings_and_finish_reasons(engine):

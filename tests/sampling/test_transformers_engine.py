@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rsft.records import Prompt
-from tests.sampling.stats import chi_square_ok
+from tests.sampling.stats import chi_square_ok, reference_probs, wide_nucleus_prompt
 from rsft.sampling.base import SamplingParams
 from rsft.sampling.transformers_engine import TransformersEngine
 
@@ -111,6 +111,29 @@ def test_top_p_restricts_support(engine):
     mass = probs[order].cumsum(0)
     allowed = set(order[: int((mass < 0.5).sum()) + 1].tolist())
     assert {s.token_ids[0] for s in out} <= allowed
+
+
+@pytest.mark.parametrize("top_p, top_k", [(0.8, 0), (0.95, 4)])
+def test_top_p_frequencies_match_the_renormalised_nucleus(engine, top_p, top_k):
+    """A nucleus of several tokens (not the greedy special case): their frequencies follow p / mass."""
+    tok = engine.tokenizer
+
+    def next_logits(text):
+        with torch.no_grad():
+            return engine.model(torch.tensor([tok(text)["input_ids"]])).logits[0, -1]  # [V]
+
+    text, _ = wide_nucleus_prompt([f"{a}{b}+{c}=" for a in range(10) for b in range(10) for c in (1, 5)],
+                                  next_logits, top_p, top_k)
+    expected = reference_probs(next_logits(text).view(1, -1), top_k=top_k, top_p=top_p)[0]
+    assert int((expected > 0).sum()) >= 3
+    out = engine.generate([Prompt("tp", text=text)], 3000,
+                          SamplingParams(temperature=1.0, top_p=top_p, top_k=top_k, max_new_tokens=1, seed=9))[0]
+    drawn = [s.token_ids[0] for s in out]
+    assert set(drawn) <= set(expected.nonzero().flatten().tolist())
+    chi2, crit, dof = chi_square_ok(drawn, expected)
+    assert dof >= 2 and chi2 < crit, (chi2, crit, dof)
+    # a wrong nucleus (plain softmax, no renormalisation) is rejected by the same test
+    assert chi_square_ok(drawn, next_logits(text).double().softmax(-1))[0] > crit
 
 
 def test_chat_prompts_use_the_chat_template(tmp_path):

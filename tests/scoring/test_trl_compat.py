@@ -68,12 +68,13 @@ def test_trl_reward_function_scores_an_rsft_round(tmp_path):
     tok.chat_template = ("{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}"
                          "{% if add_generation_prompt %}a:{% endif %}")
     tok.save_pretrained(model)
-    rows = [{"prompt": [{"role": "user", "content": f"{i}+{i}="}], "solution": str(2 * i)} for i in range(6)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = [{"prompt": [{"role": "user", "content": f"{i}+{i}="}], "solution": f"${2 * i}$"} for i in range(9)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[6:]))  # held out
     cfg = build_config({
         "name": "trl", "output_dir": str(tmp_path / "runs"), "rounds": 1,
         "model": {"path": str(model)},
-        "task": {"name": "dataset", "train": str(tmp_path / "train.jsonl"), "eval": str(tmp_path / "train.jsonl")},
+        "task": {"name": "dataset", "train": str(tmp_path / "train.jsonl"), "eval": str(tmp_path / "eval.jsonl")},
         "scorer": "trl.rewards:accuracy_reward",
         "sampling": {"n": 2, "max_new_tokens": 6},
         "selection": {"rules": [{"rule": "top_k", "k": 1}]},
@@ -87,5 +88,12 @@ def test_trl_reward_function_scores_an_rsft_round(tmp_path):
         completions = [[{"role": "assistant", "content": s["text"]}] for s in g["samples"]]
         expected = accuracy_reward(completions, [g["prompt"]["fields"]["solution"]] * len(completions))
         got = [s["value"] for s in g["scores"]]
-        assert got == expected or all(e is None for e in expected) and all(s.get("error") for s in g["scores"])
+        assert None not in expected and got == expected  # the gold parses: every sample gets a real verdict
     assert (run_dir / "round-000" / "metrics.json").exists()
+    # and a right answer, in the same conversational shape rsft hands the scorer, scores 1.0
+    from rsft.records import Group, Prompt, Sample
+    from rsft.scoring.base import score_groups
+
+    p = Prompt("x", messages=({"role": "user", "content": "2+2="},), fields={"solution": "$4$"})
+    right, wrong = score_groups(accuracy_reward, [Group(p, (Sample("x", 0, "\\boxed{4}"), Sample("x", 1, "5")))])[0].scores
+    assert (right.value, wrong.value) == (1.0, 0.0)

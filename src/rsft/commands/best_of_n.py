@@ -17,6 +17,7 @@ from rsft.records import Group, Prompt, Sample, Score
 from rsft.registry import resolve
 from rsft.sampling.base import SamplingParams
 from rsft.scoring.base import score_groups
+from rsft.scoring.spec import check_scorer
 from rsft.selection import best_sample
 
 
@@ -83,6 +84,8 @@ def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_p
     if not items:
         raise RsftError("best-of-n: no prompts")
     fn = scorer if callable(scorer) else resolve("scorer", scorer, key="--scorer")
+    check_scorer(fn, set(items[0].fields), "--scorer",
+                 hint="; give it with --field KEY=VALUE" if input_path is None else "")
     eng = resolve("engine", engine, model_path=model)
     params = SamplingParams(temperature, top_p, top_k, max_new_tokens, (), seed, 0)
     results: list[BestOfN] = []

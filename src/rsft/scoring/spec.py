@@ -9,17 +9,43 @@ The forms, each resolved through `rsft.registry`:
 - ``{combine: sum|max|min|gate, ...}``: a combination (`rsft.scoring.combine`),
   whose children are specs of their own.
 
-It builds; it does not score (`rsft.scoring.base` runs scorers).
+It builds, and checks a scorer's signature against the columns it will get
+(`check_scorer`); it does not score (`rsft.scoring.base` runs scorers).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from rsft.errors import ConfigError
 from rsft.registry import BUILTINS, check_options, lookup
 from rsft.scoring import combine
+
+
+GIVEN = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}  # rsft/TRL pass these
+
+
+def check_scorer(scorer: Any, columns: set[str], key: str, hint: str = "") -> None:
+    """Callable, and every parameter its signature requires is a dataset column (or passed by rsft)."""
+    if not callable(scorer):
+        raise ConfigError(f"key '{key}': the scorer is not callable ({type(scorer).__name__})")
+    try:
+        params = list(inspect.signature(scorer).parameters.values())
+    except (TypeError, ValueError):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params) and not (
+            {"prompts", "completions"} <= {p.name for p in params}):
+        raise ConfigError(f"key '{key}': a scorer takes (prompts, completions, **columns), "
+                          f"got the signature {inspect.signature(scorer)}")
+    required = [p.name for p in params[2:] if p.default is p.empty
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    missing = [name for name in required if name not in columns and name not in GIVEN]
+    if missing:
+        raise ConfigError(f"key '{key}': the scorer needs the column {missing[0]!r}, which the prompts do not have "
+                          f"(columns: {sorted(columns) or 'none'}){hint}")
 
 
 def build_scorer(spec: Any, default: Callable[..., Any] | None = None, key: str = "scorer") -> Callable[..., Any]:
