@@ -56,6 +56,20 @@ def round_yield(run_dir: Path) -> tuple[int, int, int]:
     return tokens, distinct, covered
 
 
+def solves_by_index(run_dir: Path) -> list[tuple[int, int]]:
+    """Per sample index i of a uniform round: (prompts whose first accepted sample is the i-th, tokens of
+    every prompt's i-th sample). Their ratio is what one more sample at index i buys."""
+    first: dict[int, int] = {}
+    tokens: dict[int, int] = {}
+    for d in read_jsonl(run_dir / "round-000" / "scored.jsonl"):
+        hit = next((s["index"] for s, c in zip(d["samples"], d["scores"]) if (c.get("value") or 0) >= 1.0), None)
+        if hit is not None:
+            first[hit] = first.get(hit, 0) + 1
+        for s in d["samples"]:
+            tokens[s["index"]] = tokens.get(s["index"], 0) + len(s["token_ids"])
+    return [(first.get(i, 0), tokens[i]) for i in sorted(tokens)]
+
+
 def yield_bench(out: Path, warm_target: float) -> None:
     base = base_model(out, warm_target)
     results = {}
@@ -70,6 +84,7 @@ def yield_bench(out: Path, warm_target: float) -> None:
         results[name] = round_yield(run_dir)
         if name == "uniform":
             budget = results[name][0]
+            by_index = solves_by_index(run_dir)
     print(f"\nyield, one round from the warm-start model (stopped at greedy pass@1 >= {warm_target}), 2000 prompts, "
           f"uniform K=8 budget: {budget:,} tokens")
     print("strategy           | tokens    | distinct accepted | prompts solved | per M tokens | vs uniform")
@@ -77,6 +92,11 @@ def yield_bench(out: Path, warm_target: float) -> None:
     for name, (tokens, distinct, covered) in results.items():
         per_m = distinct / tokens * 1e6
         print(f"{name:18s} | {tokens:9,d} | {distinct:17d} | {covered:14d} | {per_m:12.0f} | {per_m / ref:.2f}x")
+    rates = [new / tok * 1e6 for new, tok in by_index]
+    print("uniform, prompts first solved by the i-th sample, per M tokens of the i-th samples: "
+          + " / ".join(f"{r:,.0f}" for r in rates))
+    print(f"ceiling of an allocation that sees only each prompt's own outcomes (best index rate / uniform): "
+          f"{max(rates) / ref:.2f}x")
 
 
 def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
