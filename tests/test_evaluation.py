@@ -26,8 +26,10 @@ def dataset_run(tmp_path, model_dir, **extra):
     tmp_path.mkdir(parents=True, exist_ok=True)
     rows = [{"prompt": f"{a}+{b}=", "answer": a + b} for a in range(6) for b in range(3)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    held = [{"prompt": f"{a}+{b}=", "answer": a + b} for a in range(6, 9) for b in range(6)]
+    (tmp_path / "h.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held))
     data = {"name": "ev", "output_dir": str(tmp_path / "runs"), "model": {"path": str(model_dir)},
-            "task": {"name": "dataset", "train": str(tmp_path / "d.jsonl"), "eval": str(tmp_path / "d.jsonl")},
+            "task": {"name": "dataset", "train": str(tmp_path / "d.jsonl"), "eval": str(tmp_path / "h.jsonl")},
             "scorer": "addition", "sampling": {"engine": "transformers", "max_new_tokens": 10, "n": 2},
             "eval": {"n": 4, "k": [1, 4]}}
     for key, value in extra.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -50,3 +51,16 @@ def test_lora_trains_an_adapter_and_saves_a_merged_model(model_dir, tmp_path):
     changed = [k for k in before if "proj" in k and not torch.equal(before[k], after[k])]
     assert changed, "merged LoRA weights should differ from the base"
     assert load_model(str(tmp_path / "model-adapter")) is not None  # the adapter loads onto its base too
+
+
+def test_warmup_ratio_warms_up(model_dir, tmp_path):
+    """warmup_ratio is a fraction of the round's steps (transformers reads warmup_steps < 1 that way)."""
+    cfg = TrainConfig(max_steps=10, lr_scheduler="constant_with_warmup", warmup_ratio=0.5, learning_rate=1e-3)
+    trainer = make_sft_trainer(rows(4), str(model_dir), tmp_path / "w", cfg)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert lrs[0] == 0.0 and lrs[2] == pytest.approx(4e-4) and lrs[5:] == [pytest.approx(1e-3)] * 5
