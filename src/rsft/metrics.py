@@ -99,6 +99,7 @@ def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
         "samples_per_prompt_max": max((len(g.samples) for g in scored), default=0),
         "finished_by_length": sum(s.finish_reason == "length" for s in samples) / n_samples if n_samples else 0.0,
         "scorer_errors": sum(1 for g in scored for c in g.scores if not c.ok),
+        "sampling_errors": sum(1 for s in samples if s.error is not None),
     }
 
 

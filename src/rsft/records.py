@@ -72,16 +72,22 @@ class Sample:
     distribution actually sampled from (after temperature, top-k and top-p):
     that is the quantity that collapses when positives-only training
     overconcentrates the policy. It is None when the engine did not measure it,
-    never a 0.0 that would read as a collapsed policy.
+    never a 0.0 that would read as a collapsed policy; `logprob` likewise is None
+    when a server did not report it.
+
+    `error` is set when the sample could not be drawn (a server request that
+    failed after its retries): the sample is kept, with empty text, so it is
+    counted and never silently dropped; scoring turns it into a scorer error.
     """
 
     prompt_id: str
     index: int
     text: str
     token_ids: tuple[int, ...] = ()
-    logprob: float = 0.0
+    logprob: float | None = 0.0
     entropy: float | None = None
-    finish_reason: str = "stop"  # "stop" (EOS or stop string) | "length"
+    finish_reason: str = "stop"  # "stop" (EOS or stop string) | "length" | "error"
+    error: str | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -90,6 +96,8 @@ class Sample:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["token_ids"] = list(self.token_ids)
+        if self.error is None:
+            del d["error"]
         return d
 
     @classmethod

@@ -36,6 +36,8 @@ BUILTINS: dict[str, dict[str, str]] = {
     "engine": {
         "transformers": "rsft.sampling.transformers_engine:TransformersEngine.from_path",
         "ctranslate2": "rsft.sampling.ctranslate2_engine:CTranslate2Engine.from_path",
+        "vllm": "rsft.sampling.vllm_engine:VLLMEngine.from_path",
+        "openai": "rsft.sampling.openai_engine:OpenAIEngine.from_path",
         "fake": "rsft.sampling.fake:fake_engine",
     },
     "scorer": {

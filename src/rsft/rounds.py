@@ -27,16 +27,19 @@ def run(cfg: RunConfig) -> Path:
     """Rejection-sampling fine-tuning, round after round; resumes an existing run directory."""
     quiet_hf()
     run = open_run(cfg)
-    run_base_stage(run, "base")
-    run_base_stage(run, "base-eval")
-    for r in range(cfg.rounds):
-        run_stage(run, r, "sample")
-        run_stage(run, r, "score")
-        run_stage(run, r, "select")
-        run_stage(run, r, "train")
-        run_stage(run, r, "eval")
-        run_stage(run, r, "metrics")
-        print_table(run.dir, f"rsft · {run.dir} · after round {r}")
+    try:
+        run_base_stage(run, "base")
+        run_base_stage(run, "base-eval")
+        for r in range(cfg.rounds):
+            run_stage(run, r, "sample")
+            run_stage(run, r, "score")
+            run_stage(run, r, "select")
+            run_stage(run, r, "train")
+            run_stage(run, r, "eval")
+            run_stage(run, r, "metrics")
+            print_table(run.dir, f"rsft · {run.dir} · after round {r}")
+    finally:
+        run.release_engines()
     return run.dir
 
 
@@ -102,5 +105,8 @@ def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False
     run = Run.open(run_dir)
     check_ready(run, r, stage)
     check_run(run)
-    run_base_stage(run, "base")
-    return run_stage(run, r, stage, force=force)
+    try:
+        run_base_stage(run, "base")
+        return run_stage(run, r, stage, force=force)
+    finally:
+        run.release_engines()

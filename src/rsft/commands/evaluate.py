@@ -31,4 +31,7 @@ def evaluate_model(target: str | Path, config: str | Path | None = None, overrid
     else:
         cfg = load_config(config, overrides)
         run, model, round_index = Run(cfg, cfg.run_dir), str(path), round_index or 0
-    return eval_model(run, model, round_index)
+    try:
+        return eval_model(run, model, round_index)
+    finally:
+        run.release_engines()

@@ -50,7 +50,12 @@ MODEL_ARGS = ("model_path", "tokenizer_path", "dtype", "trust_remote_code")  # e
 
 
 class Engine(Protocol):
-    """`name` and `precision` (the dtype or compute type it samples in) are recorded beside eval metrics."""
+    """`name` and `precision` (the dtype or compute type it samples in) are recorded beside eval metrics.
+
+    Two optional methods, looked up with getattr: ``close()`` frees what the engine holds (processes,
+    memory) before training; ``switch(model_path) -> bool`` serves another checkpoint without
+    reloading when it can (vLLM with a LoRA adapter), so the engine is kept across training.
+    """
 
     name: str
     precision: str

@@ -8,6 +8,7 @@ this module only chooses and calls. It samples nothing.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 from rsft.errors import ConfigError
@@ -17,25 +18,28 @@ from rsft.sampling.base import MODEL_ARGS, Engine
 KEY = "sampling.engine"
 
 
+EXTRAS = {"ctranslate2": "ctranslate2", "vllm": "vllm", "openai": "httpx"}  # engine -> the module its extra installs
+
+
 def auto_engine_name() -> str:
     """What `engine: auto` means on this machine: the fastest engine installed for the device.
 
-    On CPU that is CTranslate2 when the `rsft[ctranslate2]` extra is installed (5.0x HF generate
-    on a 25M model, see BENCHMARKS.md), else our transformers loop. On CUDA it is the transformers
-    loop: the CTranslate2 engine here is only measured on CPU.
+    On CUDA that is vLLM when the `rsft[vllm]` extra is installed, else our transformers loop. On CPU
+    it is CTranslate2 when `rsft[ctranslate2]` is installed (5.0x HF generate on a 25M model, see
+    BENCHMARKS.md), else the transformers loop; vLLM's CPU build is chosen on CPU only by name.
     """
     import torch
 
     if torch.cuda.is_available():
-        return "transformers"
+        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
     return "ctranslate2" if importlib.util.find_spec("ctranslate2") is not None else "transformers"
 
 
 def engine_factory(name: str) -> tuple[str, Any]:
     """(the resolved name, its factory); a built-in whose optional extra is missing is a one-line error."""
     resolved = auto_engine_name() if name == "auto" else name
-    if resolved == "ctranslate2" and importlib.util.find_spec("ctranslate2") is None:
-        raise ConfigError(f"key '{KEY}': ctranslate2 is not installed (pip install 'rsft[ctranslate2]')")
+    if resolved in EXTRAS and importlib.util.find_spec(EXTRAS[resolved]) is None:
+        raise ConfigError(f"key '{KEY}': {resolved} is not installed (pip install 'rsft[{resolved}]')")
     return resolved, lookup("engine", resolved, KEY)
 
 
@@ -50,7 +54,11 @@ def check_engine_options(name: str, options: dict[str, Any], key: str = "samplin
         if missing and not accepts_any(factory):
             raise ConfigError(f"key '{KEY}': {what} must take ({', '.join(MODEL_ARGS)}, **options); "
                               f"it has no parameter {missing[0]!r}")
-    return factory, check_options(factory, options, key, what=what, given=MODEL_ARGS)
+    checked = check_options(factory, options, key, what=what, given=MODEL_ARGS)
+    hook = getattr(sys.modules.get(getattr(factory, "__module__", "")), "check_options", None)
+    if accepts_any(factory) and callable(hook):  # a factory passing **options on checks them itself
+        hook({k: v for k, v in options.items() if k not in parameters(factory)}, key)
+    return factory, checked
 
 
 def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",

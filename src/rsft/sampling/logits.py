@@ -51,3 +51,21 @@ def pick_tokens(
     entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # [b]
     logprob = raw_logp.gather(-1, token.unsqueeze(-1)).squeeze(-1)  # [b]
     return token, logprob, entropy
+
+
+def entropy_from_top(steps: list[list[float]], params: SamplingParams) -> float | None:
+    """Mean over steps of the entropy of the sampled-from distribution, rebuilt from each step's top raw
+    log-probabilities (what vLLM and OpenAI-style servers return): temperature, top-k and top-p applied
+    to those tokens and renormalised over them. Exact when the filtered distribution fits in them, a
+    lower bound otherwise; None without any step."""
+    if not steps or not any(steps):
+        return None
+    width = max(len(s) for s in steps)
+    logits = torch.full((len(steps), width), float("-inf"), dtype=torch.float64)  # [t, top]
+    for row, values in enumerate(steps):
+        if values:
+            logits[row, : len(values)] = torch.tensor(sorted(values, reverse=True), dtype=torch.float64)
+    probs = (logits if params.greedy else filter_logits(logits, params)).softmax(-1)  # [t, top]
+    ent = -(probs * probs.clamp_min(1e-30).log()).nan_to_num(0.0).sum(-1)  # [t]
+    value = float(ent.mean())
+    return value if value == value else None

@@ -124,20 +124,22 @@ def score_flat(fn: Callable[..., Any], prompts: list[Any], completions: list[Any
 
 
 def score_groups(fn: Callable[..., Any], groups: list[Group], timeout: float | None = None) -> list[Group]:
-    """Score every sample of every group in one scorer call; groups come back with scores attached."""
+    """Score every sample of every group in one scorer call; groups come back with scores attached.
+
+    A sample that could not be drawn (`Sample.error`) is not shown to the scorer: its score is an error.
+    """
     prompts, completions, ids = [], [], []
     field_names = sorted({k for g in groups for k in g.prompt.fields})
     fields: dict[str, list[Any]] = {k: [] for k in field_names}
     for g in groups:
         for s in g.samples:
+            if s.error is not None:
+                continue
             prompts.append(scorer_prompt(g.prompt))
             completions.append(scorer_completion(g.prompt, s.text))
             ids.append(list(s.token_ids))
             for k in field_names:
                 fields[k].append(g.prompt.fields.get(k))
-    scores = score_flat(fn, prompts, completions, {"completion_ids": ids, **fields}, timeout) if completions else []
-    out, at = [], 0
-    for g in groups:
-        out.append(g.with_scores(scores[at : at + len(g.samples)]))
-        at += len(g.samples)
-    return out
+    scores = iter(score_flat(fn, prompts, completions, {"completion_ids": ids, **fields}, timeout) if completions else [])
+    return [g.with_scores([Score(None, error=f"sampling: {s.error}") if s.error is not None else next(scores)
+                           for s in g.samples]) for g in groups]

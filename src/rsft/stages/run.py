@@ -1,23 +1,28 @@
 """`Run`: what every stage shares. The resolved config, where the run lives, and what both derive.
 
 It holds no state that is not derivable from disk: the task, the scorers and
-the engines are built from the config written in the run directory.
+the engines are built from the config written in the run directory. Engines
+are kept between stages (round r's eval and round r+1's sampling use the same
+model, so an engine that takes long to load, like vLLM, loads once per round)
+and released before training, which needs the memory, unless the engine can
+switch to the next round's model without reloading (a LoRA adapter in vLLM).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from rsft.config import RunConfig, load_config
 from rsft.errors import RsftError
-from rsft.registry import resolve
+from rsft.registry import parameters, resolve
 from rsft.rundir import RoundDir
 from rsft.sampling.base import Engine, SamplingParams
-from rsft.sampling.engines import exact_options
+from rsft.sampling.engines import engine_factory, exact_options
 from rsft.tasks.base import Task
 
 
@@ -27,6 +32,7 @@ class Run:
 
     cfg: RunConfig
     dir: Path
+    _engines: dict[str, tuple[str, Engine]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Run:
@@ -68,13 +74,31 @@ class Run:
         return str(self.round(r - 1).model) if r > 0 else self.base_model
 
     def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None) -> Engine:
-        """The sampling engine (or the one named, with its options) loaded on `model_path`."""
+        """The sampling engine (or the one named, with its options) loaded on `model_path`, reused when held."""
         m = self.cfg.model
-        tok = m.tokenizer if model_path == m.path else None
         name = name or self.cfg.sampling.engine
-        options = self.cfg.sampling.engine_options if options is None else options
-        return resolve("engine", name, model_path=model_path, tokenizer_path=tok, dtype=m.dtype,
-                       trust_remote_code=m.trust_remote_code, **options)
+        options = dict(self.cfg.sampling.engine_options if options is None else options)
+        if self.cfg.train.lora is not None and "lora_rank" in parameters(engine_factory(name)[1]):
+            options.setdefault("lora_rank", self.cfg.train.lora.r)  # an engine that can serve the adapters
+        key = json.dumps([name, options], sort_keys=True, default=str)
+        if key in self._engines:
+            path, engine = self._engines.pop(key)
+            if path == model_path or (hasattr(engine, "switch") and engine.switch(model_path)):
+                self._engines[key] = (model_path, engine)
+                return engine
+            _close(engine)
+        engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == m.path
+                         else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, **options)
+        self._engines[key] = (model_path, engine)
+        return engine
+
+    def release_engines(self, keep_switchable: bool = False) -> None:
+        """Close the engines held (all, or those that cannot switch models without reloading)."""
+        for key, (_, engine) in list(self._engines.items()):
+            if keep_switchable and hasattr(engine, "switch"):
+                continue
+            del self._engines[key]
+            _close(engine)
 
     def eval_engine(self, model_path: str) -> Engine:
         """`eval.engine` with its options, else the sampling engine in the checkpoint's own precision."""
@@ -82,3 +106,9 @@ class Run:
         if e.engine is not None:
             return self.engine(model_path, e.engine, e.engine_options)
         return self.engine(model_path, options=exact_options(self.cfg.sampling.engine, self.cfg.sampling.engine_options))
+
+
+def _close(engine: Engine) -> None:
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()

@@ -82,6 +82,8 @@ def run_stage(run: Run, r: int, name: str, force: bool = False) -> bool:
     if force:
         reset_from(rd, name)
     fn = ROUND_STAGES[name]
+    if name == "train":
+        run.release_engines(keep_switchable=True)  # training needs the memory the sampling engine holds
     try:
         _timed(rd.path, name, lambda: fn(run, r))
     except RedoFrom as e:
