@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,11 +21,11 @@ torch.set_num_threads(2)
 
 
 def make_model_dir(path: Path, alphabet: str = ALPHABET, init_range: float = 0.3, seed: int = 0,
-                   hidden: int = 64, layers: int = 2) -> Path:
+                   hidden: int = 64, layers: int = 2, heads: int = 4) -> Path:
     """A random tiny Llama whose large init makes its distributions peaky and varied, so greedy and
     sampled outputs differ per prompt and EOS shows up at different steps."""
     tok = char_tokenizer(alphabet)
-    model = tiny_llama(tok, TinyModelConfig(hidden_size=hidden, num_layers=layers, num_heads=4,
+    model = tiny_llama(tok, TinyModelConfig(hidden_size=hidden, num_layers=layers, num_heads=heads,
                                             max_position_embeddings=64), seed=seed)
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed)
@@ -34,6 +35,10 @@ def make_model_dir(path: Path, alphabet: str = ALPHABET, init_range: float = 0.3
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+# tests/vllm need vLLM in-process: they run in .venv-vllm (tests/test_vllm_venv.py starts them there)
+collect_ignore = [] if importlib.util.find_spec("vllm") is not None else ["vllm"]
 
 
 @pytest.fixture(scope="session")

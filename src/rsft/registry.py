@@ -51,6 +51,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "json": "rsft.scoring.verifiers:json_schema",
         "reward_model": "rsft.scoring.reward_model:reward_model",
         "code": "rsft.scoring.code:code_scorer",
+        "judge": "rsft.scoring.judge:judge",
     },
     "task": {
         "addition": "rsft.tasks.addition:make_task",

@@ -14,11 +14,13 @@ from typing import Any
 
 class FakeServer:
     """`behaviour` keys: honours_n (bool), logprobs (bool), token_ids (bool), honours_stop (bool),
-    fail (callable(body) -> int | None: an HTTP status to answer with), root (str)."""
+    fail (callable(body) -> int | None: an HTTP status to answer with), root (str),
+    reply (callable(body) -> str: the text of every choice, for a judge)."""
 
     def __init__(self, tokenizer: Any, **behaviour: Any) -> None:
         self.tokenizer, self.b = tokenizer, {"honours_n": True, "logprobs": True, "token_ids": True,
-                                             "honours_stop": True, "fail": None, "root": "m", **behaviour}
+                                             "honours_stop": True, "fail": None, "root": "m", "reply": None,
+                                             **behaviour}
         self.bodies: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
@@ -63,11 +65,11 @@ class FakeServer:
         n = body.get("n", 1) if self.b["honours_n"] else 1
         choices = []
         for i in range(n):
-            text = self.text_for(body["seed"] + i)
+            text = self.b["reply"](body) if self.b["reply"] else self.text_for(body["seed"] + i)
             if self.b["honours_stop"] and body.get("stop"):
                 cut = min((text.find(s) for s in body["stop"] if s in text), default=-1)
                 text = text[:cut] if cut >= 0 else text
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if self.tokenizer else []
             choice: dict[str, Any] = {"index": i, "text": text, "finish_reason": "stop"}
             if self.b["token_ids"]:
                 choice["token_ids"] = ids

@@ -61,7 +61,8 @@ class OpenAIEngine:
     def __init__(self, client: Client, model: str, tokenizer: Any, precision: str, server: Any = None,
                  base_root: str = "", prompt_format: str = "ids", logprobs: int = 20) -> None:
         self.client, self.model, self.tokenizer, self.precision = client, model, tokenizer, precision
-        self.server, self.base_root, self.prompt_format, self.logprobs = server, base_root, prompt_format, logprobs
+        self.server, self.base_root, self.prompt_format = server, base_root, prompt_format
+        self.logprobs = min(logprobs, len(tokenizer))  # a server may fail when asked for more than the vocabulary
         self.request_model = model  # the served model, or the round's LoRA adapter on it
         self._adapters: set[str] = set()
 

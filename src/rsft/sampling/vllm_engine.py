@@ -86,6 +86,11 @@ class VLLMEngine:
     def __init__(self, llm: Any, tokenizer: Any, dtype: str, base_path: str, lora: bool) -> None:
         self.llm, self.tokenizer, self.precision = llm, tokenizer, dtype
         self.base_path, self.lora = base_path, lora
+        try:
+            vocab = int(llm.llm_engine.model_config.get_vocab_size())
+        except Exception:  # noqa: BLE001 - an older or newer vLLM: the tokenizer's size will do
+            vocab = len(tokenizer)
+        self.top_logprobs = min(TOP_LOGPROBS, vocab, len(tokenizer))  # vLLM fails when asked for more than V
         self.lora_request: Any = None
         self._lora_ids: dict[str, int] = {}
 
@@ -111,8 +116,7 @@ class VLLMEngine:
             llm = LLM(model=load, tokenizer=tokenizer_path or load, dtype=dtype, trust_remote_code=trust_remote_code,
                       **options)
         except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; all mean "cannot serve this here"
-            raise RsftError(f"vllm could not load {load!r}: {type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}") from None
+            raise RsftError(f"vllm could not load {load!r}: {_reason(e)}") from None
         engine = cls(llm, tok, dtype, load, bool(lora_rank))
         if load != model_path and not engine.switch(model_path):
             engine.close()
@@ -159,7 +163,7 @@ class VLLMEngine:
             requests.append(VSamplingParams(
                 n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else 0,
                 max_tokens=params.max_new_tokens, stop=list(params.stop) or None, seed=seed,
-                logprobs=TOP_LOGPROBS, skip_special_tokens=True,
+                logprobs=self.top_logprobs, skip_special_tokens=True,
             ))
         outs = self.llm.generate(inputs, requests, use_tqdm=False, lora_request=self.lora_request)
         return [self._samples(p, out, n, params) for p, out in zip(prompts, outs, strict=True)]
@@ -178,3 +182,16 @@ class VLLMEngine:
                 finish_reason="length" if o.finish_reason == "length" else "stop",
             ))
         return samples
+
+
+def _reason(e: Exception) -> str:
+    """One line for why vLLM refused: a pydantic validation's message, else the exception's first line."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}".strip(": ")
+        except Exception:  # noqa: BLE001 - not pydantic's after all
+            pass
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
