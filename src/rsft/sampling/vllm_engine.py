@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from rsft.modeling import load_tokenizer
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, sample_seed
 from rsft.sampling.logits import entropy_from_top
+from rsft.serving.managed import cpu_kv_cache_env
 
 TOP_LOGPROBS = 20  # vLLM's default max_logprobs
 SET_BY_RSFT = {"model", "tokenizer", "dtype", "trust_remote_code"}
@@ -112,6 +114,7 @@ class VLLMEngine:
             options = {"enable_lora": True, "max_lora_rank": rank, **options}
         tok = load_tokenizer(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
         options.setdefault("max_logprobs", TOP_LOGPROBS)
+        os.environ.update(cpu_kv_cache_env())
         try:
             llm = LLM(model=load, tokenizer=tokenizer_path or load, dtype=dtype, trust_remote_code=trust_remote_code,
                       **options)

@@ -26,6 +26,24 @@ from pathlib import Path
 from rsft.errors import RsftError
 
 
+CPU_KV_CACHE_GIB = "4"
+
+
+def cpu_kv_cache_env() -> dict[str, str]:
+    """On a machine without CUDA, vLLM's CPU build reserves `gpu_memory_utilization` (0.92) of all RAM for
+    its KV cache unless VLLM_CPU_KVCACHE_SPACE (GiB) is set, and refuses to start when anything else
+    holds memory. rsft sets 4 GiB then, and says so; a value the user set is kept."""
+    import torch
+
+    if torch.cuda.is_available() or "VLLM_CPU_KVCACHE_SPACE" in os.environ:
+        return {}
+    from rsft.progress import notice
+
+    notice(f"vllm on CPU: VLLM_CPU_KVCACHE_SPACE is not set; using {CPU_KV_CACHE_GIB} GiB for the KV cache "
+           "(set it to choose)")
+    return {"VLLM_CPU_KVCACHE_SPACE": CPU_KV_CACHE_GIB}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -45,16 +63,19 @@ class ManagedServer:
     """One `vllm serve MODEL` process; `start` returns its base URL (…/v1)."""
 
     def __init__(self, model: str, python: str | None = None, dtype: str = "float32", args: list[str] = (),
-                 served_name: str = "rsft", startup_timeout: float = 900.0, lora_rank: int | None = None) -> None:
+                 served_name: str = "rsft", startup_timeout: float = 900.0, lora_rank: int | None = None,
+                 port: int | None = None) -> None:
         self.model, self.python, self.dtype = model, python or sys.executable, dtype
         self.args, self.served_name, self.startup_timeout = list(args), served_name, startup_timeout
-        self.lora_rank = lora_rank
+        self.lora_rank, self.port = lora_rank, port
         self.proc: subprocess.Popen | None = None
         self.log = Path(tempfile.mkstemp(prefix="rsft-vllm-serve-", suffix=".log")[1])
         self.base_url = ""
 
     def command(self, port: int) -> list[str]:
-        cmd = [self.python, "-m", "vllm.entrypoints.cli.main", "serve", self.model, "--host", "127.0.0.1",
+        # the server's own entry point: `vllm serve` reads the version of a distribution named "vllm",
+        # which vLLM's CPU build (distribution "vllm-cpu") does not provide
+        cmd = [self.python, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", self.model, "--host", "127.0.0.1",
                "--port", str(port), "--served-model-name", self.served_name, "--dtype", self.dtype]
         if self.lora_rank:
             cmd += ["--enable-lora", "--max-lora-rank", str(self.lora_rank)]
@@ -65,8 +86,8 @@ class ManagedServer:
 
         if not Path(self.python).exists():
             raise RsftError(f"engine_options.python {self.python!r}: no such interpreter")
-        port = free_port()
-        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+        port = self.port or free_port()
+        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", **cpu_kv_cache_env()}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
@@ -74,9 +95,10 @@ class ManagedServer:
         root = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            code = self.proc.poll()
+            if code is not None:
                 self.stop()
-                raise RsftError(f"vllm serve {self.model} exited with code {self.proc.returncode} while starting: "
+                raise RsftError(f"vllm serve {self.model} exited with code {code} while starting: "
                                 f"{self._last_log_line()} (log: {self.log})")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{root}/health", timeout=2).status_code == 200:
