@@ -56,7 +56,7 @@ def test_the_round_table_fits_80_columns_with_no_cell_cut():
     text = console.export_text()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
-    for cell in ("99.6%", "100.0%", "86.7%", "93.0%", "0.032", "18,620", "1234", "ctranslate2 float32"):
+    for cell in ("99.6%", "100.0%", "86.7%", "93.0%", "0.032", "18,620", "1234", "ctranslate2 float32", "greedy@1"):
         assert cell in text, cell
     assert "maj@8" not in text and "loss" not in text  # behind --wide
 
@@ -71,4 +71,21 @@ def test_the_wide_table_has_every_column():
     text = console.export_text()
     assert "…" not in text
     for cell in ("maj@8", "99.8%", "1,280,000", "12,346", "0.0123", "18,770", "0.93/1.00", "1.52"):
+        assert cell in text, cell
+
+
+def test_the_compact_table_fits_80_columns_whatever_the_values():
+    from rich.console import Console
+
+    from rsft.metrics import round_table
+
+    ev = {"greedy_pass@1": 1.0, "pass@16": 1.0, "pass@1": 1.0, "maj@16": 1.0, "engine": "transformers",
+          "precision": "bfloat16"}
+    big = {"round": 9999, "eval": ev, "acceptance_rate": 1.0, "coverage": 1.0, "entropy_mean": 12.345,
+           "kept": 12_345_678, "seconds_total": 987_654.0}
+    console = Console(width=80, record=True)
+    console.print(round_table([{"round": "base", "eval": ev}, big], "rsft · runs/x · after round 9999"))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for cell in ("9999", "pass@16", "100.0%", "12.345", "12.3M", "11d"):
         assert cell in text, cell

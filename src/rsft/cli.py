@@ -109,7 +109,8 @@ def eval_cmd(
     target: Annotated[str, typer.Argument(help="A model directory (or hub id), or a run directory.")],
     config: Annotated[Optional[Path], typer.Option(help="Config naming the task, for a bare model.")] = None,
     overrides: Overrides = None,
-    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="Round of a run (default: newest).")] = None,
+    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="Round of a run (default: newest).",
+                                                       min=0)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a model on held-out prompts: greedy pass@1, pass@k, maj@k."""
@@ -225,10 +226,12 @@ def best_of_n_cmd(
 ) -> None:
     """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""
     from rsft.commands.best_of_n import best_of_n
-    from rsft.rundir import atomic_write_jsonl
+    from rsft.rundir import atomic_write_jsonl, check_output
 
     if (prompt is None) == (input_path is None):
         raise RsftError("best-of-n needs exactly one of --prompt TEXT or --input FILE")
+    if output:
+        check_output(output, "--output")
     if field and input_path is not None:
         raise RsftError("--field is for --prompt; an --input file brings its own columns")
     results = best_of_n(model, _scorer_spec(scorer), prompts=prompt, input_path=input_path, n=n,

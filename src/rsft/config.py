@@ -10,11 +10,12 @@ checked when a run opens, since building them reads files and imports code.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from rsft.errors import ConfigError
 from rsft.registry import resolve
@@ -205,6 +206,14 @@ class EvalConfig(Section):
         "{compute_type: int8} to evaluate the quantized model on purpose."
     )
 
+    @field_validator("engine_options")
+    @classmethod
+    def _options_need_an_engine(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        if value and info.data.get("engine") is None:
+            raise ValueError("eval.engine_options apply to eval.engine, which is not set (set both, e.g. "
+                             "eval.engine: ctranslate2)")
+        return value
+
 
 class WarmStartConfig(Section):
     enabled: bool = Field(False, description="SFT the base on gold completions before round 0.")
@@ -222,6 +231,9 @@ class WarmStartConfig(Section):
 
 
 class RunConfig(Section):
+    # what the user wrote (file and overrides), before defaults: a resumed run keeps its own values for the rest
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
+
     name: str = Field("run", description="Run name; the run directory is output_dir/name.")
     output_dir: str = Field("runs", description="Parent directory of run directories.")
     seed: int = Field(0, description="Root seed; per-sample seeds derive from (seed, round, prompt id, index).")
@@ -294,15 +306,25 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 def build_config(data: dict[str, Any], overrides: list[str] = (), source: str = "config") -> RunConfig:
     """Validate `data` with `overrides` applied; an error names the override when an override caused it."""
-    data = dict(data or {})
+    data = copy.deepcopy(dict(data or {}))
     for o in overrides:
         apply_override(data, o)
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
+        cfg._given = data
+        return cfg
     except ValidationError as e:
         raise ConfigError(_format_error(e, _source_of(e, source, overrides))) from None
     except ConfigError as e:  # from a validator that resolves names through the registry
         raise ConfigError(f"{source}: {e}") from None
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` written on top, section by section (a list or value in `over` replaces base's)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _source_of(err: ValidationError, source: str, overrides: list[str]) -> str:

@@ -103,10 +103,21 @@ def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
     }
 
 
-# (header, key, format, in the compact table): the compact one fits an 80-column terminal
+def _count(v: float) -> str:
+    """A count in at most 6 characters: 18,620 then 186k then 1.9M."""
+    return f"{v:,.0f}" if v < 100_000 else f"{v / 1e3:.0f}k" if v < 10_000_000 else f"{v / 1e6:.1f}M"
+
+
+def _secs(v: float) -> str:
+    """Seconds in at most 5 characters: 1234 then 2.8h."""
+    return f"{v:.0f}" if v < 10_000 else f"{v / 3600:.1f}h" if v < 360_000 else f"{v / 86400:.0f}d"
+
+
+# (header, key, format, in the compact table): the compact one fits an 80-column terminal whatever the
+# values (counts and seconds are shortened: 186k, 2.8h)
 _COLUMNS = [
     ("round", "round", "{}", True),
-    ("greedy pass@1", "eval.greedy_pass@1", "{:.1%}", True),
+    ("greedy@1", "eval.greedy_pass@1", "{:.1%}", True),
     ("pass@{k}", "eval.pass@", "{:.1%}", True),
     ("maj@{k}", "eval.maj@", "{:.1%}", False),
     ("accept", "acceptance_rate", "{:.1%}", True),
@@ -118,10 +129,10 @@ _COLUMNS = [
     ("tokens", "tokens_generated", "{:,}", False),
     ("tok/s", "tokens_per_s", "{:,.0f}", False),
     ("errors", "scorer_errors", "{}", False),
-    ("kept", "kept", "{:,}", True),
+    ("kept", "kept", _count, True),
     ("train rows", "train_rows", "{:,}", False),
     ("loss", "train_loss", "{:.4f}", False),
-    ("secs", "seconds_total", "{:.0f}", True),
+    ("secs", "seconds_total", _secs, True),
 ]
 
 
@@ -158,7 +169,8 @@ def round_table(rows: list[dict[str, Any]], title: str = "rsft rounds", wide: bo
     80-column terminal; `wide` adds maj@k, distinct, reward, max/median, tokens, tok/s, errors, train rows
     and loss (every number is also in `rsft metrics --json`)."""
     engines = _eval_engines(rows)
-    table = Table(title=title, box=box.SIMPLE_HEAD, caption=f"held-out eval: {engines}" if engines else None)
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption=f"held-out eval: {engines}" if engines else None,
+                  pad_edge=False)
     columns = []
     for header, key, fmt, compact in _COLUMNS:
         if not (compact or wide):
@@ -172,6 +184,6 @@ def round_table(rows: list[dict[str, Any]], title: str = "rsft rounds", wide: bo
         cells = []
         for _, key, fmt, k in columns:
             v = _lookup(r, key, k)
-            cells.append("-" if v is None else fmt.format(v))
+            cells.append("-" if v is None else fmt(v) if callable(fmt) else fmt.format(v))
         table.add_row(*cells)
     return table

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -86,3 +87,25 @@ def adapter_base(path: Path) -> Path | None:
         return None
     base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
     return Path(base) if base and Path(base).is_dir() else None
+
+
+def read_config(path: str, what: str = "model.path", trust_remote_code: bool = False) -> Any:
+    """A model's config without its weights: a local directory, or a hub id in the local cache."""
+    from transformers import AutoConfig
+
+    check_model_path(path, what)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001 - hub and parsing errors come in many types
+        where = "its directory" if Path(path).is_dir() else "the local HF cache or the hub"
+        raise RsftError(f"{what} {path!r}: cannot read its config from {where} "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def context_length(config: Any) -> int | None:
+    """The longest sequence the model takes (positions), when its config says."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from rsft.data.formats import prompt_ids
+from rsft.data.formats import check_prompt_lengths as check_prompt_lengths_of
 from rsft.errors import ConfigError
-from rsft.modeling import check_model_path, load_tokenizer
+from rsft.progress import notice
+from rsft.modeling import check_model_path, context_length, load_tokenizer, read_config
+from rsft.rundir import check_output, is_done
 from rsft.sampling.engines import check_engine_options
 from rsft.scoring.spec import check_scorer
 from rsft.stages.run import Run
@@ -41,11 +44,17 @@ def check_run(run: Run) -> None:
     check_output_dir(cfg.run_dir)
     check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
     if cfg.eval.engine is not None:
-        check_engine_options(cfg.eval.engine, cfg.eval.engine_options, "eval.engine_options")
+        check_engine_options(cfg.eval.engine, cfg.eval.engine_options, "eval.engine_options", "eval.engine")
     task = run.task
     if cfg.rounds > 0 and not task.train:
         raise ConfigError(f"key 'task': task {cfg.task.name!r} has no train prompts"
                           + (f" ({cfg.task.train} is empty)" if cfg.task.train else ""))
+    said = []  # notices wait until every check has passed: a mistake stays a one-line error
+    if cfg.eval.enabled and not task.eval:
+        if cfg.task.eval:
+            raise ConfigError(f"key 'task.eval': {cfg.task.eval} has no prompts (set eval.enabled: false to run "
+                              "without held-out evaluation)")
+        said.append(f"task {cfg.task.name!r} has no held-out prompts: evaluation is skipped (give task.eval)")
     columns = {k for p in [*task.train[:1], *task.eval[:1]] for k in p.fields}
     check_scorer(run.scorer, columns, "scorer")
     if cfg.eval.enabled:
@@ -57,17 +66,13 @@ def check_run(run: Run) -> None:
     check_prompt_lengths(run, tokenizer, model_config)
     if cfg.train.lora is not None:
         check_lora(run, model_config)
+    for line in said:
+        notice(line)
 
 
 def check_output_dir(run_dir: Path) -> None:
     """The run directory can be created and written: no file in its place, no read-only parent."""
-    for parent in [run_dir, *run_dir.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"key 'output_dir': {parent} is a file, not a directory")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"key 'output_dir': {parent} is not writable")
-            return
+    check_output(run_dir, "key 'output_dir':", is_dir=True)
 
 
 def check_warm_start(run: Run) -> None:
@@ -96,18 +101,47 @@ def check_sft_settings(cfg: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             sft_config(cfg.train, Path(tmp) / "check", cfg.seed)
-        except TypeError as e:
-            bad = str(e).split("'")[1] if "'" in str(e) else str(e)
-            raise ConfigError(f"key 'train.extra.{bad}': not a setting of TRL's SFTConfig") from None
-        except ValueError as e:
-            raise ConfigError(f"key 'train': TRL's SFTConfig refuses these settings: "
-                              f"{str(e).splitlines()[0]}") from None
+        except (TypeError, ValueError) as e:
+            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+            if unknown:
+                raise ConfigError(f"key 'train.extra.{unknown.group(1)}': not a setting of TRL's SFTConfig") from None
+            raise ConfigError(f"key '{_culprit(cfg, Path(tmp))}': TRL's SFTConfig refuses it ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    check_scheduler(cfg.train)
+
+
+def _culprit(cfg: Any, tmp: Path) -> str:
+    """The train.extra key that makes SFTConfig fail on its own, else 'train'."""
+    from rsft.training.sft import sft_config
+
+    for key, value in cfg.train.extra.items():
+        try:
+            sft_config(cfg.train.model_copy(update={"extra": {key: value}}), tmp / "one", cfg.seed)
+        except (TypeError, ValueError):
+            return f"train.extra.{key}"
+    return "train"
+
+
+def check_scheduler(train: Any) -> None:
+    """Build the learning-rate schedule on a one-parameter optimizer, as the Trainer will: a scheduler that
+    needs settings (cosine_with_min_lr needs min_lr in train.extra.lr_scheduler_kwargs) fails here."""
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=train.learning_rate)
+    try:
+        get_scheduler(train.lr_scheduler, optimizer, num_warmup_steps=int(train.warmup_ratio * 100),
+                      num_training_steps=100, scheduler_specific_kwargs=train.extra.get("lr_scheduler_kwargs"))
+    except (TypeError, ValueError, KeyError) as e:
+        raise ConfigError(f"key 'train.lr_scheduler': {train.lr_scheduler!r} cannot be built with these settings "
+                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); its options go in "
+                          "train.extra.lr_scheduler_kwargs") from None
 
 
 def model_parts(run: Run) -> tuple[Any, Any]:
-    """The tokenizer and model config round 0 starts from, without loading weights."""
+    """The tokenizer and model config the next round starts from (the base once it is built), no weights."""
     m = run.cfg.model
-    if m.path == "tiny":
+    if m.path == "tiny" and not is_done(run.dir, "base"):
         from rsft.tasks.tiny_model import char_tokenizer, tiny_config
 
         if run.task.alphabet is None:
@@ -115,20 +149,14 @@ def model_parts(run: Run) -> tuple[Any, Any]:
                               f"task {run.task.name!r} has none; give a model path")
         tokenizer = char_tokenizer(run.task.alphabet)
         return tokenizer, tiny_config(tokenizer, m.tiny)
-    from transformers import AutoConfig
-
-    check_model_path(m.path, "model.path")
-    if m.tokenizer is not None:
+    built = is_done(run.dir, "base") and Path(run.base_model).is_dir()
+    path, what = (run.base_model, "base model") if built else (m.path, "model.path")
+    if m.tokenizer is not None and not built:
         check_model_path(m.tokenizer, "model.tokenizer", need_config=False)
-    check_safetensors(Path(m.path))
-    try:
-        config = AutoConfig.from_pretrained(m.path, trust_remote_code=m.trust_remote_code)
-    except Exception as e:  # noqa: BLE001 - hub and parsing errors come in many types
-        where = "a local model directory" if Path(m.path).is_dir() else "in the local HF cache or on the hub"
-        raise ConfigError(f"key 'model.path': {m.path!r}: cannot read its config as {where} "
-                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    key = "model.tokenizer" if m.tokenizer else "model.path"
-    return load_tokenizer(m.tokenizer or m.path, what=key, trust_remote_code=m.trust_remote_code), config
+    check_safetensors(Path(path))
+    config = read_config(path, what, m.trust_remote_code)
+    tok_path, tok_key = (m.tokenizer, "model.tokenizer") if m.tokenizer and not built else (path, what)
+    return load_tokenizer(tok_path, what=tok_key, trust_remote_code=m.trust_remote_code), config
 
 
 def check_safetensors(path: Path) -> None:
@@ -150,18 +178,11 @@ def check_safetensors(path: Path) -> None:
 
 
 def check_prompt_lengths(run: Run, tokenizer: Any, model_config: Any) -> None:
-    """No prompt, plus sampling.max_new_tokens, is longer than the model's context."""
-    limit = getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
-    if not limit:
-        return
+    """No prompt, plus the most new tokens sampled or evaluated, is longer than the model's context."""
     new = max(run.cfg.sampling.max_new_tokens, run.cfg.eval.max_new_tokens or 0)
-    for split, prompts in (("train", run.task.train), ("eval", run.task.eval)):
-        for p in prompts:
-            n = len(prompt_ids(p, tokenizer))
-            if n + new > limit:
-                raise ConfigError(f"task.{split} prompt {p.id!r}: {n} tokens + sampling.max_new_tokens {new} exceed "
-                                  f"the model's context of {limit} tokens; shorten it, drop it, or lower "
-                                  "max_new_tokens")
+    limit = context_length(model_config)
+    check_prompt_lengths_of(run.task.train, tokenizer, limit, new, "task.train")
+    check_prompt_lengths_of(run.task.eval, tokenizer, limit, new, "task.eval")
 
 
 def check_lora(run: Run, model_config: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rsft.config import RunConfig, dump_config, load_config
+from rsft.config import RunConfig, build_config, dump_config, load_config, merged
 from rsft.errors import ConfigError
 from rsft.progress import quiet_hf, table_console
 from rsft.preflight import check_run
@@ -50,35 +50,39 @@ def run_from_file(config_path: str | Path | None, overrides: list[str] = ()) -> 
 def open_run(cfg: RunConfig) -> Run:
     """Create the run directory with its resolved config, or reopen it for a resume.
 
-    Everything checkable is checked first (`rsft.preflight`), on a fresh run and on a resume, so a
-    mistake leaves no run directory behind and costs no work."""
+    On a resume, the keys the user gave (file and overrides) must agree with the run's own config.yaml,
+    except `rounds`, which may grow; every other key keeps the run's own value, so a default that changed
+    in a newer rsft does not stop an older run. Everything checkable is checked first (`rsft.preflight`),
+    on a fresh run and on a resume, so a mistake leaves no run directory behind and costs no work."""
     run_dir = cfg.run_dir
     cfg_path = run_dir / "config.yaml"
-    write = True
+    bookkeeping: list[Path] = []
     if cfg_path.is_file():
-        old = load_config(cfg_path).model_dump(mode="json")
-        new = cfg.model_dump(mode="json")
-        write = old != new
+        stored = load_config(cfg_path)
+        resumed = build_config(merged(stored._given, cfg._given), source=str(cfg_path))
+        old, new = stored.model_dump(mode="json"), resumed.model_dump(mode="json")
         old.pop("rounds"), new.pop("rounds")  # more rounds is a resume, not a change
         bookkeeping = [f for f in run_dir.iterdir() if f == stage_times_file(run_dir) or f.name.endswith(".done")
                        or f.name.startswith(".")]
         produced = [f for f in run_dir.iterdir() if f.name != "config.yaml" and f not in bookkeeping]
-        if old != new:
-            if produced:
-                diff = _first_difference(old, new)
-                raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
-                                  "resume with the same config or choose a new name=")
-            # nothing produced yet (an early failure): the new config replaces it, and its markers go with it
-            for f in bookkeeping:
-                f.unlink(missing_ok=True) if f.is_file() else None
-        started = [rd.index for rd in round_dirs(run_dir) if rd.path.exists() and any(rd.path.iterdir())]
-        if started and cfg.rounds <= max(started):
-            raise ConfigError(f"key 'rounds': {cfg_path.parent} has already started round {max(started)}; "
-                              f"rounds={cfg.rounds} would go back (resume with rounds >= {max(started) + 1}, "
-                              "or choose a new name=)")
+        if old != new and produced:
+            diff = _first_difference(old, new)
+            raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
+                              "resume with the same config or choose a new name= (the demo: --fresh)")
+        if old == new:
+            bookkeeping = []  # a plain resume: the markers are the run's progress
+            started = [rd.index for rd in round_dirs(run_dir) if rd.path.exists() and any(rd.path.iterdir())]
+            if started and resumed.rounds <= max(started):
+                raise ConfigError(f"key 'rounds': {cfg_path.parent} has already started round {max(started)}; "
+                                  f"rounds={resumed.rounds} would go back (resume with rounds >= {max(started) + 1}, "
+                                  "or choose a new name=)")
+            cfg = resumed
+        # else: nothing produced yet (an early failure): the new config replaces it, markers and all
     run = Run(cfg, run_dir)
     check_run(run)
-    if write:
+    for f in bookkeeping:
+        f.unlink(missing_ok=True)
+    if not cfg_path.is_file() or load_config(cfg_path).model_dump(mode="json") != cfg.model_dump(mode="json"):
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg_path, dump_config(cfg))
     return run

@@ -29,6 +29,22 @@ from rsft.progress import progress_bar
 from rsft.records import Group
 
 
+def check_output(path: Path, key: str, is_dir: bool = False) -> None:
+    """That `path` can be written (a file, or a directory with `is_dir`) before any work is done for it: nothing
+    of the other kind in its place, and no file where a parent directory must be."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != is_dir:
+        raise DataError(f"{key} {path}: is a {'file' if is_dir else 'directory'}, expected a "
+                        f"{'directory' if is_dir else 'file'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{key} {path}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise DataError(f"{key} {path}: {parent} is not writable")
+            return
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -127,6 +127,8 @@ CONFIG_CASES = [
          {"t.jsonl": jsonl([{"prompt": 12, "answer": 0}])}),
     Case("train-id-column-missing", ["run", G, "task.id_column=uid"], ["train.jsonl:1", "missing column 'uid'"]),
     Case("eval-file-missing", ["run", G, "task.eval=nope.jsonl"], ["task.eval", "nope.jsonl"]),
+    Case("eval-file-empty", ["run", G, "task.eval=empty-eval.jsonl"], ["key 'task.eval'", "no prompts"],
+         {"empty-eval.jsonl": ""}),
     Case("prompt-longer-than-context", ["run", G, "task.train=t.jsonl"], ["task.train prompt '0'", "context of 64"],
          {"t.jsonl": jsonl([{"prompt": "1" * 60 + "=", "answer": 1}])}),
     Case("parquet-corrupt", ["run", G, "task.train=t.parquet"], ["t.parquet", "cannot read Parquet"],
@@ -147,10 +149,15 @@ CONFIG_CASES = [
          ["scorer.kwargs.tolerance", "expected float"]),
     Case("scorer-needs-a-column", ["run", G, "scorer=col_scorer:f"], ["key 'scorer'", "column 'gold'"],
          {"col_scorer.py": "def f(prompts, completions, gold):\n    return [1.0] * len(completions)\n"}),
-    Case("scorer-wrong-signature", ["run", G, "scorer=sig_scorer:f"], ["key 'scorer'", "(prompts, completions"],
+    Case("scorer-wrong-signature", ["run", G, "scorer=sig_scorer:f"], ["key 'scorer'", "completions=",
+                                                                        "cannot take 'prompts'"],
          {"sig_scorer.py": "def f(text):\n    return 1.0\n"}),
     Case("scorer-combine-unknown", ["run", G, "scorer={combine: avg, scorers: [addition]}"],
          ["scorer.combine", "unknown combination 'avg'"]),
+    Case("scorer-inline-spec-unparseable", ["run", G, "scorer={name: numeric"], ["key 'scorer'", "inline spec"]),
+    Case("scorer-trl-style-without-prompts-is-fine-but-needs-its-column", ["run", G, "scorer=trl_like:f"],
+         ["key 'scorer'", "column 'solution'"],
+         {"trl_like.py": "def f(completions, solution, **kwargs):\n    return [0.0] * len(completions)\n"}),
     Case("scorer-combine-weights", ["run", G, "scorer={combine: sum, scorers: [addition], weights: [a]}"],
          ["scorer.weights"]),
     Case("eval-scorer-unknown", ["run", G, "eval.scorer=nope"], ["key 'eval.scorer'", "unknown scorer 'nope'"]),
@@ -179,6 +186,9 @@ CONFIG_CASES = [
     # train
     Case("train-extra-unknown", ["run", G, "train.extra.learning_rat=1"], ["train.extra.learning_rat", "SFTConfig"]),
     Case("lr-scheduler-unknown", ["run", G, "train.lr_scheduler=cosin"], ["key 'train.lr_scheduler'", "'cosin'"]),
+    Case("lr-scheduler-needs-settings", ["run", G, "train.lr_scheduler=cosine_with_min_lr"],
+         ["key 'train.lr_scheduler'", "min_lr", "lr_scheduler_kwargs"]),
+    Case("train-extra-wrong-type", ["run", G, "train.extra.logging_steps=abc"], ["key 'train.extra.logging_steps'"]),
     Case("warmup-with-constant", ["run", G, "train.warmup_ratio=0.1"], ["key 'train.warmup_ratio'", "constant"]),
     Case("warmup-ratio-one", ["run", G, "train.warmup_ratio=1.0", "train.lr_scheduler=linear"],
          ["key 'train.warmup_ratio'"]),
@@ -188,7 +198,9 @@ CONFIG_CASES = [
     Case("train-init-unknown", ["run", G, "train.init=random"], ["key 'train.init'"]),
     # eval and warm start
     Case("eval-k-beyond-n", ["run", G, "eval.k=[1,4]"], ["eval.k", "eval.n = 2"]),
-    Case("eval-engine-unknown", ["run", G, "eval.engine=vlm"], ["key 'sampling.engine'", "'vlm'"]),
+    Case("eval-engine-unknown", ["run", G, "eval.engine=vlm"], ["key 'eval.engine'", "'vlm'"]),
+    Case("eval-engine-options-without-engine", ["run", G, "eval.engine_options.compute_type=int8"],
+         ["eval.engine_options", "eval.engine"]),
     Case("warm-start-without-gold", ["run", G, "warm_start.enabled=true", "rounds=0"],
          ["warm_start", "completion_column"]),
     # where the run goes
@@ -260,6 +272,18 @@ RUN_CASES = [
                              "--field", "answer"], ["--field 'answer'", "KEY=VALUE"]),
     ("best-of-n-nothing-scored", ["best-of-n", "--model", "MODEL", "--scorer", "addition", "--prompt", "1+2=",
                                   "--n", "2", "--max-new-tokens", "3"], ["--scorer", "column 'answer'"]),
+    ("best-of-n-prompt-too-long", ["best-of-n", "--model", "MODEL", "--scorer", "addition", "--prompt", "1" * 80 + "=",
+                                   "--field", "answer=1"], ["--prompt prompt '0'", "context of 64"]),
+    ("best-of-n-output-is-a-directory", ["best-of-n", "--model", "MODEL", "--scorer", "addition", "--prompt", "1+2=",
+                                         "--field", "answer=3", "--output", "RUN"], ["--output", "is a directory"]),
+    ("score-file-output-is-a-directory", ["score", "train.jsonl", "--scorer", "addition", "--completion-column",
+                                          "prompt", "--output", "RUN"], ["--output", "is a directory"]),
+    ("score-file-every-row-fails", ["score", "pc.jsonl", "--scorer", "addition"], ["--scorer", "column 'answer'"]),
+    ("eval-negative-round", ["eval", "RUN", "--round", "-1"], ["'--round'"]),
+    ("eval-prompt-too-long", ["eval", "MODEL", "--config", "good.yaml", "task.eval=long.jsonl"],
+     ["task.eval prompt '0'", "context of 64"]),
+    ("rm-output-is-a-file", ["reward-model", "train", "pb.jsonl", "--init", "MODEL", "--output", "train.jsonl",
+                             "--ignore-margin"], ["--output", "is a file"]),
     ("best-of-n-negative-temperature", ["best-of-n", "--model", "MODEL", "--scorer", "addition", "--prompt", "1+2=",
                                         "--temperature", "-1"], ["'--temperature'"]),
     ("rm-pairs-directory", ["reward-model", "train", "RUN", "--init", "MODEL", "--output", "rm"],
@@ -280,13 +304,15 @@ def test_a_bad_command_on_a_run_changes_nothing(case_id, args, needles, finished
     (workspace / "pm.jsonl").write_text(jsonl([{"prompt": "a", "chosen": "b", "rejected": "c", "margin": "big"}]))
     (workspace / "pb.jsonl").write_text(jsonl([{"prompt": "a", "chosen": "b", "rejected": "c", "margin": 1.0,
                                                 "p": 0.8}]))
+    (workspace / "pc.jsonl").write_text(jsonl([{"prompt": "1+2=", "completion": "3"}]))
+    (workspace / "long.jsonl").write_text(jsonl([{"prompt": "1" * 80 + "=", "answer": 1}]))
     args = [str(finished) if a == "RUN" else str(model_dir) if a == "MODEL" else a for a in args]
     before = done_markers(finished)
     config = (finished / "config.yaml").read_text()
     rc, _, err = invoke(args, workspace)
     assert_one_line(rc, err, needles)
     assert done_markers(finished) == before and (finished / "config.yaml").read_text() == config
-    assert not (workspace / "rm").exists()
+    assert not (workspace / "rm").exists() and not (workspace / "train.jsonl-work").exists()
 
 
 def test_a_truncated_metrics_file_is_named(finished, workspace):

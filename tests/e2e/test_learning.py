@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from rsft.tasks.addition import addition_scorer
 from tests.conftest import ROOT, run_cli
 
 
@@ -30,10 +29,10 @@ def test_what_is_trained_on_is_verified_and_complete(learned):
         rows = [json.loads(x) for x in (learned / f"round-00{r}" / "selected.jsonl").read_text().splitlines()]
         kept = [json.loads(x) for x in (learned / f"round-00{r}" / "kept.jsonl").read_text().splitlines()]
         assert rows and all(s["finish_reason"] == "stop" for g in kept for s in g["samples"])
-        answers = [int(row["prompt"][:-1].split("+")[0][::-1]) + int(row["prompt"][:-1].split("+")[1][::-1])
-                   for row in rows]
-        scores = addition_scorer([row["prompt"] for row in rows], [row["completion"] for row in rows], answers)
-        assert all(s.value == 1.0 for s in scores)  # checked again here, independently of the stored rewards
+        for row in rows:  # checked again here by plain arithmetic, independently of rsft's verifier
+            a, b = row["prompt"][:-1].split("+")
+            total = int(a[::-1]) + int(b[::-1])
+            assert row["completion"] == str(total).zfill(len(a) + 1)[::-1], row
 
 
 @pytest.mark.slow

@@ -167,7 +167,10 @@ def test_unavailable_mode_fails_at_once() -> None:
 
 def test_the_chosen_mode_and_what_it_leaves_open_are_said_in_one_line(capsys) -> None:
     scorer = code_scorer(mode="auto")
-    err = capsys.readouterr().err.strip().splitlines()
+    assert capsys.readouterr().err == ""  # nothing while a config is checked...
+    scorer(prompts=["p", "p"], completions=["x = 1", "x = 2"], tests=[["assert x"], ["assert x"]])
+    scorer(prompts=["p"], completions=["x = 1"], tests=[["assert x"]])
+    err = capsys.readouterr().err.strip().splitlines()  # ...one line when scoring starts, once
     assert len(err) == 1 and f"sandbox mode '{scorer.sandbox.mode}' (chosen by mode: auto)" in err[0]
     assert "does not protect against" in err[0]
 

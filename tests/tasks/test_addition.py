@@ -45,3 +45,10 @@ def test_gold_verifies_with_its_prompt_at_every_width():
         scores = addition_scorer([p.text for p, _ in task.gold], [c for _, c in task.gold],
                                  [p.fields["answer"] for p, _ in task.gold])
         assert all(s.value == 1.0 for s in scores), digits
+
+
+def test_the_width_comes_from_the_last_operands_or_the_sum_itself():
+    for prompt in ("321+654= ", "Q: 321+654="):
+        assert [s.value for s in addition_scorer([prompt] * 3, ["9750", "975", "97500"], [579] * 3)] == [1.0, 0, 0]
+    bare = addition_scorer([""] * 4, ["975", "9750", "97500", "975000"], [579] * 4)
+    assert [s.value for s in bare] == [1.0, 1.0, 0.0, 0.0]

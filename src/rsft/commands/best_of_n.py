@@ -83,10 +83,15 @@ def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_p
     items = _as_prompts(prompts, input_path, prompt_column, fields or {})
     if not items:
         raise RsftError("best-of-n: no prompts")
+    from rsft.data.formats import check_prompt_lengths
+    from rsft.modeling import context_length, load_tokenizer, read_config
+
+    check_prompt_lengths(items, load_tokenizer(model, "--model"), context_length(read_config(model, "--model")),
+                         max_new_tokens, "--input" if input_path is not None else "--prompt")
     fn = scorer if callable(scorer) else resolve("scorer", scorer, key="--scorer")
     check_scorer(fn, set(items[0].fields), "--scorer",
                  hint="; give it with --field KEY=VALUE" if input_path is None else "")
-    eng = resolve("engine", engine, model_path=model)
+    eng = resolve("engine", engine, model_path=model, key="--engine")
     params = SamplingParams(temperature, top_p, top_k, max_new_tokens, (), seed, 0)
     results: list[BestOfN] = []
     first_error: str | None = None

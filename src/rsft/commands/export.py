@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rsft.errors import RsftError
 from rsft.records import Group
-from rsft.rundir import atomic_write_jsonl, read_jsonl, round_dirs
+from rsft.rundir import atomic_write_jsonl, check_output, read_jsonl, round_dirs
 from rsft.selection import normalize
 from rsft.stages.select import group_pairs
 
@@ -38,6 +38,8 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
         raise RsftError(f"round must be 0 or more, got {round_index}")
     if not (run_dir / "config.yaml").is_file():
         raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    if output is not None:
+        check_output(Path(output), "--output")
     rounds = [rd for rd in round_dirs(run_dir) if rd.scored.exists() and rd.done("score")]
     if round_index is not None:
         rounds = [rd for rd in rounds if rd.index == round_index]

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rsft.data.prompts import load_rows
-from rsft.errors import DataError
+from rsft.errors import DataError, RsftError
 from rsft.progress import progress_bar
 from rsft.registry import resolve
-from rsft.rundir import atomic_write_jsonl
+from rsft.rundir import atomic_write_jsonl, check_output
 from rsft.scoring.base import score_flat
+from rsft.scoring.spec import check_scorer
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,18 @@ def score_file(input_path: str | Path, scorer: Any, output: str | Path | None = 
     """Score every row of a JSONL/Parquet/dataset file; write the rows with their scores."""
     input_path = Path(input_path)
     out_path = Path(output) if output else input_path.with_name(input_path.stem + ".scored.jsonl")
+    check_output(out_path, "--output")
     fn = resolve("scorer", scorer, key="--scorer")
     rows = load_rows(str(input_path), "train", "input")
+    if not rows:
+        raise DataError(f"{input_path}: no rows")
     for where, row in rows:
         for col in (prompt_column, completion_column):
             if col not in row:
                 raise DataError(f"{where}: missing column {col!r}; columns are {sorted(row)}")
+    check_scorer(fn, set(rows[0][1]) - {prompt_column, completion_column}, "--scorer")
     written, values, errors = [], [], 0
+    first_error: str | None = None
     with progress_bar("score", total=len(rows)) as (bar, task):
         for start in range(0, len(rows), batch_size):
             batch = [r for _, r in rows[start : start + batch_size]]
@@ -51,10 +57,14 @@ def score_file(input_path: str | Path, scorer: Any, output: str | Path | None = 
                                 fields, timeout)
             for row, s in zip(batch, scores, strict=True):
                 errors += not s.ok
+                first_error = first_error or s.error
                 if s.ok:
                     values.append(s.value)
                 if min_score is None or s.passes(min_score):
                     written.append({**row, "score": s.value, "score_parts": s.parts, "score_error": s.error})
             bar.update(task, advance=len(batch))
+    if errors == len(rows):
+        raise RsftError(f"{input_path}: the scorer failed on every row (first error: {first_error}); nothing was "
+                        "written")
     atomic_write_jsonl(out_path, written)
     return FileScores(len(rows), len(written), errors, statistics.fmean(values) if values else None, out_path)

@@ -57,3 +57,14 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
 def sft_row(prompt: Prompt, completion: str) -> dict[str, Any]:
     """A TRL prompt/completion row (conversational when the prompt is chat)."""
     return {"prompt": scorer_prompt(prompt), "completion": scorer_completion(prompt, completion)}
+
+
+def check_prompt_lengths(prompts: list[Prompt], tokenizer: Any, limit: int | None, new_tokens: int, where: str) -> None:
+    """No prompt, plus `new_tokens`, is longer than the model's context `limit` (a one-line error naming it)."""
+    if not limit:
+        return
+    for p in prompts:
+        n = len(prompt_ids(p, tokenizer))
+        if n + new_tokens > limit:
+            raise RsftError(f"{where} prompt {p.id!r}: {n} tokens + {new_tokens} new tokens exceed the model's "
+                            f"context of {limit} tokens; shorten or drop the prompt, or lower max_new_tokens")

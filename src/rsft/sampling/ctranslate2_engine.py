@@ -268,6 +268,7 @@ class CTranslate2Engine:
                 self._generator = ctranslate2.Generator(
                     str(self.model_dir), device="cpu", compute_type=self.compute_type,
                     inter_threads=self.inter_threads, intra_threads=self.intra_threads)
+                self.precision = getattr(self._generator, "compute_type", self.compute_type)  # what it loaded
             finally:
                 torch.set_num_threads(torch_threads)
         return self._generator

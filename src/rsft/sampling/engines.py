@@ -35,24 +35,26 @@ def auto_engine_name() -> str:
     return "ctranslate2" if importlib.util.find_spec("ctranslate2") is not None else "transformers"
 
 
-def engine_factory(name: str) -> tuple[str, Any]:
+def engine_factory(name: str, key: str = KEY) -> tuple[str, Any]:
     """(the resolved name, its factory); a built-in whose optional extra is missing is a one-line error."""
     resolved = auto_engine_name() if name == "auto" else name
     if resolved in EXTRAS and importlib.util.find_spec(EXTRAS[resolved]) is None:
-        raise ConfigError(f"key '{KEY}': {resolved} is not installed (pip install 'rsft[{resolved}]')")
-    return resolved, lookup("engine", resolved, KEY)
+        raise ConfigError(f"key '{key}': {resolved} is not installed (pip install 'rsft[{resolved}]')")
+    return resolved, lookup("engine", resolved, key)
 
 
-def check_engine_options(name: str, options: dict[str, Any], key: str = "sampling.engine_options") -> tuple[Any, dict[str, Any]]:
+def check_engine_options(name: str, options: dict[str, Any], key: str = "sampling.engine_options",
+                         name_key: str = KEY) -> tuple[Any, dict[str, Any]]:
     """The engine factory, and `options` checked against its signature: it must take the MODEL_ARGS, and
-    every option must be one of its other parameters."""
-    resolved, factory = engine_factory(name)
+    every option must be one of its other parameters. `name_key` and `key` are the config keys named in
+    errors (sampling.engine / eval.engine)."""
+    resolved, factory = engine_factory(name, name_key)
     what = f"the {resolved} engine" + (" (what auto chose here)" if name == "auto" else "")
     if resolved not in BUILTINS["engine"]:
         what = f"engine factory {resolved!r}"
         missing = [a for a in MODEL_ARGS if a not in parameters(factory)]
         if missing and not accepts_any(factory):
-            raise ConfigError(f"key '{KEY}': {what} must take ({', '.join(MODEL_ARGS)}, **options); "
+            raise ConfigError(f"key '{name_key}': {what} must take ({', '.join(MODEL_ARGS)}, **options); "
                               f"it has no parameter {missing[0]!r}")
     checked = check_options(factory, options, key, what=what, given=MODEL_ARGS)
     hook = getattr(sys.modules.get(getattr(factory, "__module__", "")), "check_options", None)
@@ -62,9 +64,9 @@ def check_engine_options(name: str, options: dict[str, Any], key: str = "samplin
 
 
 def build_engine(name: str, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
-                 trust_remote_code: bool = False, **options: Any) -> Engine:
-    """The engine a config names, loaded on `model_path`; `options` are sampling.engine_options."""
-    factory, options = check_engine_options(name, options)
+                 trust_remote_code: bool = False, key: str = KEY, **options: Any) -> Engine:
+    """The engine a config names (under `key`), loaded on `model_path`; `options` are its engine_options."""
+    factory, options = check_engine_options(name, options, f"{key}_options", key)
     return factory(model_path=model_path, tokenizer_path=tokenizer_path, dtype=dtype,
                    trust_remote_code=trust_remote_code, **options)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -124,7 +125,7 @@ def code_scorer(timeout: float = 5.0, memory_mb: int = 512, workers: int = 2, mo
         raise SandboxUnavailable(f"key 'scorer.kwargs.mode': sandbox mode {mode!r} cannot run here: "
                                  f"{str(e).splitlines()[0]}") from None
     chosen = f"{sandbox.mode!r}" + (" (chosen by mode: auto)" if mode == "auto" else "")
-    notice(f"code scorer: sandbox mode {chosen}; it does not protect against: {UNPROTECTED[sandbox.mode]}")
+    said = threading.Event()  # the mode is said once, when scoring starts (not while a config is checked)
 
     def score_one(completion: Any, tests: Any, entry_point: str | None) -> Score:
         code = extract_code(completion_text(completion))
@@ -142,6 +143,9 @@ def code_scorer(timeout: float = 5.0, memory_mb: int = 512, workers: int = 2, mo
 
     def score_code(prompts: Sequence[Any], completions: Sequence[Any], tests: Sequence[Any],
                    **kwargs: Any) -> list[Score]:
+        if not said.is_set():
+            said.set()
+            notice(f"code scorer: sandbox mode {chosen}; it does not protect against: {UNPROTECTED[sandbox.mode]}")
         entry_points = kwargs.get("entry_point") or [None] * len(completions)
         if not (len(prompts) == len(completions) == len(tests) == len(entry_points)):
             raise ValueError("prompts, completions, tests and entry_point must have one entry per sample")

@@ -35,13 +35,16 @@ def check_scorer(scorer: Any, columns: set[str], key: str, hint: str = "") -> No
         params = list(inspect.signature(scorer).parameters.values())
     except (TypeError, ValueError):
         return
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params) and not (
-            {"prompts", "completions"} <= {p.name for p in params}):
-        raise ConfigError(f"key '{key}': a scorer takes (prompts, completions, **columns), "
-                          f"got the signature {inspect.signature(scorer)}")
-    required = [p.name for p in params[2:] if p.default is p.empty
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    # rsft calls a scorer as TRL does, by keyword: prompts=, completions=, completion_ids=, **columns
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    lacking = [n for n in ("prompts", "completions") if n not in named and not takes_any]
+    positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY and p.default is p.empty]
+    if lacking or positional_only:
+        raise ConfigError(f"key '{key}': a scorer is called as f(prompts=..., completions=..., **columns) "
+                          f"(TRL's reward signature); {inspect.signature(scorer)} cannot take "
+                          f"{(lacking or positional_only)[0]!r} by keyword")
+    required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     missing = [name for name in required if name not in columns and name not in GIVEN]
     if missing:
         raise ConfigError(f"key '{key}': the scorer needs the column {missing[0]!r}, which the prompts do not have "
@@ -67,6 +70,9 @@ def build_scorer(spec: Any, default: Callable[..., Any] | None = None, key: str 
         spec = spec["name"]
     if not isinstance(spec, str):
         raise ConfigError(f"key '{key}': expected a scorer name or 'module:function', got {spec!r}")
+    if spec.lstrip().startswith("{"):
+        raise ConfigError(f"key '{key}': {spec!r} is not a valid inline spec (a YAML mapping such as "
+                          "'{name: numeric, kwargs: {field: answer}}')")
     factory = lookup("scorer", spec, key)
     if not callable(factory):
         raise ConfigError(f"key '{key}': {spec!r} is not callable")

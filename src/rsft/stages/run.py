@@ -73,7 +73,8 @@ class Run:
         """The model that samples in round r: the previous round's, or the base for round 0."""
         return str(self.round(r - 1).model) if r > 0 else self.base_model
 
-    def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None) -> Engine:
+    def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None,
+               key: str = "sampling.engine") -> Engine:
         """The sampling engine (or the one named, with its options) loaded on `model_path`, reused when held."""
         m = self.cfg.model
         name = name or self.cfg.sampling.engine
@@ -88,7 +89,7 @@ class Run:
                 return engine
             _close(engine)
         engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == m.path
-                         else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, **options)
+                         else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, key=key, **options)
         self._engines[key] = (model_path, engine)
         return engine
 
@@ -104,7 +105,7 @@ class Run:
         """`eval.engine` with its options, else the sampling engine in the checkpoint's own precision."""
         e = self.cfg.eval
         if e.engine is not None:
-            return self.engine(model_path, e.engine, e.engine_options)
+            return self.engine(model_path, e.engine, e.engine_options, key="eval.engine")
         return self.engine(model_path, options=exact_options(self.cfg.sampling.engine, self.cfg.sampling.engine_options))
 
 

@@ -9,10 +9,11 @@ numbers are zero-padded to a fixed width, so the format is rigid:
     completion  "9750"          (579 -> "0579" -> reversed)
 
 The verifier holds that format: the completion must be exactly digits + 1
-digits (the width the prompt's operands give), so "975", "9750" and "97500"
-are not the same answer; anything else is a format failure, kept apart from a
-wrong sum in the score's parts. When the prompt does not show the operands
-(a bare call with an empty prompt), only the digits-only check applies.
+digits (the width the prompt's operands give, from the last ``A+B=`` in the
+prompt), so "975", "9750" and "97500" are not the same answer; anything else
+is a format failure, kept apart from a wrong sum in the score's parts. When the
+prompt shows no operands (a bare call), the width is the sum's own digits or
+one more (one padding zero), never more.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rsft.tasks.base import Task
 
 ALPHABET = "0123456789+="
 _DIGITS = re.compile(r"^[0-9]+$")
-_PROMPT = re.compile(r"^([0-9]+)\+([0-9]+)=$")
+_PROMPT = re.compile(r"([0-9]+)\+([0-9]+)=\s*$")
 
 
 def encode(n: int, width: int) -> str:
@@ -45,7 +46,7 @@ def gold_completion(a: int, b: int, digits: int) -> str:
 
 def answer_width(prompt: Any) -> int | None:
     """Digits the answer must have: the operand width + 1 (the carry), from a prompt like '321+654='."""
-    m = _PROMPT.match(completion_text(prompt) if not isinstance(prompt, str) else prompt)
+    m = _PROMPT.search(completion_text(prompt) if not isinstance(prompt, str) else prompt)
     return len(m.group(1)) + 1 if m else None
 
 
@@ -59,7 +60,8 @@ def addition_scorer(prompts: list[Any], completions: list[Any], answer: list[int
     for prompt, completion, target in zip(prompts, completions, answer, strict=True):
         text = completion_text(completion).strip()
         width = answer_width(prompt)
-        if not _DIGITS.match(text) or (width is not None and len(text) != width):
+        widths = {width} if width is not None else {len(str(int(target))), len(str(int(target))) + 1}
+        if not _DIGITS.match(text) or len(text) not in widths:
             out.append(Score(0.0, {"format": 0.0, "correct": 0.0}))
             continue
         value = int(text[::-1])

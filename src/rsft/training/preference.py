@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from rsft.errors import DataError
 from rsft.records import PreferencePair
-from rsft.rundir import atomic_write_json, read_jsonl_numbered, replace_dir, work_dir
+from rsft.rundir import atomic_write_json, check_output, read_jsonl_numbered, replace_dir, work_dir
 from rsft.scoring.reward_model import adds_special_tokens, render
 
 
@@ -200,6 +200,7 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     quiet_hf()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    check_output(out_dir, "--output", is_dir=True)
     pairs = load_pairs(pairs_path, cfg.use_margin)
     train, held = ((pairs, load_pairs(eval_path, cfg.use_margin)) if eval_path
                    else split_pairs(pairs, cfg.eval_fraction, cfg.seed))
