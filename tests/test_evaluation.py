@@ -56,12 +56,12 @@ def test_eval_cuts_completions_at_the_rounds_stop_strings(tmp_path, model_dir, m
 
 def test_eval_runs_in_the_checkpoints_precision_unless_told_otherwise(tmp_path, model_dir):
     run = dataset_run(tmp_path, model_dir, sampling={"engine": "ctranslate2", "engine_options": {"compute_type": "int8"}})
-    assert run.engine(str(model_dir)).precision == "int8"  # the rounds sample from the quantized model...
+    assert run.engine(str(model_dir)).precision.startswith("int8")  # the rounds sample from the quantized model...
     metrics = eval_model(run, str(model_dir), 0)
     assert (metrics["engine"], metrics["precision"]) == ("ctranslate2", "float32")  # ...eval measures the checkpoint
     chosen = dataset_run(tmp_path / "c", model_dir, name="c",
                          eval={"engine": "ctranslate2", "engine_options": {"compute_type": "int8"}})
-    assert eval_model(chosen, str(model_dir), 0)["precision"] == "int8"
+    assert eval_model(chosen, str(model_dir), 0)["precision"].startswith("int8")  # as CTranslate2 loaded it
 
 
 def test_the_warm_start_checks_on_a_dev_split_with_the_judge(tmp_path, monkeypatch):

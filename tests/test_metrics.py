@@ -56,7 +56,7 @@ def test_the_round_table_fits_80_columns_with_no_cell_cut():
     text = console.export_text()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
-    for cell in ("99.6%", "100.0%", "86.7%", "93.0%", "0.032", "18,620", "1234", "ctranslate2 float32", "greedy@1"):
+    for cell in ("99.6%", "100.0%", "86.7%", "93.0%", "0.032", "18,620", "1234", "ctranslate2 float32", "greedy pass@1"):
         assert cell in text, cell
     assert "maj@8" not in text and "loss" not in text  # behind --wide
 

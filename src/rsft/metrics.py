@@ -117,7 +117,7 @@ def _secs(v: float) -> str:
 # values (counts and seconds are shortened: 186k, 2.8h)
 _COLUMNS = [
     ("round", "round", "{}", True),
-    ("greedy@1", "eval.greedy_pass@1", "{:.1%}", True),
+    ("greedy pass@1", "eval.greedy_pass@1", "{:.1%}", True),
     ("pass@{k}", "eval.pass@", "{:.1%}", True),
     ("maj@{k}", "eval.maj@", "{:.1%}", False),
     ("accept", "acceptance_rate", "{:.1%}", True),

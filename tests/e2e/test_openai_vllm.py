@@ -152,3 +152,18 @@ def test_the_judge_scores_with_a_real_vllm_serve(served):
         else:
             assert s.value == pytest.approx(expected)
     assert any(s.ok for s in scores)
+
+
+@pytest.mark.slow
+def test_a_served_run_on_a_users_model_learns_like_the_transformers_engine(tmp_path):
+    """bench/served.py, smaller: a GPT-2 model directory and a JSONL dataset, engine openai with serve: true
+    against the transformers engine on the same config (several minutes)."""
+    python = vllm_python()
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "served.py"), "--out", str(tmp_path), "--rounds", "2",
+                           "--python", python], capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    gains = {line.split(":")[0]: float(line.split("+")[1].split()[0]) for line in proc.stdout.splitlines()
+             if "points over the warm start" in line}
+    assert gains["transformers"] >= 10 and gains["served"] >= 10 and abs(gains["served"] - gains["transformers"]) <= 15

@@ -51,6 +51,7 @@ def test_each_round_samples_from_the_previous_rounds_model(tmp_path):
     assert sample["logprob"] == pytest.approx(own, abs=2e-3) and abs(own - base) > 1e-2
 
 
+@pytest.mark.slow
 def test_a_lora_run_serves_adapters_on_one_loaded_base(tmp_path, monkeypatch):
     from rsft.sampling import vllm_engine
 
