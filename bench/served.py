@@ -1,9 +1,10 @@
 """A user's own HF model and dataset, sampled through `vllm serve` (engine openai, serve: true) against the
 transformers engine on the same config: does the served run learn the way the in-process one does?
 
-The "user's model" is a GPT-2-architecture character model built from config and saved as an ordinary
-HF directory (not rsft's built-in tiny Llama); the dataset is 3-digit addition written to JSONL with
-a gold column, so the run warm-starts on it (dataset task, `completion_column`). Both runs share
+The "user's model" is a character-level Llama built from config by this script and saved as an ordinary
+HF directory that the config names by path (rsft's `model.path: tiny` is not used); the dataset is
+3-digit addition written to JSONL with a gold column, so the run warm-starts on it (dataset task,
+`completion_column`), and the reward is the user's own function over the dataset's `sum` column. Both runs share
 every setting but `sampling.engine`; each prints held-out greedy pass@1 per round.
 
     python bench/served.py [--out runs/bench-served] [--rounds 3] [--python .venv-vllm/bin/python]
@@ -22,19 +23,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def user_model(path: Path) -> Path:
-    """A GPT-2 character model (head size 32, which vLLM's CPU attention supports), untrained."""
+    """A character-level Llama (hidden 128, 4 layers, head size 32, which vLLM's CPU attention supports),
+    untrained, saved as a plain HF model directory."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from rsft.tasks.tiny_model import char_tokenizer
 
     if (path / "config.json").exists():
         return path
     tok = char_tokenizer("0123456789+=")
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=128, n_layer=4, n_head=4,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=True)
     torch.manual_seed(0)
-    GPT2LMHeadModel(cfg).save_pretrained(path)
+    LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
@@ -42,7 +46,7 @@ def user_model(path: Path) -> Path:
 def user_data(out: Path) -> tuple[Path, Path]:
     from rsft.tasks.addition import gold_completion, make_task
 
-    task = make_task(digits=3, n_train=1500, n_eval=300, n_gold=0, seed=5)
+    task = make_task(digits=3, n_train=2000, n_eval=300, n_gold=0, seed=5)
     files = []
     for name, prompts in (("train", task.train), ("test", task.eval)):
         f = out / f"{name}.jsonl"
@@ -66,8 +70,8 @@ def config(out: Path, name: str, model: Path, train: Path, test: Path, rounds: i
         "sampling": {**engine, "n": 8, "max_new_tokens": 6, "batch_size": 256},
         "selection": {"rules": [{"rule": "passes"}, {"rule": "drop_truncated"}, {"rule": "dedup"},
                                 {"rule": "cap", "n": 10}]},
-        "train": {"init": "previous", "replay": "all_rounds", "max_steps": 300, "batch_size": 64,
-                  "learning_rate": 0.002, "save_steps": 1000},
+        "train": {"init": "previous", "replay": "all_rounds", "max_steps": 400, "batch_size": 64,
+                  "learning_rate": 0.001, "save_steps": 1000},
         "eval": {"n": 4, "k": [1, 4]},
     }
 
@@ -85,7 +89,8 @@ def score(prompts, completions, sum, **kwargs):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-served"))
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--only", choices=["transformers", "served"], help="run one engine only")
     ap.add_argument("--python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     args = ap.parse_args()
     from rsft.config import build_config
@@ -103,6 +108,8 @@ def main() -> None:
                    "serve": True, "python": args.python, "serve_args": ["--enforce-eager", "--max-model-len", "64"]}}}
     curves = {}
     for name, engine in engines.items():
+        if args.only and name != args.only:
+            continue
         t0 = time.perf_counter()
         run_dir = run(build_config(config(args.out, name, model, train, test, args.rounds, engine)))
         rows = round_rows(run_dir)
