@@ -21,7 +21,7 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai]'
+	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb]'
 	touch $@
 
 # bubblewrap gives the code-execution scorer its strongest sandbox; without it (no root, no apt),
@@ -29,6 +29,12 @@ $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
 $(VENV)/.sandbox: | $(PY)
 	command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; } \
 	  || echo "bubblewrap not installed: the code scorer will use unshare/process mode"
+	touch $@
+
+# headless Chromium renders RUN/report.html in the report's test (no network needed)
+$(VENV)/.browser: | $(PY)
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || echo "chromium not installed: the report's browser test will skip"
 	touch $@
 
 # vLLM's CPU build; it pulls torchvision, torchaudio and torchcodec, which do not load against this
@@ -50,10 +56,10 @@ vllm-venv: $(VVENV)/.rsft
 demo: $(VENV)/.rsft
 	$(VENV)/bin/rsft demo
 
-test: $(VENV)/.rsft $(VENV)/.sandbox $(VVENV)/.rsft
+test: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft
 	$(PY) -m pytest -p no:cacheprovider
 
-test-slow: $(VENV)/.rsft $(VENV)/.sandbox $(VVENV)/.rsft
+test-slow: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft
 	$(PY) -m pytest -p no:cacheprovider -m slow
 
 bench: $(VENV)/.rsft

@@ -8,6 +8,8 @@ The public API, imported lazily so that `import rsft` stays cheap:
     rsft.run_round_stage(run_dir, r, s)   one stage of one round
     rsft.evaluate_model(model_or_run)     held-out metrics
     rsft.round_rows(run_dir)              per-round metrics
+    rsft.write_report(run_dir)            RUN/report.html
+    rsft.graduate(run_dir)                the GRPO hand-off a monitor prepared
     rsft.best_of_n(model, scorer, ...)    inference-time best-of-N
     rsft.export_pairs(run_dir)            DPO pairs from scored samples
     rsft.train_reward_model(pairs, ...)   soft-label Bradley-Terry reward model
@@ -26,7 +28,9 @@ _EXPORTS = {
     "run_from_file": "rsft.rounds",
     "run_round_stage": "rsft.rounds",
     "evaluate_model": "rsft.commands.evaluate",
-    "round_rows": "rsft.stages.metrics",
+    "round_rows": "rsft.rundir",
+    "write_report": "rsft.monitoring.report",
+    "graduate": "rsft.commands.graduate",
     "demo": "rsft.demo",
     "best_of_n": "rsft.commands.best_of_n",
     "BestOfN": "rsft.commands.best_of_n",

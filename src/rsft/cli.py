@@ -132,7 +132,7 @@ def metrics(
 ) -> None:
     """Per-round metrics of a run, as a table (compact, or --wide) or JSON."""
     from rsft.rounds import print_table
-    from rsft.stages.metrics import round_rows
+    from rsft.rundir import round_rows
 
     if not (run_dir / "config.yaml").is_file():
         raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
@@ -140,6 +140,26 @@ def metrics(
         typer.echo(json.dumps(round_rows(run_dir), indent=2, sort_keys=True))
     else:
         print_table(run_dir, wide=wide)
+
+
+@app.command()
+def report(run_dir: Path) -> None:
+    """Write RUN/report.html: plots and tables of every round, self-contained (no network needed)."""
+    from rsft.monitoring.report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir)}")
+
+
+@app.command()
+def graduate(
+    run_dir: Path,
+    max_steps: Annotated[Optional[int], typer.Option(help="GRPO steps (default: graduate/grpo_config.json's).",
+                                                     min=1)] = None,
+) -> None:
+    """Run the GRPO hand-off a monitor trigger prepared in RUN/graduate/, with TRL's GRPOTrainer."""
+    from rsft.commands.graduate import graduate as run_graduate
+
+    typer.echo(f"GRPO model: {run_graduate(run_dir, max_steps)}")
 
 
 export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)

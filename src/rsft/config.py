@@ -117,6 +117,9 @@ def _default_rules() -> list[Any]:
 
 
 class SelectionConfig(Section):
+    decontaminate: int | None = Field(
+        13, description="Drop kept and replayed samples whose prompt or completion shares a word n-gram of this "
+        "size with a held-out prompt (an exact prompt match is always dropped); null: exact matches only.", gt=0)
     rules: list[Any] = Field(
         default_factory=_default_rules, validate_default=True,
         description="Rules applied in order to each group: {rule: NAME, option: value}, NAME a built-in "
@@ -215,6 +218,35 @@ class EvalConfig(Section):
         return value
 
 
+def _default_triggers() -> list[Any]:
+    return [{"trigger": "entropy_collapse"}, {"trigger": "stalled_gain"}, {"trigger": "uniform_groups"}]
+
+
+class MonitorConfig(Section):
+    action: Literal["warn", "stop", "graduate", "revert"] = Field(
+        "warn", description="What a trigger that names no action does: warn (one line), stop the run, graduate "
+        "(write RUN/graduate/ for GRPO and stop), or revert (the next round starts from the best round's model)."
+    )
+    triggers: list[Any] = Field(
+        default_factory=_default_triggers, validate_default=True,
+        description="Triggers checked after every round: {trigger: NAME, action?, option: value}, NAME a built-in "
+        "(entropy_collapse, stalled_gain, uniform_groups, reward_hacking) or 'module:function'; [] turns it off.",
+    )
+    judge_samples: bool | None = Field(
+        None, description="Score every round sample with eval.scorer too (parts.judge), for the reward-hacking "
+        "metrics; default: when a reward_hacking trigger is set and eval.scorer differs from scorer."
+    )
+    grpo: dict[str, Any] = Field(
+        default_factory=dict, description="GRPOConfig settings for `rsft graduate` (learning_rate, max_steps, "
+        "beta, ...), over rsft's defaults."
+    )
+
+    @field_validator("triggers", mode="after")
+    @classmethod
+    def _build_triggers(cls, triggers: list[Any]) -> list[Any]:
+        return [resolve("monitor", item, key=f"monitor.triggers.{i}") for i, item in enumerate(triggers)]
+
+
 class WarmStartConfig(Section):
     enabled: bool = Field(False, description="SFT the base on gold completions before round 0.")
     examples: int = Field(700, description="Gold examples to train on.", gt=0)
@@ -250,10 +282,23 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning on the kept samples.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Held-out evaluation.")
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig, description="Optional gold SFT first.")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Triggers checked after each round.")
+    report: bool = Field(True, description="Write RUN/report.html after every round (needs matplotlib: rsft[report]).")
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "mlflow"]] = Field(
+        default_factory=list, description="Experiment trackers for round metrics and the SFT loss curve."
+    )
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+    @property
+    def judge_samples(self) -> bool:
+        """Whether round samples are also scored by eval.scorer (see monitor.judge_samples)."""
+        if self.monitor.judge_samples is not None:
+            return self.monitor.judge_samples and self.eval.scorer is not None
+        return self.eval.scorer is not None and self.eval.scorer != self.scorer and any(
+            t.trigger == "reward_hacking" for t in self.monitor.triggers)
 
     @property
     def accept_min(self) -> float:

@@ -46,7 +46,7 @@ def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh:
 
     from rsft.progress import table_console
     from rsft.rounds import run
-    from rsft.stages.metrics import round_rows
+    from rsft.rundir import round_rows
 
     cfg = demo_config(overrides, output_dir)
     if fresh and cfg.run_dir.exists():

@@ -100,7 +100,47 @@ def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
         "finished_by_length": sum(s.finish_reason == "length" for s in samples) / n_samples if n_samples else 0.0,
         "scorer_errors": sum(1 for g in scored for c in g.scores if not c.ok),
         "sampling_errors": sum(1 for s in samples if s.error is not None),
+        "uniform_share": _uniform_share(ok_groups),
+        "judge_rank_correlation": _judge_correlation(scored),
     }
+
+
+def _uniform_share(values: list[list[float]]) -> float | None:
+    """Share of prompts (with two or more scored samples) whose samples all got the same reward."""
+    scored = [vs for vs in values if len(vs) >= 2]
+    return sum(max(vs) == min(vs) for vs in scored) / len(scored) if scored else None
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None when either side is constant."""
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=v.__getitem__)
+        out = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    if len(xs) < 2:
+        return None
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sx = sum((a - mx) ** 2 for a in rx) ** 0.5
+    sy = sum((b - my) ** 2 for b in ry) ** 0.5
+    if sx == 0 or sy == 0:
+        return None
+    return sum((a - mx) * (b - my) for a, b in zip(rx, ry)) / (sx * sy)
+
+
+def _judge_correlation(scored: list[Group]) -> float | None:
+    """Rank correlation of the selection scorer and the judge (parts.judge) over the round's samples."""
+    pairs = [(c.value, c.parts["judge"]) for g in scored for c in g.scores if c.ok and "judge" in c.parts]
+    return spearman([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
 
 
 def _count(v: float) -> str:

@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from rsft.data.formats import check_prompt_lengths as check_prompt_lengths_of
+from rsft.decontamination import shared_prompts
 from rsft.errors import ConfigError
+from rsft.monitoring.trackers import check_trackers
 from rsft.progress import notice
 from rsft.modeling import check_model_path, context_length, load_tokenizer, read_config
 from rsft.rundir import check_output, is_done
@@ -55,6 +57,10 @@ def check_run(run: Run) -> None:
             raise ConfigError(f"key 'task.eval': {cfg.task.eval} has no prompts (set eval.enabled: false to run "
                               "without held-out evaluation)")
         said.append(f"task {cfg.task.name!r} has no held-out prompts: evaluation is skipped (give task.eval)")
+    shared = shared_prompts(task.train, task.eval) if task.eval else 0
+    if shared:
+        said.append(f"{shared} of the {len(task.train)} train prompts are also held-out prompts: their samples are "
+                    "never trained on (selection.decontaminate), but the held-out numbers are not clean")
     columns = {k for p in [*task.train[:1], *task.eval[:1]] for k in p.fields}
     check_scorer(run.scorer, columns, "scorer")
     if cfg.eval.enabled:
@@ -62,6 +68,7 @@ def check_run(run: Run) -> None:
     if cfg.warm_start.enabled:
         check_warm_start(run)
     check_sft_settings(cfg)
+    check_trackers(cfg.report_to)
     tokenizer, model_config = model_parts(run)
     check_prompt_lengths(run, tokenizer, model_config)
     if cfg.train.lora is not None:

@@ -1,7 +1,6 @@
 """The one registry: every extension kind is resolved here, from one name → factory table.
 
-Kinds: ``engine``, ``scorer``, ``task``, ``rule`` (and later monitors and
-launchers). For each kind a name means either a built-in listed in `BUILTINS`,
+Kinds: ``engine``, ``scorer``, ``task``, ``rule``, ``monitor`` (triggers). For each kind a name means either a built-in listed in `BUILTINS`,
 or a user's ``"package.module:function"``. `resolve(kind, spec, ...)` turns a
 config spec into the built object by handing it to the kind's builder (listed
 in `BUILDERS`), which lives beside the kind's implementations and calls
@@ -66,6 +65,12 @@ BUILTINS: dict[str, dict[str, str]] = {
         "drop_uniform": "rsft.selection:DropUniformRule",
         "drop_truncated": "rsft.selection:DropTruncatedRule",
     },
+    "monitor": {
+        "entropy_collapse": "rsft.monitoring.triggers:EntropyCollapse",
+        "stalled_gain": "rsft.monitoring.triggers:StalledGain",
+        "uniform_groups": "rsft.monitoring.triggers:UniformGroups",
+        "reward_hacking": "rsft.monitoring.triggers:RewardHacking",
+    },
 }
 
 # what turns a config spec of each kind into the built object
@@ -74,6 +79,7 @@ BUILDERS: dict[str, str] = {
     "scorer": "rsft.scoring.spec:build_scorer",
     "task": "rsft.tasks.base:build_task",
     "rule": "rsft.selection:build_rule",
+    "monitor": "rsft.monitoring.triggers:build_trigger",
 }
 
 

@@ -10,15 +10,17 @@ stage. The stages themselves are in `rsft.stages`; this file only orders them.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 from rsft.config import RunConfig, build_config, dump_config, load_config, merged
 from rsft.errors import ConfigError
-from rsft.progress import quiet_hf, table_console
+from rsft.progress import notice, quiet_hf, table_console
 from rsft.preflight import check_run
 from rsft.rundir import atomic_write_text, round_dirs, stage_times_file
-from rsft.stages.metrics import round_rows
+from rsft.rundir import round_rows
+from rsft.stages.monitor import monitor_action
 from rsft.stages.run import Run
 from rsft.stages.runner import check_ready, run_base_stage, run_stage
 
@@ -37,10 +39,41 @@ def run(cfg: RunConfig) -> Path:
             run_stage(run, r, "train")
             run_stage(run, r, "eval")
             run_stage(run, r, "metrics")
+            run_stage(run, r, "monitor")
             print_table(run.dir, f"rsft · {run.dir} · after round {r}")
+            write_report_if_asked(run)
+            if ended_by_monitor(run, r):
+                break
     finally:
         run.release_engines()
     return run.dir
+
+
+def ended_by_monitor(run: Run, r: int) -> bool:
+    """A stop or graduate action ends the run after round r (a finished run; say so once more on a resume)."""
+    action = monitor_action(run, r).get("action")
+    if action in ("stop", "graduate"):
+        where = f"; its GRPO hand-off is in {run.dir / 'graduate'} (rsft graduate {run.dir})" if action == "graduate" else ""
+        notice(f"the monitor ended this run after round {r} ({action}){where}")
+        return True
+    return False
+
+
+_NO_REPORT_SAID: set[Path] = set()
+
+
+def write_report_if_asked(run: Run) -> None:
+    """RUN/report.html after every round, when `report` is on and matplotlib is installed (said once if not)."""
+    if not run.cfg.report:
+        return
+    if importlib.util.find_spec("matplotlib") is None:
+        if run.dir not in _NO_REPORT_SAID:
+            notice("report: matplotlib is not installed, so RUN/report.html is not written (pip install 'rsft[report]')")
+            _NO_REPORT_SAID.add(run.dir)
+        return
+    from rsft.monitoring.report import write_report
+
+    write_report(run.dir)
 
 
 def run_from_file(config_path: str | Path | None, overrides: list[str] = ()) -> Path:

@@ -230,3 +230,15 @@ def resumable_map(items: list[Any], out: Path, fn: Callable[[list[Any]], list[di
             batch = items[start : start + batch_size]
             append_jsonl(out, fn(batch))
             bar.update(task, advance=len(batch))
+
+
+def round_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The base model's eval and every finished round's metrics, for tables and `rsft metrics`."""
+    rows = []
+    base_eval = Path(run_dir) / "base-eval.json"
+    if base_eval.exists():
+        rows.append({"round": "base", "eval": read_json(base_eval)})
+    for rd in round_dirs(Path(run_dir)):
+        if rd.metrics_file.exists():
+            rows.append(read_json(rd.metrics_file))
+    return rows

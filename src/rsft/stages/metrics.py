@@ -1,5 +1,5 @@
-"""The metrics stage: the round's records and stage files combined into ``metrics.json``; and the rows
-that tables and `rsft metrics` show.
+"""The metrics stage: the round's records and stage files combined into ``metrics.json`` (which
+`rsft.rundir.round_rows` collects for tables and `rsft metrics`).
 
 It reads what the earlier stages wrote (scored.jsonl, selection.json,
 train.json, eval.json, stage_times.json) and selects nothing again.
@@ -7,11 +7,10 @@ train.json, eval.json, stage_times.json) and selects nothing again.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rsft.metrics import round_metrics
-from rsft.rundir import atomic_write_json, read_groups, read_json, round_dirs
+from rsft.rundir import atomic_write_json, read_groups, read_json
 from rsft.stages.run import Run
 
 
@@ -26,6 +25,9 @@ def metrics_stage(run: Run, r: int) -> None:
         "kept": sel["kept"] if "kept" in sel else sum(len(g.samples) for g in read_groups(rd.kept)),  # older runs
         "survivors": sel["survivors"],
         "train_rows": sel["rows"] + sel["replayed"],
+        "decontaminated": sel.get("decontaminated", 0),
+        "selection_score": sel.get("selection_score"),
+        "judge_precision_kept": sel.get("judge_precision_kept"),
         "replayed": sel["replayed"],
         "train_loss": train["loss"],
         "train_steps": train["steps"],
@@ -35,15 +37,3 @@ def metrics_stage(run: Run, r: int) -> None:
         "eval": read_json(rd.eval_file) if rd.eval_file.exists() else {},
     })
     atomic_write_json(rd.metrics_file, m)
-
-
-def round_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The base model's eval and every finished round's metrics, for tables and `rsft metrics`."""
-    rows = []
-    base_eval = Path(run_dir) / "base-eval.json"
-    if base_eval.exists():
-        rows.append({"round": "base", "eval": read_json(base_eval)})
-    for rd in round_dirs(Path(run_dir)):
-        if rd.metrics_file.exists():
-            rows.append(read_json(rd.metrics_file))
-    return rows

@@ -20,7 +20,7 @@ from typing import Any
 from rsft.config import RunConfig, load_config
 from rsft.errors import RsftError
 from rsft.registry import parameters, resolve
-from rsft.rundir import RoundDir
+from rsft.rundir import RoundDir, read_json
 from rsft.sampling.base import Engine, SamplingParams
 from rsft.sampling.engines import engine_factory, exact_options
 from rsft.tasks.base import Task
@@ -70,8 +70,15 @@ class Run:
         return self.cfg.model.path
 
     def policy(self, r: int) -> str:
-        """The model that samples in round r: the previous round's, or the base for round 0."""
-        return str(self.round(r - 1).model) if r > 0 else self.base_model
+        """The model that samples in round r: the previous round's, the base for round 0, or the round the
+        previous round's monitor reverted to (``monitor.json``: revert_to)."""
+        if r == 0:
+            return self.base_model
+        monitor = self.round(r - 1).path / "monitor.json"
+        back = read_json(monitor).get("revert_to") if monitor.exists() else None
+        if back is not None:
+            return str(self.round(back).model) if back >= 0 else self.base_model
+        return str(self.round(r - 1).model)
 
     def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None,
                key: str = "sampling.engine") -> Engine:

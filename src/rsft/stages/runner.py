@@ -20,6 +20,7 @@ from rsft.rundir import RoundDir, is_done, mark_done, record_time
 from rsft.stages.base_model import base_stage
 from rsft.stages.evaluate import eval_base_stage, eval_stage
 from rsft.stages.metrics import metrics_stage
+from rsft.stages.monitor import monitor_stage
 from rsft.stages.run import Run
 from rsft.stages.sample import sample_stage
 from rsft.stages.score import score_stage
@@ -28,7 +29,7 @@ from rsft.stages.train import train_stage
 
 ROUND_STAGES: dict[str, Callable[[Run, int], None]] = {
     "sample": sample_stage, "score": score_stage, "select": select_stage, "train": train_stage,
-    "eval": eval_stage, "metrics": metrics_stage,
+    "eval": eval_stage, "metrics": metrics_stage, "monitor": monitor_stage,
 }
 ROUND_STAGE_NAMES = tuple(ROUND_STAGES)
 

@@ -6,6 +6,9 @@ on every sample stops: its errors are moved to ``scored.failed.jsonl``, so a
 fixed scorer scores afresh on the next run. When the samples themselves were
 drawn by those scores (adaptive allocation), the stage asks the runner to redo
 the sample stage too (`RedoFrom`), rather than deleting another stage's files.
+
+With `monitor.judge_samples` (or a reward_hacking trigger and a separate `eval.scorer`), every sample is
+scored by the judge too, kept as ``parts["judge"]``: the reward-hacking metrics compare the two.
 """
 
 from __future__ import annotations
@@ -13,10 +16,20 @@ from __future__ import annotations
 from typing import Any
 
 from rsft.errors import RedoFrom
-from rsft.records import Group
+from rsft.records import Group, Score
 from rsft.rundir import read_groups, resumable_map
 from rsft.scoring.base import score_groups
 from rsft.stages.run import Run
+
+
+def with_judge(groups: list[Group], judged: list[Group]) -> list[Group]:
+    """Each score gains the judge's verdict on the same sample as ``parts["judge"]`` (absent on a judge error)."""
+    out = []
+    for g, j in zip(groups, judged, strict=True):
+        scores = [Score(c.value, {**c.parts, **({"judge": float(v.value)} if v.ok else {})}, c.error, c.answer)
+                  for c, v in zip(g.scores, j.scores, strict=True)]
+        out.append(g.with_scores(scores))
+    return out
 
 
 def score_stage(run: Run, r: int) -> None:
@@ -27,7 +40,11 @@ def score_stage(run: Run, r: int) -> None:
         todo = [g for g in batch if not g.scores and g.samples]
         scored = score_groups(run.scorer, todo, run.cfg.scoring.timeout) if todo else []
         done = {id(old): new for old, new in zip(todo, scored, strict=True)}
-        return [done.get(id(g), g).to_json() for g in batch]
+        out = [done.get(id(g), g) for g in batch]
+        if run.cfg.judge_samples:
+            out = with_judge(out, score_groups(run.eval_scorer, [Group(g.prompt, g.samples) for g in out],
+                                               run.cfg.scoring.timeout))
+        return [g.to_json() for g in out]
 
     resumable_map(groups, rd.scored, score, max(1, run.cfg.sampling.batch_size), f"round {r} score",
                   lambda g: g.prompt.id)

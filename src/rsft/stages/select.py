@@ -5,8 +5,10 @@ It writes, all whole and atomically:
 - ``selected.jsonl``: the SFT set, TRL prompt/completion rows plus provenance
   (prompt id, reward, and ``round`` on rows replayed from earlier rounds);
 - ``pairs.jsonl``: each group's best-vs-worst preference pair, TRL DPO format;
-- ``selection.json``: survivors after each rule and the row counts, which the
-  metrics stage reads instead of selecting again.
+- ``selection.json``: survivors after each rule, the row counts, what decontamination
+  dropped (`rsft.decontamination`), the mean selection score of what was kept and, when
+  round samples are judged too, the judge's precision on them; the metrics stage reads
+  it instead of selecting again.
 
 The row formats (`sft_rows`, `replay_rows`, `group_pairs`) live here because
 they are this stage's outputs; `rsft export pairs` reuses `group_pairs`.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.data.formats import completion_text, scorer_completion, scorer_prompt, sft_row
+from rsft.decontamination import Contamination
 from rsft.errors import RsftError
 from rsft.progress import notice
 from rsft.records import Group, Sample, Score
@@ -32,7 +35,8 @@ def select_stage(run: Run, r: int) -> None:
     rd = run.round(r)
     scored = read_groups(rd.scored)
     selection = select(scored, run.cfg.selection.rules)
-    kept = [g for g in selection.groups if g.samples]
+    contamination = Contamination(run.task.eval, run.cfg.selection.decontaminate)
+    kept, dropped = contamination.groups([g for g in selection.groups if g.samples])
     if not kept:
         chain = ", ".join(f"{name}: {n}" for name, n in selection.survivors)
         raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
@@ -43,12 +47,18 @@ def select_stage(run: Run, r: int) -> None:
                       "EOS appended; add {rule: drop_truncated} to the selection rules to drop them")
     rows = sft_rows(kept)
     replayed = replay_rows([run.round(q).kept for q in range(r)], rows) if run.cfg.train.replay == "all_rounds" else []
+    replayed, replay_dropped = contamination.rows(replayed)
     atomic_write_jsonl(rd.kept, [g.to_json() for g in kept])
     atomic_write_jsonl(rd.pairs, [row for g in scored for row in group_pairs(g)])
     atomic_write_jsonl(rd.selected, rows + replayed)
+    kept_scores = [c for g in kept for c in g.scores]
+    judged = [c.parts["judge"] for c in kept_scores if "judge" in c.parts]
     atomic_write_json(rd.path / "selection.json", {
-        "survivors": dict(selection.survivors), "kept": sum(len(g.samples) for g in kept), "rows": len(rows),
-        "replayed": len(replayed),
+        "survivors": dict(selection.survivors), "kept": len(kept_scores), "rows": len(rows),
+        "replayed": len(replayed), "decontaminated": dropped + replay_dropped,
+        "selection_score": sum(c.value for c in kept_scores) / len(kept_scores),
+        "judge_precision_kept": (sum(v >= run.cfg.eval.pass_threshold for v in judged) / len(judged)
+                                 if judged else None),
     })
 
 

@@ -11,13 +11,16 @@ from rsft.stages.run import Run
 
 
 def train_stage(run: Run, r: int) -> None:
+    from rsft.monitoring.trackers import train_env
     from rsft.training.sft import train_sft
 
     rd = run.round(r)
     rows = list(read_jsonl(rd.selected))
     init = run.base_model if (run.cfg.train.init == "base" or r == 0) else run.policy(r)
-    result = train_sft(rows, init, rd.model, run.cfg.train, seed=run.cfg.seed + r,
-                       dtype=run.cfg.model.dtype, label=f"round {r} train")
+    label = f"round-{r:03d}-train"
+    result = train_sft(rows, init, rd.model, run.cfg.train, seed=run.cfg.seed + r, dtype=run.cfg.model.dtype,
+                       label=f"round {r} train", report_to=run.cfg.report_to,
+                       tracker_env=train_env(run.cfg.report_to, run.dir, label))
     atomic_write_json(rd.path / "train.json", {
         "init": init, "steps": result.steps, "loss": result.loss, "rows": result.rows,
         "seconds": round(result.seconds, 3),

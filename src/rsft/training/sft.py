@@ -13,10 +13,13 @@ directory and renamed into place, so a half-written model never exists.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ class TrainResult:
     seconds: float
 
 
-def sft_config(cfg: TrainConfig, out_dir: Path, seed: int) -> Any:
+def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = ()) -> Any:
     from trl import SFTConfig
 
     kwargs: dict[str, Any] = dict(
@@ -57,7 +60,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int) -> Any:
         save_total_limit=1,
         save_only_model=False,
         logging_steps=max(1, min(50, cfg.save_steps)),
-        report_to="none",
+        report_to=list(report_to) or "none",
         dataloader_num_workers=0,
         disable_tqdm=True,
         seed=seed,
@@ -70,6 +73,21 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int) -> Any:
     kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = False
     kwargs.update(cfg.extra)
     return SFTConfig(**kwargs)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, and put back what was there."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _cpu_only() -> bool:
@@ -90,7 +108,8 @@ def peft_config(cfg: TrainConfig) -> Any:
 
 
 def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainConfig, seed: int = 0,
-                     dtype: str = "float32", label: str = "train", callbacks: list[Any] = ()) -> Any:
+                     dtype: str = "float32", label: str = "train", callbacks: list[Any] = (),
+                     report_to: list[str] = ()) -> Any:
     """A TRL SFTTrainer over prompt/completion `rows`, checkpointing into `work`."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
@@ -101,7 +120,7 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     tokenizer = load_tokenizer(init_path)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     trainer = SFTTrainer(
-        model=model, args=sft_config(cfg, work, seed), train_dataset=dataset,
+        model=model, args=sft_config(cfg, work, seed, report_to), train_dataset=dataset,
         processing_class=tokenizer, peft_config=peft_config(cfg),
         callbacks=[rich_train_callback(label), *callbacks],
     )
@@ -118,6 +137,8 @@ def train_sft(
     dtype: str = "float32",
     label: str = "train",
     callbacks: list[Any] = (),
+    report_to: list[str] = (),
+    tracker_env: dict[str, str] | None = None,
 ) -> TrainResult:
     """Fine-tune the model at `init_path` on `rows` and write it to `out_dir`.
 
@@ -126,9 +147,10 @@ def train_sft(
     """
     t0 = time.perf_counter()
     work = work_dir(out_dir)
-    trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, callbacks)
-    has_checkpoint = any(work.glob("checkpoint-*"))
-    out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    with environment(tracker_env or {}):  # where TRL's own trackers write the loss curve
+        trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, callbacks, report_to)
+        has_checkpoint = any(work.glob("checkpoint-*"))
+        out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     final = work / "final"
     trained = trainer.model
     if cfg.lora is not None:

@@ -1,0 +1,62 @@
+"""`rsft graduate RUN`: the GRPO hand-off that a monitor trigger prepared (`rsft.monitoring.graduate`).
+
+It runs TRL's own `GRPOTrainer` from the graduation's model on its prompts (those whose samples still got
+different rewards), with the run's scorer as `reward_funcs` (rsft scorers have TRL's reward signature),
+and saves the model to ``RUN/graduate/model`` and the training log to ``grpo.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from rsft.errors import RsftError
+from rsft.rundir import atomic_write_json, read_json, read_jsonl, replace_dir
+
+
+def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
+    """Run TRL's GRPOTrainer as ``RUN/graduate/`` describes; returns the saved model's directory."""
+    import torch
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rsft.modeling import load_model, load_tokenizer
+    from rsft.progress import quiet_hf, rich_train_callback
+    from rsft.stages.run import Run
+
+    quiet_hf()
+    run = Run.open(run_dir)
+    out = run.dir / "graduate"
+    if not (out / "graduation.json").is_file():
+        raise RsftError(f"{out}: no graduation here (a monitor trigger with action: graduate writes it)")
+    info = read_json(out / "graduation.json")
+    rows = list(read_jsonl(out / "prompts.jsonl"))
+    if not rows:
+        raise RsftError(f"{out / 'prompts.jsonl'}: no prompt with mixed rewards is left for GRPO")
+    settings = read_json(out / "grpo_config.json")
+    if max_steps is not None:
+        settings["max_steps"] = max_steps
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    flag = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    settings.setdefault(flag, False)
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise RsftError(f"{out / 'grpo_config.json'}: {unknown[0]!r} is not a GRPOConfig setting")
+    work = out / "grpo-work"
+    args = GRPOConfig(output_dir=str(work), use_cpu=not torch.cuda.is_available(), disable_tqdm=True, **settings)
+    trainer = GRPOTrainer(model=load_model(info["model"]), reward_funcs=[run.scorer], args=args,
+                          train_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "prompt_id"}
+                                                           for r in rows]),
+                          processing_class=load_tokenizer(info["model"]),
+                          callbacks=[rich_train_callback("graduate (GRPO)")])
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    final = work / "final"
+    trainer.model.save_pretrained(final)
+    trainer.processing_class.save_pretrained(final)
+    replace_dir(final, out / "model")
+    atomic_write_json(out / "grpo.json", {"steps": int(trainer.state.global_step), "log": trainer.state.log_history})
+    shutil.rmtree(work, ignore_errors=True)
+    return out / "model"

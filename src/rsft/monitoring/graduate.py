@@ -1,0 +1,56 @@
+"""Graduation: when positives-only training has done what it can, hand the prompts that still discriminate to GRPO.
+
+`write_graduation` (the monitor stage's `graduate` action) writes ``RUN/graduate/``:
+- ``prompts.jsonl``: the train prompts whose samples in the round got different rewards, with their
+  dataset columns (prompts whose samples all scored the same give GRPO zero advantage: dropped);
+- ``grpo_config.json``: TRL `GRPOConfig` settings (rsft's CPU-friendly defaults, then `monitor.grpo`);
+- ``graduation.json``: the round, the model to start from (the best round by held-out greedy pass@1),
+  the trigger, and how many prompts were kept and dropped.
+
+`rsft graduate RUN` (`rsft.commands.graduate`) runs TRL's own `GRPOTrainer` from that model on those
+prompts, with the run's scorer as `reward_funcs`. rsft adds no RL of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rsft.data.formats import scorer_prompt
+from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_groups
+
+
+def best_round(history: list[dict[str, Any]]) -> int:
+    """The round with the best held-out greedy pass@1 (the later on a tie); -1 for the base."""
+    best, index = -1.0, -1
+    for row in history:
+        p = (row.get("eval") or {}).get("greedy_pass@1")
+        if p is not None and p >= best:
+            best, index = p, (-1 if row.get("round") == "base" else int(row["round"]))
+    return index
+
+
+def grpo_defaults(run: Any) -> dict[str, Any]:
+    """Settings that run on a CPU and follow the run's own sampling; `monitor.grpo` overrides them."""
+    s, t = run.cfg.sampling, run.cfg.train
+    generations = max(2, min(s.n, 8))
+    return {"num_generations": generations, "per_device_train_batch_size": generations,
+            "max_completion_length": s.max_new_tokens, "temperature": s.temperature or 1.0,
+            "learning_rate": t.learning_rate, "max_steps": 100, "logging_steps": 1, "save_strategy": "no",
+            "report_to": "none", "bf16": False, "fp16": False, "dataloader_num_workers": 0, "seed": run.cfg.seed}
+
+
+def write_graduation(run: Any, r: int, trigger: str, history: list[dict[str, Any]]) -> Path:
+    out = run.dir / "graduate"
+    groups = read_groups(run.round(r).scored)
+    mixed = [g for g in groups if len({c.value for c in g.scores if c.ok}) > 1]
+    rows = [{"prompt": scorer_prompt(g.prompt), **g.prompt.fields, "prompt_id": g.prompt.id} for g in mixed]
+    best = best_round(history)
+    model = str(run.round(best).model) if best >= 0 else run.base_model
+    atomic_write_jsonl(out / "prompts.jsonl", rows)
+    atomic_write_json(out / "grpo_config.json", {**grpo_defaults(run), **run.cfg.monitor.grpo})
+    atomic_write_json(out / "graduation.json", {
+        "round": r, "trigger": trigger, "model": model, "best_round": best, "prompts": len(rows),
+        "dropped_uniform": len(groups) - len(rows), "command": f"rsft graduate {run.dir}",
+    })
+    return out

@@ -1,0 +1,159 @@
+"""Triggers: named conditions on the rounds so far, each with an action (warn, stop, graduate, revert).
+
+A trigger is a small pydantic model, as a selection rule is: its fields are its settings, and calling
+it on the run's history (the rows of `rsft.stages.metrics.round_rows`: the base's eval, then each
+finished round's metrics) returns why it fires, or None. Adding one is a class here plus a line in
+`rsft.registry.BUILTINS["monitor"]`; a user's is ``{trigger: "module:function", option: value}``,
+called as ``function(history, **options) -> str | None``.
+
+The failure modes they watch are the method's known ones (see "Minimalist RL", arXiv 2504.11343):
+training on positives only narrows the policy (entropy collapse) until groups stop carrying a signal
+(every sample of a prompt gets the same reward) and held-out accuracy stalls; a reward model can be
+gamed (its score rises while a verifier's verdict does not). They read metrics; they change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from rsft.errors import ConfigError
+from rsft.registry import check_options, lookup
+
+Action = Literal["warn", "stop", "graduate", "revert"]
+
+
+def _rounds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [row for row in history if row.get("round") != "base"]
+
+
+def _pass1(row: dict[str, Any]) -> float | None:
+    return (row.get("eval") or {}).get("greedy_pass@1")
+
+
+class Trigger(BaseModel):
+    """Settings of one trigger; `action` None means the monitor's default action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    action: Action | None = Field(None, description="What firing does; default: monitor.action.")
+
+
+class EntropyCollapse(Trigger):
+    trigger: Literal["entropy_collapse"] = "entropy_collapse"
+    min: float | None = Field(0.05, description="Fire when the round's sample entropy is below this (nats/token).")
+    drop: float | None = Field(0.9, description="Fire when entropy has fallen by this fraction of round 0's.",
+                               ge=0, le=1)
+
+    def __call__(self, history: list[dict[str, Any]]) -> str | None:
+        rounds = [r for r in _rounds(history) if r.get("entropy_mean") is not None]
+        if not rounds:
+            return None
+        now, first = rounds[-1]["entropy_mean"], rounds[0]["entropy_mean"]
+        if self.min is not None and now < self.min:
+            return f"sample entropy {now:.3f} is below {self.min}"
+        if self.drop is not None and len(rounds) > 1 and first > 0 and now <= (1 - self.drop) * first:
+            return f"sample entropy fell {1 - now / first:.0%} from round 0 ({first:.3f} -> {now:.3f})"
+        return None
+
+
+class StalledGain(Trigger):
+    trigger: Literal["stalled_gain"] = "stalled_gain"
+    rounds: int = Field(2, description="Fire after this many rounds in a row without gain.", gt=0)
+    min_gain: float = Field(0.005, description="Held-out greedy pass@1 gain that counts as progress.")
+
+    def __call__(self, history: list[dict[str, Any]]) -> str | None:
+        curve = [p for p in (_pass1(row) for row in history) if p is not None]
+        if len(curve) < self.rounds + 1:
+            return None
+        gains = [b - a for a, b in zip(curve[-self.rounds - 1:-1], curve[-self.rounds:])]
+        if all(g < self.min_gain for g in gains):
+            return (f"held-out greedy pass@1 gained less than {self.min_gain} in each of the last {self.rounds} "
+                    f"rounds ({', '.join(f'{g:+.3f}' for g in gains)})")
+        return None
+
+
+class UniformGroups(Trigger):
+    trigger: Literal["uniform_groups"] = "uniform_groups"
+    max_share: float = Field(0.9, description="Fire when more than this share of prompts got one reward for all "
+                                              "their samples (no signal left to select on).", ge=0, le=1)
+
+    def __call__(self, history: list[dict[str, Any]]) -> str | None:
+        rounds = _rounds(history)
+        share = rounds[-1].get("uniform_share") if rounds else None
+        if share is not None and share > self.max_share:
+            return f"{share:.0%} of prompts got the same reward for every sample"
+        return None
+
+
+class RewardHacking(Trigger):
+    """The selection score and an independent judge part ways: rounds scored by one scorer (a reward model)
+    and judged by another (`eval.scorer`, a verifier) on the same samples and the held-out prompts."""
+
+    trigger: Literal["reward_hacking"] = "reward_hacking"
+    min_rise: float = Field(0.0, description="A rise of the selection score larger than this counts.")
+    judge_tolerance: float = Field(0.01, description="Judge pass@1 must rise by more than this to keep up.")
+    precision_drop: float = Field(0.02, description="Fire when the judge's precision on what selection kept "
+                                                    "falls by more than this from the round before.")
+    min_precision: float | None = Field(None, description="Fire when that precision is below this.")
+
+    def __call__(self, history: list[dict[str, Any]]) -> str | None:
+        rounds = _rounds(history)
+        if not rounds:
+            return None
+        now = rounds[-1]
+        precision = now.get("judge_precision_kept")
+        if self.min_precision is not None and precision is not None and precision < self.min_precision:
+            return f"the judge accepts only {precision:.0%} of what selection kept"
+        if len(rounds) < 2:
+            return None
+        before = rounds[-2]
+        score_now, score_before = now.get("selection_score"), before.get("selection_score")
+        judge_now, judge_before = _pass1(now), _pass1(before)
+        if None not in (score_now, score_before, judge_now, judge_before) \
+                and score_now - score_before > self.min_rise and judge_now - judge_before <= self.judge_tolerance:
+            return (f"the selection score rose {score_before:.3f} -> {score_now:.3f} while the judge's held-out "
+                    f"pass@1 went {judge_before:.1%} -> {judge_now:.1%}")
+        before_precision = before.get("judge_precision_kept")
+        if precision is not None and before_precision is not None and before_precision - precision > self.precision_drop:
+            return f"the judge's precision on kept samples fell {before_precision:.1%} -> {precision:.1%}"
+        return None
+
+
+class FunctionTrigger(Trigger):
+    """A user's trigger, ``function(history, **options) -> str | None``, named as 'module:function'."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    trigger: str
+    _fn: Any = PrivateAttr(default=None)
+
+    def __call__(self, history: list[dict[str, Any]]) -> str | None:
+        if self._fn is None:
+            self._fn = lookup("monitor", self.trigger, "monitor.triggers")
+        options = {k: v for k, v in (self.model_extra or {}).items()}
+        return self._fn(history, **options)
+
+
+def build_trigger(spec: Any, key: str = "monitor.triggers") -> Trigger:
+    """The trigger a config item names: {trigger: NAME, action?, option: value, ...}."""
+    if isinstance(spec, Trigger):
+        return spec
+    if not isinstance(spec, dict) or "trigger" not in spec:
+        raise ConfigError(f"key '{key}': each trigger needs a 'trigger' key, a built-in name or 'module:function'")
+    target = lookup("monitor", spec["trigger"], f"{key}.trigger")
+    if isinstance(target, type) and issubclass(target, Trigger):
+        try:
+            return target.model_validate(spec)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                raise ConfigError(f"key '{key}.{where}': not an option of trigger {spec['trigger']!r}") from None
+            raise ConfigError(f"key '{key}.{where}': {err['msg'].lower()}, got {err.get('input')!r}") from None
+    if not callable(target):
+        raise ConfigError(f"key '{key}.trigger': {spec['trigger']!r} is not callable")
+    options = {k: v for k, v in spec.items() if k not in ("trigger", "action")}
+    check_options(target, options, key, skip=1, what=f"trigger {spec['trigger']!r}")
+    trigger = FunctionTrigger(trigger=spec["trigger"], action=spec.get("action"), **options)
+    trigger._fn = target
+    return trigger
