@@ -9,9 +9,17 @@ The seed's full pipeline, on the addition demo, in one command:
      sample (best-of-N) if its reward clears the RM's decision threshold;
   6. per round, print held-out *verifier* pass@1 beside the mean RM score, and
      the share of RM-kept samples the verifier calls correct (the reward-hacking
-     signal: it falls when the RM and the truth diverge).
+     signal: it falls when the RM and the truth diverge), and whether rsft's
+     reward-hacking guard (a `reward_hacking` monitor trigger, with the verifier as
+     `eval.scorer` judging every round sample too) fired.
 
-    python bench/rm_rft.py [--rounds 5] [--out runs/bench-rm]
+`--threshold midpoint` keeps a best-of-N sample when its reward clears the midpoint of
+the RM's mean rewards on held-out correct and incorrect answers (the first version);
+`--threshold precision:P` instead picks the lowest threshold at which at least a share
+P of the held-out *samples* above it are correct, as the verifier labels them: fewer
+samples, but mostly right ones, which is what SFT on positives needs.
+
+    python bench/rm_rft.py [--rounds 5] [--out runs/bench-rm] [--threshold midpoint|precision:0.8]
 """
 
 from __future__ import annotations
@@ -46,6 +54,31 @@ def verifier_share(kept_path: Path) -> float:
     return correct / total if total else 0.0
 
 
+def precision_threshold(rm, collect: Path, held_prompts: set[str], precision: float) -> float:
+    """The lowest RM reward at which at least `precision` of the held-out samples at or above it are correct
+    (verifier labels from the collection round; held-out = the prompts of the RM's held-out pairs)."""
+    scored = []
+    for d in read_jsonl(collect / "round-000" / "scored.jsonl"):
+        g = Group.from_json(d)
+        if json.dumps(g.prompt.text) not in held_prompts:
+            continue
+        values = rm(prompts=[g.prompt.text] * len(g.samples), completions=[s.text for s in g.samples])
+        scored += [(v.value, c.value == 1.0) for v, c in zip(values, g.scores)]
+    scored.sort(reverse=True)
+    best, right = None, 0
+    for i, (value, correct) in enumerate(scored, 1):
+        right += correct
+        if right / i >= precision:
+            best = value
+    if best is None:
+        raise SystemExit(f"no RM threshold reaches precision {precision} on the held-out samples")
+    kept = sum(v >= best for v, _ in scored)
+    print(f"RM threshold for precision >= {precision:.0%} on {len(scored)} held-out samples: {best:.3f} "
+          f"(keeps {kept}, {sum(c for v, c in scored if v >= best) / kept:.1%} correct; base rate "
+          f"{sum(c for _, c in scored) / len(scored):.1%})")
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -53,9 +86,10 @@ def main() -> None:
     ap.add_argument("--collect-prompts", type=int, default=8000, help="prompts sampled for RM pairs")
     ap.add_argument("--rm-epochs", type=float, default=8.0)
     ap.add_argument("--rm-lr", type=float, default=1e-4)
+    ap.add_argument("--threshold", default="midpoint", help="midpoint, or precision:P (e.g. precision:0.8)")
+    ap.add_argument("--run-name", default="rft", help="name of the RFT run (to keep several side by side)")
     args = ap.parse_args()
-    for stale in ("rm", "rft"):  # base and collect resume (they are deterministic); these are redone
-        shutil.rmtree(args.out / stale, ignore_errors=True)
+    shutil.rmtree(args.out / args.run_name, ignore_errors=True)  # base, collect and rm resume; the RFT run is redone
 
     # 1. the demo's warm-start model
     pin = {"sampling.engine": "transformers"}  # the engine these runs were first recorded with
@@ -73,9 +107,12 @@ def main() -> None:
     pairs, count = export_pairs(collect, 0, all_pairs=True, threshold=1.0, cap=8)
     print(f"pairs: {count} from {pairs}")
 
-    # 4. the reward model, initialised from the policy
-    report = train_reward_model(pairs, args.out / "rm", RewardModelTraining(
-        init=str(base), learning_rate=args.rm_lr, epochs=args.rm_epochs, batch_size=64, max_length=32, eval_fraction=0.1))
+    # 4. the reward model, initialised from the policy (trained once; a later run of the bench reuses it)
+    if not (args.out / "rm" / "report.json").exists():
+        train_reward_model(pairs, args.out / "rm", RewardModelTraining(
+            init=str(base), learning_rate=args.rm_lr, epochs=args.rm_epochs, batch_size=64, max_length=32,
+            eval_fraction=0.1))
+    report = json.loads((args.out / "rm" / "report.json").read_text())
     ev = report["eval"]
     print(f"reward model: {report['train_pairs']} train / {report['eval_pairs']} held-out pairs, "
           f"held-out accuracy {report['eval_before']['accuracy']:.3f} -> {ev['accuracy']:.3f}, ECE {ev['ece']:.3f}")
@@ -88,27 +125,36 @@ def main() -> None:
     _, held = split_pairs(load_pairs(pairs), 0.1, 0)
     chosen = rm(prompts=[p.prompt for p in held], completions=[p.chosen for p in held])
     rejected = rm(prompts=[p.prompt for p in held], completions=[p.rejected for p in held])
-    threshold = (statistics.fmean(s.value for s in chosen) + statistics.fmean(s.value for s in rejected)) / 2
-    print(f"RM threshold (midpoint of held-out correct/incorrect means): {threshold:.3f}")
+    if args.threshold == "midpoint":
+        threshold = (statistics.fmean(s.value for s in chosen) + statistics.fmean(s.value for s in rejected)) / 2
+        print(f"RM threshold (midpoint of held-out correct/incorrect means): {threshold:.3f}")
+    else:
+        threshold = precision_threshold(rm, collect, {json.dumps(p.prompt) for p in held},
+                                        float(args.threshold.split(":")[1]))
 
     # 5. RFT scored by the RM alone; held-out metrics judged by the verifier
-    rft_cfg = demo_variant(args.out, "rft", {
+    rft_cfg = demo_variant(args.out, args.run_name, {
         **pin, "rounds": args.rounds,
         "scorer": {"name": "reward_model", "kwargs": {"path": str(args.out / "rm"), "batch_size": 256, "max_length": 32}},
         "eval.scorer": "addition", "model.path": str(base), "warm_start.enabled": False,
         "selection.rules": [{"rule": "top_k", "k": 1}, {"rule": "passes", "min": threshold}],
+        "monitor": {"triggers": [{"trigger": "reward_hacking"}], "judge_samples": True},
     })
     rft = run(rft_cfg)
 
     # 6. verifier pass@1 beside the RM score, and how much of what the RM kept is really correct
     base_eval = json.loads((args.out / "base" / "base-eval.json").read_text())
-    print("\nround | verifier greedy pass@1 | verifier pass@8 | mean RM score (samples) | RM-kept | verifier-correct share of RM-kept")
-    print(f" base | {base_eval['greedy_pass@1']:.1%} | {base_eval['pass@8']:.1%} | - | - | -")
+    print("\nround | verifier greedy pass@1 | verifier pass@8 | mean RM score (samples) | RM-kept | "
+          "verifier-correct share of RM-kept | RM-verifier rank correlation | guard")
+    print(f" base | {base_eval['greedy_pass@1']:.1%} | {base_eval['pass@8']:.1%} | - | - | - | - | -")
     for r in range(args.rounds):
         m = json.loads((rft / f"round-{r:03d}" / "metrics.json").read_text())
         share = verifier_share(rft / f"round-{r:03d}" / "kept.jsonl")
+        monitor = json.loads((rft / f"round-{r:03d}" / "monitor.json").read_text())
+        fired = "; ".join(f"{f['trigger']}: {f['reason']}" for f in monitor["fired"]) or "-"
+        corr = m.get("judge_rank_correlation")
         print(f"{r:5d} | {m['eval']['greedy_pass@1']:.1%} | {m['eval']['pass@8']:.1%} | {m['reward_mean']:.3f} | "
-              f"{m['kept']} | {share:.1%}")
+              f"{m['kept']} | {share:.1%} | {'-' if corr is None else f'{corr:.2f}'} | {fired}")
 
 
 if __name__ == "__main__":
