@@ -126,3 +126,17 @@ def test_options_are_checked(model_dir):
         check_engine_options("openai", {"base_ur": "http://x/v1"})
     with pytest.raises(ConfigError, match="exactly one of base_url"):
         OpenAIEngine.from_path(str(model_dir))
+
+
+def test_a_server_that_answers_500_then_vanishes_stops_the_stage_rather_than_writing_errors(model_dir):
+    """A server shutting down may fail requests with a 500 before it stops listening: the batch must
+    not become error samples (they would be written and never redone on resume)."""
+    import threading
+
+    tok = load_tokenizer(str(model_dir))
+    server = FakeServer(tok, root=str(model_dir))
+    server.b["fail"] = lambda body: threading.Thread(target=server.__exit__).start() or 500
+    with server:
+        eng = engine(server, model_dir, retries=2)
+        with pytest.raises(RsftError, match="cannot be reached"):
+            eng.generate(PROMPTS[:1], 2, PARAMS)

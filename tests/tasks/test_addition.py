@@ -52,3 +52,14 @@ def test_the_width_comes_from_the_last_operands_or_the_sum_itself():
         assert [s.value for s in addition_scorer([prompt] * 3, ["9750", "975", "97500"], [579] * 3)] == [1.0, 0, 0]
     bare = addition_scorer([""] * 4, ["975", "9750", "97500", "975000"], [579] * 4)
     assert [s.value for s in bare] == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_task_params_seed_draws_another_task_and_the_run_seed_is_the_default():
+    from rsft.config import TaskConfig
+    from rsft.tasks.base import build_task
+
+    cfg = {"name": "addition", "params": {"digits": 2, "n_train": 5, "n_eval": 0, "n_gold": 0}}
+    run_seeded = build_task(TaskConfig(**cfg), seed=3)
+    own = build_task(TaskConfig(**{**cfg, "params": {**cfg["params"], "seed": 1}}), seed=3)
+    assert [p.text for p in run_seeded.train] == [p.text for p in make_task(2, 5, 0, 0, seed=3).train]
+    assert [p.text for p in own.train] == [p.text for p in make_task(2, 5, 0, 0, seed=1).train]

@@ -61,6 +61,7 @@ namespaces, no uid switch) were checked by hand as an unprivileged user.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -119,6 +120,7 @@ class RunResult:
     mode: str
     uid: int | None = None  # the run's unprivileged uid (None when the host is not root)
     workdir: str | None = None  # the host work directory, removed before returning (None in bwrap)
+    output: str = ""  # the end of what the program printed (stdout and stderr), up to `keep_output` bytes
 
 
 # The child side lives in sandbox_harness.py; it is passed to the interpreter as source text.
@@ -135,8 +137,9 @@ class Sandbox:
         self.python = python or sys.executable
         self.mode = resolve_mode(mode, self.python)
 
-    def run(self, code: str, steps: Sequence[Step]) -> RunResult:
-        return _run(self.mode, self.python, self.limits, code, list(steps))
+    def run(self, code: str, steps: Sequence[Step] = (), keep_output: int = 600) -> RunResult:
+        """Run `code` then `steps`; `keep_output` bytes of its output are kept (a tool's observation)."""
+        return _run(self.mode, self.python, self.limits, code, list(steps), keep_output)
 
 
 _probe_lock = threading.Lock()
@@ -323,7 +326,7 @@ def _collect(proc: subprocess.Popen, fd: int, key: bytes, deadline: float, max_l
         del lines[max_lines:]
 
 
-def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -> RunResult:
+def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step], keep_output: int = 600) -> RunResult:
     start = time.monotonic()
     as_root = os.geteuid() == 0
     uid = _allocate_uid() if as_root else None
@@ -371,10 +374,12 @@ def _run(mode: str, python: str, limits: Limits, code: str, steps: list[Step]) -
                 shutil.rmtree(workdir, ignore_errors=True)
                 if os.path.exists(workdir):  # e.g. nesting deeper than rmtree's recursion
                     subprocess.run(["rm", "-rf", "--", workdir], check=False)
-        output.seek(max(0, output.seek(0, 2) - 600))
-        tail = output.read().decode("utf-8", "replace")
+        output.seek(max(0, output.seek(0, 2) - max(keep_output, 600)))
+        kept = output.read()
+        tail = kept[-600:].decode("utf-8", "replace")
     returncode = proc.returncode if proc is not None else None
-    return _verdict(lines, steps, timed_out, returncode, tail, limits, mode, uid, workdir, time.monotonic() - start)
+    result = _verdict(lines, steps, timed_out, returncode, tail, limits, mode, uid, workdir, time.monotonic() - start)
+    return dataclasses.replace(result, output=kept[-keep_output:].decode("utf-8", "replace") if keep_output else "")
 
 
 def _feed(stdin, data: bytes) -> None:

@@ -6,8 +6,9 @@
   exponential backoff; a request that still fails is a `Reply` with an error, never an exception,
   so one bad request costs its samples, not the run.
 - A server that cannot be reached at all is different: `ServerDown` (a one-line `RsftError` naming
-  the base URL) is raised when every attempt of a request failed to connect, so a stage stops
-  before writing anything for that batch and resumes once the server is back.
+  the base URL) is raised when a request's last attempt found no server (a server shutting down may
+  answer 500 first, then vanish), so a stage stops before writing anything for that batch and
+  resumes once the server is back.
 
 It speaks HTTP+JSON through httpx and knows nothing about sampling; the engine and the judge
 scorer build the request bodies.
@@ -73,21 +74,20 @@ class Client:
         """POST with retries on connection errors and 5xx; 4xx is not retried."""
         import httpx
 
-        connect_failures, last = 0, ""
+        unreachable, last = False, ""  # `unreachable`: the latest attempt found no server at all
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 response = self.http.post(path, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as e:
-                connect_failures += 1
-                last = f"{type(e).__name__}: {e}"
+                unreachable, last = True, f"{type(e).__name__}: {e}"
                 continue
             except httpx.HTTPError as e:  # a read timeout and the like: the server is there but slow
-                last = f"{type(e).__name__}: {e}"
+                unreachable, last = False, f"{type(e).__name__}: {e}"
                 continue
             if response.status_code >= 500:
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                unreachable, last = False, f"HTTP {response.status_code}: {response.text[:200]}"
                 continue
             if response.status_code >= 400:
                 return Reply(None, f"HTTP {response.status_code}: {response.text[:300]}")
@@ -95,7 +95,7 @@ class Client:
                 return Reply(response.json())
             except ValueError:
                 return Reply(None, f"the server's reply is not JSON: {response.text[:200]!r}")
-        if connect_failures == self.retries + 1:
+        if unreachable:  # e.g. a 500 from a server shutting down, then no server: the stage stops, to resume
             raise ServerDown(f"{self.base_url}: the server cannot be reached ({last}); start it, or fix "
                              "engine_options.base_url, and run again to resume")
         return Reply(None, f"failed after {self.retries + 1} attempts: {last}")

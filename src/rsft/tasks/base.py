@@ -47,7 +47,7 @@ def build_task(cfg: TaskConfig, seed: int = 0) -> Task:
     accepted = parameters(factory)
     settings = {k: v for k, v in cfg.model_dump().items() if k not in ("name", "params")}
     given = {k: v for k, v in settings.items() if k in accepted}
-    if "seed" in accepted:
+    if "seed" in accepted and "seed" not in cfg.params:  # task.params.seed picks another draw of the task
         given["seed"] = seed
     params = check_options(factory, cfg.params, "task.params", what=f"task {cfg.name!r}", given=tuple(given))
     try:
