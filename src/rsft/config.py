@@ -100,10 +100,30 @@ class SamplingConfig(Section):
         None, description="gvm: generated tokens for the round; default: what n per prompt would cost.", gt=0
     )
     max_per_prompt: int | None = Field(None, description="gvm: cap per prompt; default 4 × n.", gt=0)
+    model: str | None = Field(
+        None, description="Teacher: sample from this model (HF directory) instead of the policy being trained; "
+        "verified teacher samples are distilled into the student (off-policy). See teacher_rounds."
+    )
+    teacher_rounds: Literal["first", "all"] = Field(
+        "first", description="With sampling.model: the teacher samples round 0 only, or every round."
+    )
     accept_min: float | None = Field(
         None, description="Score that counts as accepted (adaptive allocation, acceptance and coverage metrics); "
         "default: the selection's passes(min), or 1."
     )
+
+
+class RolloutConfig(Section):
+    env: str | None = Field(
+        None, description="Agent environment for multi-turn trajectories: a built-in (ctf) or 'module:Class', "
+        "called as Class(prompt, **env_options); default: the task's own (ctf has one), else single-turn."
+    )
+    env_options: dict[str, Any] = Field(default_factory=dict, description="The environment's own settings.")
+    max_turns: int = Field(6, description="Actions per trajectory.", gt=0)
+    max_tokens: int | None = Field(
+        None, description="Generated tokens per trajectory; default max_turns × sampling.max_new_tokens.", gt=0
+    )
+    workers: int = Field(4, description="Environments stepped at once (tool calls run in parallel).", gt=0)
 
 
 class ScoringConfig(Section):
@@ -278,6 +298,7 @@ class RunConfig(Section):
     )
     scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="How scorers are run.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How samples are drawn.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Multi-turn agent trajectories.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which samples are kept.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning on the kept samples.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Held-out evaluation.")

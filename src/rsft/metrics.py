@@ -13,7 +13,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from rsft.records import Group
+from rsft.records import Group, Sample
 from rsft.selection import normalize
 
 
@@ -64,7 +64,22 @@ def eval_metrics(greedy: list[Group], sampled: list[Group], ks: list[int], thres
                 out[f"maj@{k}"] = sum(majority_correct(g, k, threshold) for g in sampled) / len(sampled)
         values = [s.value for g in sampled for s in g.scores if s.ok]
         out["sampled_reward_mean"] = statistics.fmean(values) if values else 0.0
+    out.update({f"greedy_{k}": v for k, v in trajectory_metrics([s for g in greedy for s in g.samples]).items()})
     return out
+
+
+def trajectory_metrics(samples: list[Sample]) -> dict[str, float]:
+    """For agent trajectories (none: {}): mean actions per trajectory, tool calls that failed (an `error`
+    in the environment's info) per trajectory, and the share the environment ended (rather than a limit)."""
+    episodes = [s for s in samples if s.turns]
+    if not episodes:
+        return {}
+    return {
+        "turns_mean": statistics.fmean(len(s.actions) for s in episodes),
+        "tool_errors_per_trajectory": statistics.fmean(
+            sum(1 for t in s.turns if t.role == "tool" and "error" in t.info) for s in episodes),
+        "ended_by_env": sum(s.end == "done" for s in episodes) / len(episodes),
+    }
 
 
 def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
@@ -86,7 +101,8 @@ def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
         "acceptance_rate": n_acc / n_samples if n_samples else 0.0,
         "coverage": sum(bool(a) for a in accepted) / len(scored) if scored else 0.0,
         "distinct_accepted_per_prompt": (
-            statistics.fmean(len({normalize(s.text) for s, _ in a}) for a in accepted) if accepted else 0.0
+            statistics.fmean(len({normalize("\n".join(s.actions)) for s, _ in a}) for a in accepted)
+            if accepted else 0.0
         ),
         "reward_mean": statistics.fmean(v for vs in ok_groups for v in vs) if any(ok_groups) else 0.0,
         "reward_max_mean": statistics.fmean(max(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
@@ -102,6 +118,7 @@ def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
         "sampling_errors": sum(1 for s in samples if s.error is not None),
         "uniform_share": _uniform_share(ok_groups),
         "judge_rank_correlation": _judge_correlation(scored),
+        **trajectory_metrics(samples),
     }
 
 
@@ -166,6 +183,8 @@ _COLUMNS = [
     ("reward", "reward_mean", "{:.3f}", False),
     ("max/med", "reward_max_med", "{}", False),
     ("entropy", "entropy_mean", "{:.3f}", True),
+    ("turns", "turns_mean", "{:.2f}", True),
+    ("tool err", "tool_errors_per_trajectory", "{:.2f}", False),
     ("tokens", "tokens_generated", "{:,}", False),
     ("tok/s", "tokens_per_s", "{:,.0f}", False),
     ("errors", "scorer_errors", "{}", False),

@@ -69,12 +69,27 @@ def check_run(run: Run) -> None:
         check_warm_start(run)
     check_sft_settings(cfg)
     check_trackers(cfg.report_to)
+    if cfg.sampling.model is not None:
+        check_model_path(cfg.sampling.model, "sampling.model")
     tokenizer, model_config = model_parts(run)
+    said += check_agent(run, tokenizer)
     check_prompt_lengths(run, tokenizer, model_config)
     if cfg.train.lora is not None:
         check_lora(run, model_config)
     for line in said:
         notice(line)
+
+
+def check_agent(run: Run, tokenizer: Any) -> list[str]:
+    """A multi-turn task: its environment resolves, and the model's tokenizer has a chat template to render
+    the conversation with; the notices to give."""
+    if run.env is None:
+        return (["rollout: set, but the task has no environment (set rollout.env): samples are single-turn"]
+                if run.cfg.rollout.model_fields_set else [])
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("key 'rollout.env': agent trajectories are rendered through the tokenizer's chat "
+                          "template, and the model's tokenizer has none; use a chat model or set a template")
+    return []
 
 
 def check_output_dir(run_dir: Path) -> None:
@@ -154,7 +169,7 @@ def model_parts(run: Run) -> tuple[Any, Any]:
         if run.task.alphabet is None:
             raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
                               f"task {run.task.name!r} has none; give a model path")
-        tokenizer = char_tokenizer(run.task.alphabet)
+        tokenizer = char_tokenizer(run.task.alphabet, run.task.chat_template)
         return tokenizer, tiny_config(tokenizer, m.tiny)
     built = is_done(run.dir, "base") and Path(run.base_model).is_dir()
     path, what = (run.base_model, "base model") if built else (m.path, "model.path")

@@ -63,6 +63,37 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One message of an agent trajectory after the prompt: the model's action or the environment's reply.
+
+    An ``assistant`` turn is what the engine generated (its `token_ids` and summed `logprob`); a
+    ``tool`` turn is the environment's observation of that action (no tokens: it is never trained
+    on); a leading ``user`` turn is the environment's opening observation, when it gives one.
+    `info` holds what the environment reported with the observation (exit code, tool error...).
+    """
+
+    role: str  # "assistant" | "tool" | "user"
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprob: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "text": self.text}
+        if self.token_ids:
+            d["token_ids"] = list(self.token_ids)
+        if self.logprob is not None:
+            d["logprob"] = self.logprob
+        if self.info:
+            d["info"] = self.info
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Turn:
+        return cls(d["role"], d["text"], tuple(d.get("token_ids", ())), d.get("logprob"), dict(d.get("info") or {}))
+
+
+@dataclass(frozen=True)
 class Sample:
     """One completion drawn for a prompt.
 
@@ -78,6 +109,12 @@ class Sample:
     `error` is set when the sample could not be drawn (a server request that
     failed after its retries): the sample is kept, with empty text, so it is
     counted and never silently dropped; scoring turns it into a scorer error.
+
+    An agent trajectory (`rsft.sampling.rollout`) is a Sample too: `turns` holds
+    every message after the prompt, `text` is the last action (what a scorer
+    judges), `token_ids`/`logprob`/`entropy` cover all assistant turns, and `end`
+    says why the episode ended (``done``, ``max_turns``, ``max_tokens``, ``length``);
+    finish_reason is "stop" only when the environment ended it.
     """
 
     prompt_id: str
@@ -88,6 +125,13 @@ class Sample:
     entropy: float | None = None
     finish_reason: str = "stop"  # "stop" (EOS or stop string) | "length" | "error"
     error: str | None = None
+    turns: tuple[Turn, ...] = ()
+    end: str | None = None
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The assistant turns' texts (a single-turn sample: its text): what dedup compares."""
+        return tuple(t.text for t in self.turns if t.role == "assistant") if self.turns else (self.text,)
 
     @property
     def num_tokens(self) -> int:
@@ -96,8 +140,13 @@ class Sample:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["token_ids"] = list(self.token_ids)
-        if self.error is None:
-            del d["error"]
+        for key in ("error", "end"):
+            if d[key] is None:
+                del d[key]
+        if self.turns:
+            d["turns"] = [t.to_json() for t in self.turns]
+        else:
+            del d["turns"]
         return d
 
     @classmethod
@@ -105,7 +154,8 @@ class Sample:
         entropy = d.get("entropy")
         if entropy is not None and not math.isfinite(entropy):  # files of older versions wrote NaN
             entropy = None
-        return cls(**{**d, "token_ids": tuple(d.get("token_ids", ())), "entropy": entropy})
+        turns = tuple(Turn.from_json(t) for t in d.get("turns", ()))
+        return cls(**{**d, "token_ids": tuple(d.get("token_ids", ())), "entropy": entropy, "turns": turns})
 
 
 @dataclass(frozen=True)

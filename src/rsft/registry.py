@@ -1,6 +1,6 @@
 """The one registry: every extension kind is resolved here, from one name → factory table.
 
-Kinds: ``engine``, ``scorer``, ``task``, ``rule``, ``monitor`` (triggers). For each kind a name means either a built-in listed in `BUILTINS`,
+Kinds: ``engine``, ``scorer``, ``task``, ``rule``, ``monitor`` (triggers), ``env`` (agent environments). For each kind a name means either a built-in listed in `BUILTINS`,
 or a user's ``"package.module:function"``. `resolve(kind, spec, ...)` turns a
 config spec into the built object by handing it to the kind's builder (listed
 in `BUILDERS`), which lives beside the kind's implementations and calls
@@ -56,6 +56,10 @@ BUILTINS: dict[str, dict[str, str]] = {
         "addition": "rsft.tasks.addition:make_task",
         "countdown": "rsft.tasks.countdown:make_task",
         "dataset": "rsft.tasks.dataset:dataset_task",
+        "ctf": "rsft.agents.ctf:make_task",
+    },
+    "env": {
+        "ctf": "rsft.agents.ctf:CtfEnv",
     },
     "rule": {
         "passes": "rsft.selection:PassesRule",
@@ -80,6 +84,7 @@ BUILDERS: dict[str, str] = {
     "task": "rsft.tasks.base:build_task",
     "rule": "rsft.selection:build_rule",
     "monitor": "rsft.monitoring.triggers:build_trigger",
+    "env": "rsft.sampling.rollout:build_env",
 }
 
 

@@ -12,8 +12,9 @@ Samples a scorer failed on never reach the rules: `select` drops them first,
 whatever the chain, so an errored sample can never be trained on. A sample cut
 off at `max_new_tokens` would be trained with EOS appended (TRL appends it to
 every completion), teaching the model to stop mid-answer; `drop_truncated`
-removes those, and is in the default chain. Ordering among equals is by sample
-index, so selection is deterministic. Rules do not look across groups;
+removes those, and is in the default chain (for an agent trajectory, "length" means
+it ran out of turns or tokens before the environment ended it). Ordering among equals
+is by trajectory length, then sample index, so selection is deterministic. Rules do not look across groups;
 cross-round replay is the select stage's job.
 """
 
@@ -37,11 +38,12 @@ def normalize(text: str) -> str:
     return _WS.sub(" ", text).strip().lower()
 
 
-def rank_key(pair: tuple[Sample, Score]) -> tuple[float, int]:
-    """Best score first (a failed score last), then the lowest sample index."""
+def rank_key(pair: tuple[Sample, Score]) -> tuple[float, int, int]:
+    """Best score first (a failed score last); among equals, the shorter trajectory (fewer actions, for
+    agent samples; single-turn samples all count as one), then the lowest sample index."""
     sample, score = pair
     value = score.value if score.ok else float("-inf")
-    return (-value, sample.index)
+    return (-value, len(sample.actions), sample.index)
 
 
 class Rule(BaseModel):
@@ -59,6 +61,10 @@ class PassesRule(Rule):
 
 
 def dedup_key(sample: Sample, score: Score, key: str) -> str:
+    """What makes two samples the same; trajectories compare their action sequences (joined by newlines)."""
+    if sample.turns:
+        actions = "\n".join(sample.actions)
+        return actions if key == "exact" else normalize(actions)
     if key == "exact":
         return sample.text
     if key == "answer" and score.answer is not None:

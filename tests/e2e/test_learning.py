@@ -42,3 +42,18 @@ def test_the_demo_reaches_90_percent(tmp_path):
     rows = json.loads(run_cli("metrics", str(tmp_path / "demo"), "--json", check=True).stdout)
     curve = [r["eval"]["greedy_pass@1"] for r in rows]
     assert curve[0] <= 0.10 and curve[-1] >= 0.90, curve
+
+
+def test_a_teacher_samples_round_0_and_the_student_learns_from_it(learned, tmp_path):
+    """Off-policy distillation: the learned run's last model (teacher) samples round 0 for the warm-start
+    model (student); the teacher's verified samples raise the student, and round 1 samples from the student."""
+    base = json.loads((learned / "round-000" / "metrics.json").read_text())  # the student sampling for itself
+    teacher = learned / "round-002" / "model"
+    run_cli("run", str(ROOT / "tests" / "e2e" / "learn.yaml"), f"output_dir={tmp_path}", "name=student", "rounds=2",
+            f"model.path={learned / 'base-model'}", "warm_start.enabled=false", f"sampling.model={teacher}",
+            check=True)
+    rows = json.loads(run_cli("metrics", str(tmp_path / "student"), "--json", check=True).stdout)
+    assert rows[1]["acceptance_rate"] >= base["acceptance_rate"] + 0.3, (rows[1], base)  # the teacher's samples
+    assert rows[1]["eval"]["greedy_pass@1"] >= rows[0]["eval"]["greedy_pass@1"] + 0.2, rows
+    # round 1 is on-policy again: the student samples, below the teacher's acceptance
+    assert rows[2]["acceptance_rate"] < rows[1]["acceptance_rate"], rows

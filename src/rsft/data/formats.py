@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from rsft.errors import RsftError
-from rsft.records import Prompt
+from rsft.records import Prompt, Sample
 
 
 def render_prompt(prompt: Prompt, tokenizer: Any) -> str:
@@ -54,9 +54,33 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
     return str(completion)
 
 
-def sft_row(prompt: Prompt, completion: str) -> dict[str, Any]:
-    """A TRL prompt/completion row (conversational when the prompt is chat)."""
+def sft_row(prompt: Prompt, completion: str | list[dict[str, Any]]) -> dict[str, Any]:
+    """A TRL prompt/completion row (conversational when the prompt is chat); a completion given as
+    messages (a gold trajectory) is used as it is."""
+    if isinstance(completion, list):
+        return {"prompt": chat_messages(prompt), "completion": completion}
     return {"prompt": scorer_prompt(prompt), "completion": scorer_completion(prompt, completion)}
+
+
+def chat_messages(prompt: Prompt) -> list[dict[str, Any]]:
+    """The prompt as chat messages (a text prompt becomes one user message)."""
+    return list(prompt.messages) if prompt.messages is not None else [{"role": "user", "content": prompt.text}]
+
+
+def trajectory_row(prompt: Prompt, sample: Sample) -> dict[str, Any]:
+    """An agent trajectory as a TRL conversational prompt/completion row: the prompt (with the
+    environment's opening observation) and everything from the first action on, assistant and tool
+    messages alike; `assistant_only_loss` keeps the tool messages out of the loss."""
+    head = chat_messages(prompt)
+    first = next((i for i, t in enumerate(sample.turns) if t.role == "assistant"), len(sample.turns))
+    head += [{"role": t.role, "content": t.text} for t in sample.turns[:first]]
+    return {"prompt": head, "completion": [{"role": t.role, "content": t.text} for t in sample.turns[first:]]}
+
+
+def is_trajectory_row(row: dict[str, Any]) -> bool:
+    """A row whose completion holds more than the assistant's messages (tool output to mask)."""
+    completion = row.get("completion")
+    return isinstance(completion, list) and any(m.get("role") != "assistant" for m in completion)
 
 
 def check_prompt_lengths(prompts: list[Prompt], tokenizer: Any, limit: int | None, new_tokens: int, where: str) -> None:

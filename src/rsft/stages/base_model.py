@@ -27,13 +27,14 @@ def base_stage(run: Run) -> None:
         if run.task.alphabet is None:
             raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
                               f"task {run.task.name!r} has none; give a model path")
-        init = str(build_tiny(run.dir / "base-init", run.task.alphabet, run.cfg.model.tiny, run.cfg.seed))
+        init = str(build_tiny(run.dir / "base-init", run.task.alphabet, run.cfg.model.tiny, run.cfg.seed,
+                              run.task.chat_template))
     info: dict[str, Any] = {"init": init}
     ws = run.cfg.warm_start
     if ws.enabled:
         dev = dev_prompts(run.task.gold, run.task.train, ws.examples, ws.eval_prompts)
         info["warm_start"] = warm_start(init, Path(run.base_model), run.task.gold, dev, run.eval_scorer, ws,
-                                        run.sampling_params(-1), seed=run.cfg.seed)
+                                        run.sampling_params(-1), seed=run.cfg.seed, agent=run.agent)
     else:
         replace_dir(Path(init), Path(run.base_model))
     info["seconds"] = round(time.perf_counter() - t0, 3)

@@ -55,6 +55,20 @@ class Run:
             return self.scorer
         return resolve("scorer", self.cfg.eval.scorer, default=self.task.scorer, key="eval.scorer")
 
+    @cached_property
+    def env(self) -> Any:
+        """The agent environment factory (`rollout.env`, else the task's), or None for single-turn tasks."""
+        return resolve("env", self.cfg.rollout.env, options=self.cfg.rollout.env_options, default=self.task.env)
+
+    def agent(self, engine: Engine) -> Engine:
+        """`engine` itself for a single-turn task; for a multi-turn one, the engine that draws trajectories."""
+        if self.env is None:
+            return engine
+        from rsft.sampling.rollout import AgentEngine, RolloutLimits
+
+        ro = self.cfg.rollout
+        return AgentEngine(engine, self.env, RolloutLimits(ro.max_turns, ro.max_tokens, ro.workers))
+
     def sampling_params(self, r: int) -> SamplingParams:
         """What round r samples with; evaluation starts from the same (stop strings, top-p, top-k)."""
         return SamplingParams.from_config(self.cfg.sampling, self.cfg.seed, r)
@@ -80,6 +94,14 @@ class Run:
             return str(self.round(back).model) if back >= 0 else self.base_model
         return str(self.round(r - 1).model)
 
+    def sampler(self, r: int) -> str:
+        """The model that draws round r's samples: the teacher (`sampling.model`) for round 0, or every
+        round with teacher_rounds: all; else the policy."""
+        s = self.cfg.sampling
+        if s.model is not None and (r == 0 or s.teacher_rounds == "all"):
+            return s.model
+        return self.policy(r)
+
     def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None,
                key: str = "sampling.engine") -> Engine:
         """The sampling engine (or the one named, with its options) loaded on `model_path`, reused when held."""
@@ -93,12 +115,12 @@ class Run:
             path, engine = self._engines.pop(key)
             if path == model_path or (hasattr(engine, "switch") and engine.switch(model_path)):
                 self._engines[key] = (model_path, engine)
-                return engine
+                return self.agent(engine)
             _close(engine)
         engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == m.path
                          else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, key=key, **options)
         self._engines[key] = (model_path, engine)
-        return engine
+        return self.agent(engine)
 
     def release_engines(self, keep_switchable: bool = False) -> None:
         """Close the engines held (all, or those that cannot switch models without reloading)."""

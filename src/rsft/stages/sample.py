@@ -20,7 +20,7 @@ from rsft.stages.run import Run
 def sample_stage(run: Run, r: int) -> None:
     rd = run.round(r)
     s = run.cfg.sampling
-    engine = run.engine(run.policy(r))
+    engine = run.engine(run.sampler(r))  # the policy, or a teacher (sampling.model)
     params = run.sampling_params(r)
     plan, presampled = _gvm_presample(run, r, engine, params) if s.allocation == "gvm" else (None, None)
     draw = allocation.drawer(s, engine, run.scorer, params, run.cfg.accept_min, run.cfg.scoring.timeout,

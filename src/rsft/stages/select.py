@@ -16,16 +16,17 @@ they are this stage's outputs; `rsft export pairs` reuses `group_pairs`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rsft.data.formats import completion_text, scorer_completion, scorer_prompt, sft_row
+from rsft.data.formats import completion_text, is_trajectory_row, sft_row, trajectory_row
 from rsft.decontamination import Contamination
 from rsft.errors import RsftError
 from rsft.progress import notice
-from rsft.records import Group, Sample, Score
+from rsft.records import Group, Prompt, Sample, Score
 from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_groups, read_jsonl
 from rsft.selection import best_sample, normalize, rank_key, select
 from rsft.stages.run import Run
@@ -67,8 +68,19 @@ def sft_rows(kept: list[Group]) -> list[dict[str, Any]]:
     rows = []
     for g in kept:
         for s, c in g.scored:
-            rows.append({**sft_row(g.prompt, s.text), "prompt_id": g.prompt.id, "reward": c.value})
+            rows.append({**sample_row(g.prompt, s), "prompt_id": g.prompt.id, "reward": c.value})
     return rows
+
+
+def sample_row(prompt: Prompt, sample: Sample) -> dict[str, Any]:
+    """A TRL prompt/completion row for one sample: its text, or its whole trajectory (agent tasks)."""
+    return trajectory_row(prompt, sample) if sample.turns else sft_row(prompt, sample.text)
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, str]:
+    completion = row["completion"]
+    text = json.dumps(completion) if is_trajectory_row(row) else normalize(completion_text(completion))
+    return row["prompt_id"], text
 
 
 def replay_rows(kept_files: Iterable[Path], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,11 +103,10 @@ def replay_rows(kept_files: Iterable[Path], current: list[dict[str, Any]]) -> li
             sample, score = top
             value = score.value if score.ok else float("-inf")
             if g.prompt.id not in best or value >= best[g.prompt.id][0]:
-                row = {**sft_row(g.prompt, sample.text), "prompt_id": g.prompt.id, "reward": score.value, "round": q}
+                row = {**sample_row(g.prompt, sample), "prompt_id": g.prompt.id, "reward": score.value, "round": q}
                 best[g.prompt.id] = (value, row)
-    have = {(row["prompt_id"], normalize(completion_text(row["completion"]))) for row in current}
-    return [row for _, row in best.values()
-            if (row["prompt_id"], normalize(completion_text(row["completion"]))) not in have]
+    have = {_row_key(row) for row in current}
+    return [row for _, row in best.values() if _row_key(row) not in have]
 
 
 def _ranked(group: Group) -> list[tuple[Sample, Score]]:
@@ -124,12 +135,13 @@ def group_pairs(group: Group, all_pairs: bool = False, threshold: float = 1.0, c
     rows, seen = [], set()
     for (cs, cc), (rs, rc) in candidates:
         margin = cc.value - rc.value
-        key = (normalize(cs.text), normalize(rs.text))
+        key = (normalize("\n".join(cs.actions)), normalize("\n".join(rs.actions)))
         if margin <= 0 or key[0] == key[1] or key in seen:
             continue
         seen.add(key)
-        row = {"prompt": scorer_prompt(group.prompt), "chosen": scorer_completion(group.prompt, cs.text),
-               "rejected": scorer_completion(group.prompt, rs.text), "prompt_id": group.prompt.id}
+        chosen, rejected = sample_row(group.prompt, cs), sample_row(group.prompt, rs)
+        row = {"prompt": chosen["prompt"], "chosen": chosen["completion"], "rejected": rejected["completion"],
+               "prompt_id": group.prompt.id}
         if tau is None:
             row["margin"] = margin
         else:

@@ -11,6 +11,7 @@ name, or a user's ``"module:function"``. The factory receives ``task.params``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,18 +28,23 @@ if TYPE_CHECKING:
 class Task:
     """Prompts for sampling and held-out evaluation, and the scorer that judges them.
 
-    `gold` pairs prompts with reference completions; only the optional warm start
+    `gold` pairs prompts with reference completions (text, or TRL conversational completion
+    messages for a multi-turn task); only the optional warm start
     uses them, never the rounds themselves. `alphabet` lists the characters the
     built-in 'tiny' model's tokenizer needs; it is None for tasks meant for real
-    hub models.
+    hub models. A multi-turn task names its environment factory in `env`
+    (``env(prompt) -> Env``, see `rsft.sampling.rollout`); `chat_template` is the
+    template the built-in tiny model's tokenizer gets (None: no template).
     """
 
     name: str
     train: list[Prompt]
     eval: list[Prompt]
     scorer: Callable[..., Any] | None
-    gold: list[tuple[Prompt, str]] = field(default_factory=list)
+    gold: list[tuple[Prompt, Any]] = field(default_factory=list)
     alphabet: str | None = None
+    chat_template: str | None = None
+    env: Callable[..., Any] | None = None
 
 
 def build_task(cfg: TaskConfig, seed: int = 0) -> Task:
@@ -58,4 +64,4 @@ def build_task(cfg: TaskConfig, seed: int = 0) -> Task:
         raise ConfigError(f"key 'task.name': {cfg.name!r} returned {type(task).__name__}, expected an rsft Task")
     train = task.train[: cfg.max_train_prompts] if cfg.max_train_prompts else task.train
     evals = task.eval[: cfg.max_eval_prompts] if cfg.max_eval_prompts else task.eval
-    return Task(task.name, train, evals, task.scorer, task.gold, task.alphabet)
+    return dataclasses.replace(task, train=train, eval=evals)

@@ -20,8 +20,9 @@ from rsft.config import TinyModelConfig
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 
 
-def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
-    """One token per character of `alphabet`, plus pad/bos/eos/unk; BOS is prepended on encode."""
+def char_tokenizer(alphabet: str, chat_template: str | None = None) -> PreTrainedTokenizerFast:
+    """One token per character of `alphabet`, plus pad/bos/eos/unk; BOS is prepended on encode.
+    `chat_template` (a multi-turn task's) is set on the tokenizer when given."""
     chars = list(dict.fromkeys(alphabet))
     vocab = {tok: i for i, tok in enumerate([*SPECIALS, *chars])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -30,7 +31,7 @@ def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
         single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
     )
     tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
         eos_token="</s>",
@@ -38,6 +39,9 @@ def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
         unk_token="<unk>",
         clean_up_tokenization_spaces=False,
     )
+    if chat_template is not None:
+        fast.chat_template = chat_template
+    return fast
 
 
 def tiny_config(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig) -> LlamaConfig:
@@ -67,9 +71,10 @@ def tiny_llama(tokenizer: PreTrainedTokenizerFast, shape: TinyModelConfig, seed:
     return model
 
 
-def build_tiny(path: Path, alphabet: str, shape: TinyModelConfig, seed: int = 0) -> Path:
+def build_tiny(path: Path, alphabet: str, shape: TinyModelConfig, seed: int = 0,
+               chat_template: str | None = None) -> Path:
     """Write an untrained tiny model and its tokenizer to `path` as an HF model directory."""
-    tokenizer = char_tokenizer(alphabet)
+    tokenizer = char_tokenizer(alphabet, chat_template)
     model = tiny_llama(tokenizer, shape, seed)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

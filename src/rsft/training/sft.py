@@ -1,7 +1,9 @@
 """SFT on the kept samples, with loss on completion tokens only, via TRL's SFTTrainer.
 
 Rows are TRL prompt/completion rows (plain or conversational); with
-`completion_only_loss=True` TRL masks the prompt tokens with -100 itself.
+`completion_only_loss=True` TRL masks the prompt tokens with -100 itself. Agent
+trajectory rows carry tool messages inside the completion: for them TRL's
+`assistant_only_loss` masks everything but the assistant's turns as well.
 Full fine-tuning by default; a LoRA adapter via peft when configured, merged
 into the saved model so the next round samples from a plain checkpoint (the
 adapter is kept beside it).
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import TrainConfig
+from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback
 from rsft.rundir import replace_dir, work_dir
@@ -38,7 +41,10 @@ class TrainResult:
     seconds: float
 
 
-def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = ()) -> Any:
+def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = (),
+               assistant_only: bool = False) -> Any:
+    """TRL's SFTConfig for a round; `assistant_only` (agent trajectories) also masks the tool messages
+    inside the completion, through TRL's `assistant_only_loss` and the template's generation markers."""
     from trl import SFTConfig
 
     kwargs: dict[str, Any] = dict(
@@ -53,6 +59,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         max_steps=cfg.max_steps,
         max_length=cfg.max_length,
         completion_only_loss=True,
+        assistant_only_loss=assistant_only,
         bf16=False,  # TRL defaults to bf16 autocast, which is >10x slower on CPUs without bf16 units
         fp16=False,
         save_strategy="steps",
@@ -119,8 +126,9 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     model = load_model(init_path, dtype)
     tokenizer = load_tokenizer(init_path)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    assistant_only = any(is_trajectory_row(r) for r in rows)
     trainer = SFTTrainer(
-        model=model, args=sft_config(cfg, work, seed, report_to), train_dataset=dataset,
+        model=model, args=sft_config(cfg, work, seed, report_to, assistant_only), train_dataset=dataset,
         processing_class=tokenizer, peft_config=peft_config(cfg),
         callbacks=[rich_train_callback(label), *callbacks],
     )

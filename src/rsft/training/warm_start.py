@@ -16,6 +16,7 @@ trains on, topped up with train prompts. It is judged by the run's judge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -33,9 +34,9 @@ class StopAtPass1(TrainerCallback):
     """Evaluates greedy pass@1 every N steps and stops training at the target."""
 
     def __init__(self, prompts: list[Prompt], scorer: Any, tokenizer: Any, cfg: WarmStartConfig,
-                 params: SamplingParams) -> None:
+                 params: SamplingParams, agent: Callable[[Any], Any] | None = None) -> None:
         self.prompts, self.scorer, self.tokenizer, self.cfg = prompts, scorer, tokenizer, cfg
-        self.params = params
+        self.params, self.agent = params, agent  # agent: wraps the engine to draw trajectories (agent tasks)
         self.history: list[tuple[int, float]] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -43,6 +44,8 @@ class StopAtPass1(TrainerCallback):
             return
         was_training = model.training
         engine = TransformersEngine(model, self.tokenizer)
+        if self.agent is not None:
+            engine = self.agent(engine)
         metrics = evaluate(engine, self.prompts, self.scorer, EvalConfig(n=0), self.params)
         model.train(was_training)
         self.history.append((state.global_step, metrics["greedy_pass@1"]))
@@ -50,7 +53,7 @@ class StopAtPass1(TrainerCallback):
             control.should_training_stop = True
 
 
-def dev_prompts(gold: list[tuple[Prompt, str]], train: list[Prompt], trained: int, n: int) -> list[Prompt]:
+def dev_prompts(gold: list[tuple[Prompt, Any]], train: list[Prompt], trained: int, n: int) -> list[Prompt]:
     """Up to n prompts for the stopping check: gold prompts past the first `trained`, then train prompts,
     none of them among the gold prompts it trains on."""
     seen = {p.id for p, _ in gold[:trained]}
@@ -64,9 +67,11 @@ def dev_prompts(gold: list[tuple[Prompt, str]], train: list[Prompt], trained: in
     return out
 
 
-def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, str]], dev: list[Prompt],
-               judge: Any, cfg: WarmStartConfig, params: SamplingParams, seed: int = 0) -> dict[str, Any]:
-    """SFT `init_path` on gold pairs into `out_dir`, checking greedy pass@1 on `dev` with `judge`;
+def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev: list[Prompt],
+               judge: Any, cfg: WarmStartConfig, params: SamplingParams, seed: int = 0,
+               agent: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """SFT `init_path` on gold pairs into `out_dir`, checking greedy pass@1 on `dev` with `judge`
+    (through `agent`, which wraps an engine to draw trajectories, for an agent task);
     returns the pass@1 history of the checks."""
     from rsft.modeling import load_tokenizer
     from rsft.training.sft import train_sft
@@ -81,7 +86,7 @@ def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, str]], dev
         max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         lr_scheduler="constant", save_steps=max(cfg.check_every, 100),
     )
-    stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params)
+    stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params, agent)
     result = train_sft(rows, init_path, out_dir, train, seed=seed, label="warm start", callbacks=[stopper])
     return {"steps": result.steps, "loss": result.loss, "checks": stopper.history, "dev_prompts": len(dev),
             "reached_target": bool(stopper.history and stopper.history[-1][1] >= cfg.target_pass1)}

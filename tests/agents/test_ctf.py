@@ -1,0 +1,119 @@
+"""The built-in ctf task: its episodes, its shell tool in the sandbox, a hostile agent, and loss masking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from rsft.config import TinyModelConfig, TrainConfig
+from rsft.data.formats import sft_row, trajectory_row
+from rsft.records import Prompt, Sample, Turn
+from rsft.agents.ctf import CtfEnv, make_task
+from rsft.tasks.tiny_model import build_tiny
+
+SECRET = "host-secret-7c1e"
+
+
+def test_episodes_chain_from_start_to_the_flag_and_gold_follows_it():
+    task = make_task(n_train=50, n_eval=10, n_gold=10, max_depth=3, gold_max_depth=1, seed=4)
+    depths = set()
+    for p in task.train:
+        files, name, hops = p.fields["files"], "start", 0
+        while files[name].startswith("see "):  # follow the clues by hand
+            name, hops = files[name].split()[1], hops + 1
+        assert files[name].strip() == p.fields["flag"] and p.messages[0]["content"] == "files: " + " ".join(sorted(files))
+        depths.add(hops)
+    assert depths == {1, 2, 3}
+    for p, gold in task.gold:  # the warm start sees one hop only
+        assert [m["content"] for m in gold if m["role"] == "assistant"][-1] == "submit " + p.fields["flag"]
+        assert len([m for m in gold if m["role"] == "assistant"]) == 3
+    assert not {p.id for p in task.train} & {p.id for p in task.eval}
+
+
+def test_the_shell_tool_answers_the_gold_trajectory_exactly():
+    """What the sandboxed shell prints is what the gold trajectories show (the warm start teaches the real tool)."""
+    task = make_task(n_train=0, n_eval=0, n_gold=3, max_depth=3, gold_max_depth=3, seed=1)
+    for p, gold in task.gold:
+        env = CtfEnv(p)
+        assert env.reset(p) is None
+        for action, reply in zip(gold[::2], gold[1::2]):
+            obs, done, info = env.step(action["content"])
+            assert (obs, done, info.get("exit")) == (reply["content"], False, 0)
+        assert env.step(gold[-1]["content"])[1:] == (True, {"submitted": p.fields["flag"]})
+
+
+def test_tool_failures_are_observations():
+    p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
+    env = CtfEnv(p, timeout=1.0, output_limit=50)
+    obs, done, info = env.step("cat nope")
+    assert obs == "cat: nope: No such file or directory" and info["exit"] == 1 and not done
+    assert env.step("sleep 30")[0] == "error: the command timed out"
+    obs = env.step("yes | head -c 100000")[0]
+    assert len(obs) <= 50 and set(obs) <= {"y", "\n"}
+
+
+@pytest.fixture()
+def host_secret(tmp_path, monkeypatch):
+    path = tmp_path / "secret.txt"
+    path.write_text(SECRET)
+    monkeypatch.setenv("RSFT_TEST_SECRET", SECRET)
+    return path
+
+
+def test_a_hostile_agent_is_contained(host_secret):
+    p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
+    env = CtfEnv(p, timeout=2.0, output_limit=400)
+    before = set(os.listdir(tempfile.gettempdir()))
+    attempts = [
+        f"cat {host_secret}", f"ls {host_secret.parent}", "env", "cat /proc/1/environ",
+        f"grep -r {SECRET} / 2>/dev/null | head -3",
+        "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), 2); print('NET OPEN')\"",
+        "echo leak > /tmp/rsft-leak-file; echo leak > leak-here; ls /tmp",
+        "sleep 120 & echo started",
+    ]
+    seen = [env.step(a)[0] for a in attempts]
+    assert not any(SECRET in s for s in seen), seen
+    assert "NET OPEN" not in seen[5]
+    assert "No such file" in seen[0] and "No such file" in seen[1]
+    assert not Path("/tmp/rsft-leak-file").exists()
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()  # no work directory left behind
+    alive = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True).stdout.split()
+    assert alive == [], "a background process outlived its tool call"
+    # and the next call starts from the episode's files again
+    assert env.step("ls")[0].split() == sorted(p.fields["files"])
+
+
+def test_only_the_actions_are_in_the_loss(tmp_path):
+    """TRL's SFTTrainer on a trajectory row: labels cover the assistant's commands and their EOS, never the
+    tool output or the prompt. Expected text written out from the messages, not from rsft."""
+    from rsft.training.sft import make_sft_trainer
+
+    task = make_task(n_train=0, n_eval=0, n_gold=2, max_depth=2, gold_max_depth=2, seed=3)
+    model = build_tiny(tmp_path / "m", task.alphabet, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2,
+                                                                     max_position_embeddings=256),
+                       chat_template=task.chat_template)
+    prompt, gold = task.gold[0]
+    # the same trajectory as the rollout records it
+    turns = tuple(Turn(m["role"], m["content"]) for m in gold)
+    row = trajectory_row(prompt, Sample(prompt.id, 0, gold[-1]["content"], turns=turns))
+    assert row == sft_row(prompt, gold)
+    trainer = make_sft_trainer([row, sft_row(*task.gold[1])], str(model), tmp_path / "w", TrainConfig(max_steps=1))
+    assert trainer.args.assistant_only_loss
+    example = trainer.train_dataset[0]
+    tok = trainer.processing_class
+    trained = tok.decode([i for i, lab in zip(example["input_ids"], example["labels"]) if lab != -100],
+                         skip_special_tokens=False)
+    assert trained == "".join(m["content"] + "</s>" for m in gold if m["role"] == "assistant")
+    assert "see " not in trained  # the clues the tool printed
+
+
+def test_a_text_prompt_trajectory_row_opens_with_the_environment_observation():
+    s = Sample("p", 0, "b", turns=(Turn("user", "hello"), Turn("assistant", "a"), Turn("tool", "o"),
+                                   Turn("assistant", "b")))
+    row = trajectory_row(Prompt("p", text="start"), s)
+    assert row["prompt"] == [{"role": "user", "content": "start"}, {"role": "user", "content": "hello"}]
+    assert [m["role"] for m in row["completion"]] == ["assistant", "tool", "assistant"]
