@@ -187,6 +187,20 @@ def export_pairs_cmd(
     typer.echo(f"wrote {count} pairs to {path}")
 
 
+@export_app.command("sft")
+def export_sft_cmd(
+    run_dir: Path,
+    round_index: Annotated[Optional[int], typer.Option("--round", "-r", help="One round (default: every round).",
+                                                       min=0)] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: RUN/exports/sft-round-NNN.jsonl, or sft-all-rounds.jsonl).")] = None,
+) -> None:
+    """The rows the rounds trained on (TRL prompt/completion; agent trajectories as conversations)."""
+    from rsft.commands.export import export_sft
+
+    path, count = export_sft(run_dir, round_index, output)
+    typer.echo(f"wrote {count} rows to {path}")
+
+
 @reward_app.command("train")
 def reward_model_train(
     pairs: Annotated[Path, typer.Argument(help="Pairs JSONL: {prompt, chosen, rejected, p?, margin?}.")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -51,11 +52,19 @@ def test_rounds_sample_score_and_train_on_whole_trajectories(ctf_run):
 
 
 def test_a_rollout_killed_mid_stage_resumes_without_losing_or_redrawing(ctf_run, tmp_path):
-    """Kill the run while round 0 draws trajectories; the resumed stage writes each prompt once, and
-    the trajectories equal the uninterrupted run's (per-action seeds)."""
-    samples = tmp_path / "ctf-mini" / "round-000" / "samples.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "rsft.cli", "run", str(CONFIG), f"output_dir={tmp_path}",
-                             "rounds=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Kill round 0's sample stage while it draws trajectories (from the fixture's base model); the resumed
+    stage writes each prompt once, and the trajectories equal the uninterrupted run's (per-action seeds)."""
+    run_dir = tmp_path / "ctf-mini"  # the fixture's run as it stood after its base stage (no second warm start)
+    run_dir.mkdir()
+    for name in ("base-model", "base-init"):
+        shutil.copytree(ctf_run / name, run_dir / name)
+    for name in ("base.json", "base.done", "base-eval.json", "base-eval.done"):
+        shutil.copy(ctf_run / name, run_dir / name)
+    config = (ctf_run / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(config.replace(f"output_dir: {ctf_run.parent}", f"output_dir: {tmp_path}"))
+    samples = run_dir / "round-000" / "samples.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "rsft.cli", "sample", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not (samples.exists() and samples.read_text().count("\n") >= 4) and proc.poll() is None:
             time.sleep(0.05)
@@ -66,7 +75,31 @@ def test_a_rollout_killed_mid_stage_resumes_without_losing_or_redrawing(ctf_run,
         proc.kill()
     partial = samples.read_text().count("\n")
     assert 4 <= partial < 12 and not (samples.parent / "sample.done").exists()
-    run_cli("run", str(CONFIG), f"output_dir={tmp_path}", "rounds=1", check=True)
+    run_cli("sample", str(run_dir), check=True)
     resumed, reference = groups(samples), groups(ctf_run / "round-000" / "samples.jsonl")
     assert [g["prompt"]["id"] for g in resumed] == [g["prompt"]["id"] for g in reference]
     assert resumed == reference
+
+
+def test_exported_trajectories_load_unchanged_into_trls_sft_trainer(ctf_run, tmp_path):
+    """`rsft export sft` writes TRL conversational rows; TRL's own SFTTrainer takes the file as it is, with
+    assistant-only loss, and trains on the commands only."""
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    out = tmp_path / "sft.jsonl"
+    assert "wrote" in run_cli("export", "sft", str(ctf_run), "--round", "0", "--output", str(out), check=True).stdout
+    data = load_dataset("json", data_files=str(out), split="train")
+    assert set(data.column_names) == {"prompt", "completion"}
+    model_dir = ctf_run / "round-000" / "model"
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), train_dataset=data,
+                         processing_class=AutoTokenizer.from_pretrained(model_dir),
+                         args=SFTConfig(output_dir=str(tmp_path / "o"), max_steps=1, assistant_only_loss=True,
+                                        report_to="none", use_cpu=True, bf16=False))
+    trainer.train()
+    row, example = data[0], trainer.train_dataset[0]
+    tok = trainer.processing_class
+    trained = tok.decode([i for i, lab in zip(example["input_ids"], example["labels"]) if lab != -100],
+                         skip_special_tokens=False)
+    assert trained == "".join(m["content"] + "</s>" for m in row["completion"] if m["role"] == "assistant")

@@ -1,4 +1,5 @@
-"""`rsft export pairs`: preference pairs from a run's scored samples, in TRL's DPO format.
+"""`rsft export pairs`: preference pairs from a run's scored samples, in TRL's DPO format;
+`rsft export sft`: what the rounds trained on, as a TRL SFT dataset.
 
 Per prompt, the default pair is its best sample (chosen) against its worst
 (rejected); groups whose samples all scored the same give no pair. With
@@ -60,6 +61,30 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
     if output is None:
         # never the round's own pairs.jsonl: that file belongs to the select stage
         name = f"pairs-round-{round_index:03d}.jsonl" if round_index is not None else "pairs-all-rounds.jsonl"
+        output = run_dir / "exports" / name
+    atomic_write_jsonl(Path(output), rows)
+    return Path(output), len(rows)
+
+
+def export_sft(run_dir: str | Path, round_index: int | None = None, output: str | Path | None = None) -> tuple[Path, int]:
+    """Write the SFT rows one round (or every round) selected, as TRL prompt/completion rows and nothing else,
+    so SFTTrainer loads the file unchanged (agent trajectories are conversational: train them with
+    `assistant_only_loss=True`); returns (path, count)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    if output is not None:
+        check_output(Path(output), "--output")
+    rounds = [rd for rd in round_dirs(run_dir) if rd.selected.exists() and rd.done("select")]
+    if round_index is not None:
+        rounds = [rd for rd in rounds if rd.index == round_index]
+    rows = [{"prompt": d["prompt"], "completion": d["completion"]} for rd in rounds for d in read_jsonl(rd.selected)
+            if "round" not in d]  # replayed rows are their own round's rows
+    if not rows:
+        which = f"round {round_index}" if round_index is not None else "any round"
+        raise RsftError(f"{run_dir}: nothing selected in {which}; run the select stage first")
+    if output is None:
+        name = f"sft-round-{round_index:03d}.jsonl" if round_index is not None else "sft-all-rounds.jsonl"
         output = run_dir / "exports" / name
     atomic_write_jsonl(Path(output), rows)
     return Path(output), len(rows)
