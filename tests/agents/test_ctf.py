@@ -117,3 +117,10 @@ def test_a_text_prompt_trajectory_row_opens_with_the_environment_observation():
     row = trajectory_row(Prompt("p", text="start"), s)
     assert row["prompt"] == [{"role": "user", "content": "start"}, {"role": "user", "content": "hello"}]
     assert [m["role"] for m in row["completion"]] == ["assistant", "tool", "assistant"]
+
+
+def test_gold_episodes_list_as_many_files_as_the_others():
+    """One-hop gold episodes must not be recognisable by a shorter listing (the model would learn that)."""
+    task = make_task(n_train=30, n_eval=0, n_gold=30, max_depth=3, decoys=2, gold_max_depth=1)
+    sizes = {len(p.fields["files"]) for p in task.train} | {len(p.fields["files"]) for p, _ in task.gold}
+    assert sizes == {6}

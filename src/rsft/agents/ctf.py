@@ -46,14 +46,18 @@ SUBMIT = "submit "
 EXIT = "\x00rsft-exit="  # ends the tool's output, then the command's exit status
 
 
-def episode(rng: random.Random, max_depth: int = 3, decoys: int = 2) -> tuple[dict[str, str], str, list[str]]:
-    """Files (name → content), the flag, and the clue chain the agent must read (``start`` first)."""
+def episode(rng: random.Random, max_depth: int = 3, decoys: int = 2,
+            depth_cap: int | None = None) -> tuple[dict[str, str], str, list[str]]:
+    """Files (name → content), the flag, and the clue chain the agent must read (``start`` first).
+
+    Every episode has ``max_depth + decoys + 1`` files whatever its own depth (1 to `depth_cap`,
+    default `max_depth`), so the depth cannot be read off the listing's length."""
     names: list[str] = []
     while len(names) < max_depth + decoys:
         name = "".join(rng.choice(string.ascii_lowercase) for _ in range(3))
         if name not in names and name != "see":
             names.append(name)
-    depth = rng.randint(1, max_depth)
+    depth = rng.randint(1, depth_cap or max_depth)
     path = ["start", *names[:depth]]
     flag_text = "flag{" + "".join(rng.choice(string.digits) for _ in range(4)) + "}"
     files = {a: f"see {b}\n" for a, b in zip(path, path[1:])}
@@ -90,17 +94,17 @@ class ShellTool:
         self.output_limit = output_limit
 
     def __call__(self, files: dict[str, str], command: str) -> tuple[str, dict[str, Any]]:
-        code = ("import os, subprocess, sys\n"
+        code = ("import os, signal\n"
                 f"for name, text in {json.dumps(files)}.items():\n"
-                "    open(name, 'w').write(text)\n"
-                f"r = subprocess.run({json.dumps(command)}, shell=True, stdout=subprocess.PIPE, "
-                "stderr=subprocess.STDOUT)\n"
-                f"sys.stdout.write(r.stdout.decode('utf-8', 'replace')[-{self.output_limit}:] + "
-                f"{json.dumps(EXIT)} + str(r.returncode))\n"
-                "sys.stdout.flush()\n")
-        result = self.box.run(code, keep_output=self.output_limit + 16)
+                "    with open(name, 'w') as f:\n"
+                "        f.write(text)\n"
+                f"pid = os.posix_spawn('/bin/sh', ['sh', '-c', {json.dumps(command)}], {{}}, setsigdef=[signal.SIGPIPE])\n"
+                "status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+                f"os.write(1, ({json.dumps(EXIT)} + str(status)).encode())\n")
+        result = self.box.run(code, keep_output=self.output_limit + 32)
         info: dict[str, Any] = {"mode": result.mode}
         output, marker, code_text = result.output.rpartition(EXIT)
+        output = output[-self.output_limit:]
         if result.status == "timeout":
             return "error: the command timed out", {**info, "error": "timeout"}
         if not marker:  # the tool itself failed (out of memory, killed)
@@ -148,7 +152,7 @@ def make_task(n_train: int = 400, n_eval: int = 100, n_gold: int = 40, max_depth
     if not 1 <= gold_depth <= max_depth or decoys < 0 or min(n_train, n_gold, n_eval) < 0:
         raise ValueError("need 1 <= gold_max_depth <= max_depth, decoys >= 0 and counts >= 0")
     rng = random.Random(f"ctf/{seed}")
-    draws = [episode(rng, max_depth if i < n_train + n_eval else gold_depth, decoys)
+    draws = [episode(rng, max_depth, decoys, max_depth if i < n_train + n_eval else gold_depth)
              for i in range(n_train + n_eval + n_gold)]
     prompts = [_prompt(f"ctf-{i}", files, f) for i, (files, f, _) in enumerate(draws)]
     gold = [(prompts[i], gold_trajectory(*draws[i])) for i in range(n_train + n_eval, len(draws))]
