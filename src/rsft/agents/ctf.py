@@ -94,13 +94,16 @@ class ShellTool:
         self.output_limit = output_limit
 
     def __call__(self, files: dict[str, str], command: str) -> tuple[str, dict[str, Any]]:
-        code = ("import os, signal\n"
+        # the command's output goes through a pipe, so output past the sandbox's file-size cap is cut
+        # here (its tail kept) rather than killing the harness before it reports the exit status
+        code = ("import subprocess, sys\n"
                 f"for name, text in {json.dumps(files)}.items():\n"
                 "    with open(name, 'w') as f:\n"
                 "        f.write(text)\n"
-                f"pid = os.posix_spawn('/bin/sh', ['sh', '-c', {json.dumps(command)}], {{}}, setsigdef=[signal.SIGPIPE])\n"
-                "status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
-                f"os.write(1, ({json.dumps(EXIT)} + str(status)).encode())\n")
+                f"r = subprocess.run({json.dumps(command)}, shell=True, stdout=subprocess.PIPE, "
+                "stderr=subprocess.STDOUT)\n"
+                f"sys.stdout.write(r.stdout.decode('utf-8', 'replace')[-{self.output_limit}:] + "
+                f"{json.dumps(EXIT)} + str(r.returncode))\n")
         result = self.box.run(code, keep_output=self.output_limit + 32)
         info: dict[str, Any] = {"mode": result.mode}
         output, marker, code_text = result.output.rpartition(EXIT)
