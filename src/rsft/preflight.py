@@ -72,7 +72,7 @@ def check_run(run: Run) -> None:
     if cfg.sampling.model is not None:
         check_model_path(cfg.sampling.model, "sampling.model")
     tokenizer, model_config = model_parts(run)
-    said += check_agent(run, tokenizer)
+    check_agent(run, tokenizer)
     check_prompt_lengths(run, tokenizer, model_config)
     if cfg.train.lora is not None:
         check_lora(run, model_config)
@@ -80,16 +80,14 @@ def check_run(run: Run) -> None:
         notice(line)
 
 
-def check_agent(run: Run, tokenizer: Any) -> list[str]:
+def check_agent(run: Run, tokenizer: Any) -> None:
     """A multi-turn task: its environment resolves, and the model's tokenizer has a chat template to render
-    the conversation with; the notices to give."""
+    the conversation with."""
     if run.env is None:
-        return (["rollout: set, but the task has no environment (set rollout.env): samples are single-turn"]
-                if run.cfg.rollout.model_fields_set else [])
+        return
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError("key 'rollout.env': agent trajectories are rendered through the tokenizer's chat "
                           "template, and the model's tokenizer has none; use a chat model or set a template")
-    return []
 
 
 def check_output_dir(run_dir: Path) -> None:

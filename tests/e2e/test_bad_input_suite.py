@@ -101,6 +101,13 @@ CONFIG_CASES = [
          {"empty/.keep": ""}),
     Case("tokenizer-missing", ["run", G, "model.tokenizer=/no/tok"], ["model.tokenizer", "/no/tok"]),
     Case("model-dtype", ["run", G, "model.dtype=float8"], ["key 'model.dtype'"]),
+    # agents and teachers
+    Case("env-unknown", ["run", G, "rollout.env=nope"], ["key 'rollout.env'", "unknown env 'nope'"]),
+    Case("env-option-unknown", ["run", G, "rollout.env=ctf", "rollout.env_options.colour=1"],
+         ["rollout.env_options", "colour"]),
+    Case("env-options-without-env", ["run", G, "rollout.env_options.timeout=1"], ["rollout.env_options", "rollout.env"]),
+    Case("env-without-chat-template", ["run", G, "rollout.env=ctf"], ["key 'rollout.env'", "chat template"]),
+    Case("teacher-missing", ["run", G, "sampling.model=/no/teacher"], ["sampling.model", "/no/teacher"]),
     # task
     Case("task-unknown", ["run", G, "task.name=additon"], ["key 'task.name'", "unknown task 'additon'"]),
     Case("task-module-missing", ["run", G, "task.name=no_such_mod:make"], ["key 'task.name'", "no_such_mod"]),
