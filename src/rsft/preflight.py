@@ -88,6 +88,22 @@ def check_agent(run: Run, tokenizer: Any) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError("key 'rollout.env': agent trajectories are rendered through the tokenizer's chat "
                           "template, and the model's tokenizer has none; use a chat model or set a template")
+    # what the rollout renders and what TRL's assistant_only_loss needs, tried on a tiny conversation
+    conversation = [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
+                    {"role": "tool", "content": "t"}, {"role": "assistant", "content": "b"}]
+    try:
+        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+        template = None
+        if not has_generation_markers(tokenizer.chat_template):
+            template = get_training_chat_template(tokenizer)
+        tokenizer.apply_chat_template(conversation, chat_template=template, tokenize=True, return_dict=True,
+                                      return_assistant_tokens_mask=True)
+    except Exception as e:  # noqa: BLE001 - jinja, TRL and tokenizer errors alike
+        raise ConfigError(f"key 'rollout.env': the model's chat template cannot render an agent conversation "
+                          f"(user, assistant, tool) with assistant-only masks ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); give a template with tool messages "
+                          "and {% generation %} markers") from None
 
 
 def check_output_dir(run_dir: Path) -> None:

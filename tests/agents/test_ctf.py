@@ -46,6 +46,15 @@ def test_the_shell_tool_answers_the_gold_trajectory_exactly():
         assert env.step(gold[-1]["content"])[1:] == (True, {"submitted": p.fields["flag"]})
 
 
+def test_tool_output_is_the_same_on_every_call():
+    """A resumed run redraws the same trajectories only if the tool answers the same: fixed file times, UTC."""
+    p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
+    env = CtfEnv(p)
+    first = env.step("ls -og --time-style=+%s; date -d @0 +%Z")[0]
+    assert first == env.step("ls -og --time-style=+%s; date -d @0 +%Z")[0]
+    assert " 0 start" in first and first.endswith("UTC")  # the uid differs per call: `ls -og` leaves it out
+
+
 def test_tool_failures_are_observations():
     p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
     env = CtfEnv(p, timeout=1.0, output_limit=50)
@@ -65,19 +74,30 @@ def host_secret(tmp_path, monkeypatch):
 
 
 def test_a_hostile_agent_is_contained(host_secret):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
     p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
     env = CtfEnv(p, timeout=2.0, output_limit=400)
+    assert env.tool.box.mode == "bwrap"  # this machine has it; the README promises it
     before = set(os.listdir(tempfile.gettempdir()))
     attempts = [
         f"cat {host_secret}", f"ls {host_secret.parent}", "env", "cat /proc/1/environ",
         f"grep -r {SECRET} / 2>/dev/null | head -3",
-        "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), 2); print('NET OPEN')\"",
+        f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2); print('NET OPEN')\"",
         "echo leak > /tmp/rsft-leak-file; echo leak > leak-here; ls /tmp",
         "sleep 120 & echo started",
     ]
     seen = [env.step(a)[0] for a in attempts]
     assert not any(SECRET in s for s in seen), seen
     assert "NET OPEN" not in seen[5]
+    with pytest.raises(socket.timeout):  # nothing reached the host's listener
+        listener.accept()
+    listener.close()
     assert "No such file" in seen[0] and "No such file" in seen[1]
     assert not Path("/tmp/rsft-leak-file").exists()
     assert set(os.listdir(tempfile.gettempdir())) - before == set()  # no work directory left behind
@@ -97,10 +117,13 @@ def test_only_the_actions_are_in_the_loss(tmp_path):
                                                                      max_position_embeddings=256),
                        chat_template=task.chat_template)
     prompt, gold = task.gold[0]
-    # the same trajectory as the rollout records it
-    turns = tuple(Turn(m["role"], m["content"]) for m in gold)
+    # the trajectory as the rollout records it: the submit is answered by a last tool message too
+    turns = (*(Turn(m["role"], m["content"]) for m in gold), Turn("tool", "submitted"))
     row = trajectory_row(prompt, Sample(prompt.id, 0, gold[-1]["content"], turns=turns))
-    assert row == sft_row(prompt, gold)
+    assert row["completion"][:-1] == sft_row(prompt, gold)["completion"]
+    from rsft.data.formats import completion_text
+
+    assert completion_text(row["completion"]) == gold[-1]["content"]  # what the model said, not the reply
     trainer = make_sft_trainer([row, sft_row(*task.gold[1])], str(model), tmp_path / "w", TrainConfig(max_steps=1))
     assert trainer.args.assistant_only_loss
     example = trainer.train_dataset[0]

@@ -39,8 +39,8 @@ def test_rounds_sample_score_and_train_on_whole_trajectories(ctf_run):
                 assert 1 <= roles.count("assistant") <= 3 and s["end"] in ("done", "max_turns", "max_tokens", "length")
                 assert s["text"] == [t["text"] for t in s["turns"] if t["role"] == "assistant"][-1]
                 tool_turns = [t for t in s["turns"] if t["role"] == "tool"]
-                assert all(t["info"].get("mode") in ("bwrap", "unshare", "process") or t["text"] == "submitted"
-                           for t in tool_turns)
+                assert all(t["info"].get("mode") == "bwrap" or t["text"] in ("submitted", "error: empty command")
+                           for t in tool_turns)  # every command ran in bwrap (this machine has it)
         rows = groups(rd / "selected.jsonl")
         assert rows
         for row in rows:  # TRL conversational prompt/completion: the listing, then actions and tool replies

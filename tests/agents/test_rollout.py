@@ -95,6 +95,32 @@ def test_an_environment_that_raises_is_an_observation_not_a_crash():
     assert s.end == "done" and s.text == "say 1"
 
 
+class BrokenEnv(CountingEnv):
+    """Fails to start for prompt 'bad'; reports info JSON cannot write; closes with an error."""
+
+    def __init__(self, prompt: Prompt, goal: int = 1) -> None:
+        if prompt.id == "bad":
+            raise OSError("no such episode")
+        super().__init__(prompt, goal)
+
+    def step(self, action: str) -> tuple[str, bool, dict]:
+        obs, done, _ = super().step(action)
+        return obs, done, {"when": object()}
+
+    def close(self) -> None:
+        raise RuntimeError("close failed")
+
+
+def test_an_environment_that_cannot_start_is_an_errored_trajectory_and_info_stays_writable():
+    groups = AgentEngine(ScriptEngine(), BrokenEnv).generate([Prompt("ok", text="x"), Prompt("bad", text="y")], 1,
+                                                             PARAMS)
+    good, bad = groups[0][0], groups[1][0]
+    assert good.end == "done" and isinstance(good.turns[-1].info["when"], str)
+    assert Sample.from_json(good.to_json()) == good
+    assert bad.end == "error" and bad.finish_reason == "error" and bad.error.startswith("environment: OSError")
+    assert bad.turns == ()
+
+
 def test_environments_resolve_through_the_registry_with_checked_options():
     make = build_env("tests.agents.test_rollout:CountingEnv", {"goal": 3})
     assert make(Prompt("a", text="x")).goal == 3
@@ -103,3 +129,27 @@ def test_environments_resolve_through_the_registry_with_checked_options():
     with pytest.raises(ConfigError, match="unknown env 'nope'.*ctf"):
         build_env("nope")
     assert build_env(None) is None
+    # options for the task's own environment (no rollout.env) are checked against it too
+    assert build_env(None, {"goal": 4}, default=CountingEnv)(Prompt("a", text="x")).goal == 4
+    with pytest.raises(ConfigError, match="rollout.env_options.*colour"):
+        build_env(None, {"colour": 1}, default=CountingEnv)
+
+
+def test_a_trajectory_does_not_depend_on_its_batch(tmp_path):
+    """The real tiny engine at T=1: prompt b's trajectories are the same drawn alone or beside others."""
+    from rsft.config import TinyModelConfig
+    from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.agents.ctf import ALPHABET, CHAT_TEMPLATE
+    from rsft.tasks.tiny_model import build_tiny
+
+    path = build_tiny(tmp_path / "m", ALPHABET, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2,
+                                                                max_position_embeddings=256),
+                      chat_template=CHAT_TEMPLATE)
+    agent = AgentEngine(TransformersEngine.from_path(str(path)), lambda p: CountingEnv(p, goal=9),
+                        RolloutLimits(max_turns=3))
+    params = SamplingParams(temperature=1.0, max_new_tokens=6, seed=5, round=1)
+    prompts = [Prompt(x, messages=({"role": "user", "content": f"files: {x}"},)) for x in ("a", "b", "c")]
+    together = agent.generate(prompts, 2, params)[1]
+    alone = agent.generate(prompts[1:2], 2, params)[0]
+    assert [s.actions for s in together] == [s.actions for s in alone]
+    assert together[0].actions != together[1].actions  # two draws, not one copied

@@ -29,8 +29,9 @@ import functools
 import json
 import random
 import string
-from typing import Any
+from typing import Any, Literal
 
+from rsft.progress import notice
 from rsft.records import Prompt
 from rsft.scoring.sandbox import Limits, Sandbox
 from rsft.scoring.verifiers import flag
@@ -86,32 +87,46 @@ def gold_trajectory(files: dict[str, str], flag_text: str, chain: list[str]) -> 
     return [*out, {"role": "assistant", "content": SUBMIT + flag_text}]
 
 
-class ShellTool:
-    """Runs one shell command in the sandbox, in a fresh work directory seeded with `files`."""
+SandboxMode = Literal["auto", "bwrap", "unshare", "process"]
 
-    def __init__(self, sandbox: str = "auto", timeout: float = 2.0, output_limit: int = 200) -> None:
-        self.box = _sandbox(sandbox, timeout)
-        self.output_limit = output_limit
+
+class ShellTool:
+    """Runs one shell command in the sandbox, in a fresh work directory seeded with `files`.
+
+    The command gets `timeout` seconds of its own (the sandbox's start-up is not counted against it),
+    the seeded files carry a fixed modification time and the clock's zone is UTC, so the same command
+    prints the same thing on a resumed run. What still differs between calls: the sandbox's uid
+    (visible to ``id`` or ``ls -n``) and the wall clock (``date``)."""
+
+    def __init__(self, sandbox: SandboxMode = "auto", timeout: float = 2.0, output_limit: int = 200) -> None:
+        self.box = _sandbox(sandbox)
+        self.timeout, self.output_limit = timeout, output_limit
 
     def __call__(self, files: dict[str, str], command: str) -> tuple[str, dict[str, Any]]:
         # the command's output goes through a pipe, so output past the sandbox's file-size cap is cut
         # here (its tail kept) rather than killing the harness before it reports the exit status
-        code = ("import subprocess, sys\n"
+        code = ("import os, subprocess, sys\n"
                 f"for name, text in {json.dumps(files)}.items():\n"
                 "    with open(name, 'w') as f:\n"
                 "        f.write(text)\n"
-                f"r = subprocess.run({json.dumps(command)}, shell=True, stdout=subprocess.PIPE, "
-                "stderr=subprocess.STDOUT)\n"
-                f"sys.stdout.write(r.stdout.decode('utf-8', 'replace')[-{self.output_limit}:] + "
+                "    os.utime(name, (0, 0))\n"
+                "try:\n"
+                f"    r = subprocess.run({json.dumps(command)}, shell=True, stdout=subprocess.PIPE, "
+                f"stderr=subprocess.STDOUT, timeout={self.timeout}, env={{**os.environ, 'TZ': 'UTC'}})\n"
+                "except subprocess.TimeoutExpired:\n"
+                f"    sys.stdout.write({json.dumps(EXIT)} + 'timeout')\n"
+                "else:\n"
+                f"    sys.stdout.write(r.stdout.decode('utf-8', 'replace')[-{self.output_limit}:] + "
                 f"{json.dumps(EXIT)} + str(r.returncode))\n")
         result = self.box.run(code, keep_output=self.output_limit + 32)
         info: dict[str, Any] = {"mode": result.mode}
         output, marker, code_text = result.output.rpartition(EXIT)
         output = output[-self.output_limit:]
-        if result.status == "timeout":
+        if result.status == "timeout" or code_text == "timeout":
             return "error: the command timed out", {**info, "error": "timeout"}
         if not marker:  # the tool itself failed (out of memory, killed)
-            return f"error: the tool failed ({result.status})", {**info, "error": result.status}
+            why = (result.detail or result.status).splitlines()[0][:120]
+            return f"error: the tool failed ({why})", {**info, "error": why}
         exit_code = int(code_text) if code_text.strip().lstrip("-").isdigit() else -1
         info["exit"] = exit_code
         if exit_code:
@@ -120,14 +135,21 @@ class ShellTool:
 
 
 @functools.cache
-def _sandbox(mode: str, timeout: float) -> Sandbox:
-    return Sandbox(mode, Limits(timeout=timeout, memory_mb=256, max_procs=16, max_output_bytes=1 << 16))
+def _sandbox(mode: str) -> Sandbox:
+    """One sandbox per mode (probed once); the outer timeout leaves room for start-up on a busy machine.
+    A weaker sandbox than bwrap is said in one line, once."""
+    box = Sandbox(mode, Limits(timeout=30.0, memory_mb=256, max_procs=16, max_output_bytes=1 << 16))
+    if box.mode != "bwrap":
+        notice(f"ctf shell tool: bwrap is not available here, so tool calls run in the {box.mode!r} sandbox, "
+               "which does not hide host files" + (" or the network" if box.mode == "process" else ""))
+    return box
 
 
 class CtfEnv:
     """One ctf episode: shell commands through `ShellTool`, ``submit flag{...}`` ends it."""
 
-    def __init__(self, prompt: Prompt, sandbox: str = "auto", timeout: float = 2.0, output_limit: int = 200) -> None:
+    def __init__(self, prompt: Prompt, sandbox: SandboxMode = "auto", timeout: float = 2.0,
+                 output_limit: int = 200) -> None:
         self.files: dict[str, str] = dict(prompt.fields.get("files") or {})
         self.tool = ShellTool(sandbox, timeout, output_limit)
 

@@ -78,8 +78,9 @@ def export_sft(run_dir: str | Path, round_index: int | None = None, output: str 
     rounds = [rd for rd in round_dirs(run_dir) if rd.selected.exists() and rd.done("select")]
     if round_index is not None:
         rounds = [rd for rd in rounds if rd.index == round_index]
+    # one round: all it trained on, replayed rows included; every round: each row once, in its own round
     rows = [{"prompt": d["prompt"], "completion": d["completion"]} for rd in rounds for d in read_jsonl(rd.selected)
-            if "round" not in d]  # replayed rows are their own round's rows
+            if round_index is not None or "round" not in d]
     if not rows:
         which = f"round {round_index}" if round_index is not None else "any round"
         raise RsftError(f"{run_dir}: nothing selected in {which}; run the select stage first")

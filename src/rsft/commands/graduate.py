@@ -31,6 +31,9 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
     out = run.dir / "graduate"
     if not (out / "graduation.json").is_file():
         raise RsftError(f"{out}: no graduation here (a monitor trigger with action: graduate writes it)")
+    if run.env is not None:
+        raise RsftError(f"{run.dir}: graduation to GRPO is single-turn, and this run samples agent trajectories "
+                        "(its prompts alone would train without the environment's tools)")
     info = read_json(out / "graduation.json")
     rows = list(read_jsonl(out / "prompts.jsonl"))
     if not rows:

@@ -48,9 +48,11 @@ def scorer_completion(prompt: Prompt, text: str) -> str | list[dict[str, Any]]:
 
 
 def completion_text(completion: str | list[dict[str, Any]]) -> str:
-    """The text of a completion in either TRL convention (string or assistant message list)."""
+    """The text of a completion in either TRL convention (string or message list: the last assistant
+    message, so a trajectory's trailing tool reply is not read as what the model said)."""
     if isinstance(completion, list):
-        return str(completion[-1].get("content", "")) if completion else ""
+        said = [m for m in completion if m.get("role", "assistant") == "assistant"] or completion
+        return str(said[-1].get("content", "")) if said else ""
     return str(completion)
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from rsft.records import Group, Prompt
 from rsft.sampling.base import Engine, SamplingParams
 from rsft.scoring.base import score_groups
-from rsft.selection import normalize
+from rsft.selection import dedup_key
 
 if TYPE_CHECKING:
     from rsft.config import SamplingConfig
@@ -47,7 +47,7 @@ ALPHA, BETA = 1e-3, 2.0
 
 
 def accepted_texts(group: Group, accept_min: float) -> set[str]:
-    return {normalize(s.text) for s, c in group.scored if c.passes(accept_min)}
+    return {dedup_key(s, c, "normalized") for s, c in group.scored if c.passes(accept_min)}
 
 
 def _merge(old: Group, new: Group) -> Group:

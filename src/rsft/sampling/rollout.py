@@ -28,6 +28,7 @@ An environment that raises is an observation (``error: ...``), never a crashed r
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,44 +89,55 @@ class AgentEngine:
         with ThreadPoolExecutor(max_workers=self.limits.workers) as pool:
             episodes = list(pool.map(lambda pi: self._start(*pi),
                                      [(p, params.first_index + i) for p in prompts for i in range(n)]))
-            for turn in range(self.limits.max_turns):
-                live = [e for e in episodes if e.end is None]
-                if not live:
-                    break
-                for e in live:
-                    if e.tokens >= budget:
-                        e.end = "max_tokens"
-                live = [e for e in live if e.end is None]
-                by_room: dict[int, list[_Episode]] = {}  # one engine call per remaining-budget size
-                for e in live:
-                    by_room.setdefault(min(params.max_new_tokens, budget - e.tokens), []).append(e)
-                for room, group in by_room.items():
-                    asked = [Prompt(f"{e.prompt.id}/{e.index}/{turn}", messages=tuple(e.messages),
-                                    fields=e.prompt.fields) for e in group]
-                    drawn = self.engine.generate(asked, 1, dataclasses.replace(params, first_index=0,
-                                                                               max_new_tokens=room))
-                    for e, (s,) in zip(group, drawn, strict=True):
-                        self._act(e, s)
-                acting = [e for e in live if e.end is None]
-                for e, (obs, done, info) in zip(acting, pool.map(self._step, acting)):
-                    e.turns.append(Turn("tool", obs, info=info))
-                    e.messages.append({"role": "tool", "content": obs})
-                    if done:
-                        e.end = "done"
-            for e in episodes:
-                if e.end is None:
-                    e.end = "max_turns"
-                close = getattr(e.env, "close", None)
-                if callable(close):
-                    close()
+            try:
+                self._play(episodes, params, budget, pool)
+            finally:
+                for e in episodes:
+                    _close(e.env)
         samples = [self._sample(e) for e in episodes]
         return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
+    def _play(self, episodes: list[_Episode], params: SamplingParams, budget: int, pool: ThreadPoolExecutor) -> None:
+        """Turns until every episode has ended: one engine batch of actions, then every environment's answer."""
+        for turn in range(self.limits.max_turns):
+            live = [e for e in episodes if e.end is None]
+            if not live:
+                break
+            for e in live:
+                if e.tokens >= budget:
+                    e.end = "max_tokens"
+            live = [e for e in live if e.end is None]
+            by_room: dict[int, list[_Episode]] = {}  # one engine call per remaining-budget size
+            for e in live:
+                by_room.setdefault(min(params.max_new_tokens, budget - e.tokens), []).append(e)
+            for room, group in by_room.items():
+                asked = [Prompt(f"{e.prompt.id}/{e.index}/{turn}", messages=tuple(e.messages),
+                                fields=e.prompt.fields) for e in group]
+                drawn = self.engine.generate(asked, 1, dataclasses.replace(params, first_index=0,
+                                                                           max_new_tokens=room))
+                for e, (s,) in zip(group, drawn, strict=True):
+                    self._act(e, s)
+            acting = [e for e in live if e.end is None]
+            for e, (obs, done, info) in zip(acting, pool.map(self._step, acting)):
+                e.turns.append(Turn("tool", obs, info=info))
+                e.messages.append({"role": "tool", "content": obs})
+                if done:
+                    e.end = "done"
+        for e in episodes:
+            if e.end is None:
+                e.end = "max_turns"
+
     def _start(self, prompt: Prompt, index: int) -> _Episode:
-        env = self.make_env(prompt)
+        """A new episode; an environment that fails to start makes the trajectory an error (never trained on)."""
         messages = list(prompt.messages) if prompt.messages is not None else [{"role": "user", "content": prompt.text}]
+        try:
+            env = self.make_env(prompt)
+            opening = env.reset(prompt)
+        except Exception as ex:  # noqa: BLE001 - a user's environment: its failure is data, not a crash
+            episode = _Episode(prompt, index, None, messages)  # type: ignore[arg-type]
+            episode.end, episode.error = "error", f"environment: {type(ex).__name__}: {ex}"
+            return episode
         episode = _Episode(prompt, index, env, messages)
-        opening = env.reset(prompt)
         if opening:
             episode.turns.append(Turn("user", opening))
             messages.append({"role": "user", "content": opening})
@@ -149,7 +161,8 @@ class AgentEngine:
     def _step(e: _Episode) -> tuple[str, bool, dict[str, Any]]:
         try:
             obs, done, info = e.env.step(e.turns[-1].text)
-            return str(obs), bool(done), dict(info or {})
+            # what the run directory can hold: info that JSON cannot write is kept as text
+            return str(obs), bool(done), json.loads(json.dumps(dict(info or {}), default=str))
         except Exception as ex:  # noqa: BLE001 - an environment's failure is what the agent observes
             return f"error: {type(ex).__name__}: {ex}", False, {"error": f"{type(ex).__name__}: {ex}"}
 
@@ -167,17 +180,27 @@ class AgentEngine:
         )
 
 
+def _close(env: Any) -> None:
+    close = getattr(env, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001, S110 - a failing close must not lose the batch's trajectories
+            pass
+
+
 def build_env(spec: Any, options: dict[str, Any] | None = None, default: EnvFactory | None = None,
               key: str = "rollout.env") -> EnvFactory | None:
     """The environment factory a config names (a built-in or 'module:Class'), called as
     ``factory(prompt, **options)``; None and no default: the task is single-turn."""
-    if spec is None:
+    if spec is None and default is None:
         if options:
             raise ConfigError(f"key '{key}_options': set, but there is no environment (set {key})")
-        return default
-    factory = lookup("env", spec, key)
+        return None
+    factory = default if spec is None else lookup("env", spec, key)
     if not callable(factory):
         raise ConfigError(f"key '{key}': {spec!r} is not callable")
-    checked = check_options(factory, options or {}, f"{key}_options", skip=1, what=f"environment {spec!r}")
+    name = spec if spec is not None else getattr(factory, "__name__", "of the task")
+    checked = check_options(factory, options or {}, f"{key}_options", skip=1, what=f"environment {name!r}")
     return lambda prompt: factory(prompt, **checked)
 
