@@ -56,6 +56,10 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
                           callbacks=[rich_train_callback("graduate (GRPO)")])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
+    if trainer.state.global_step == 0:
+        raise RsftError(f"{out}: GRPO took no step ({len(rows)} prompts for per_device_train_batch_size "
+                        f"{args.per_device_train_batch_size} / num_generations {args.num_generations}); nothing "
+                        "was saved; lower per_device_train_batch_size in monitor.grpo")
     final = work / "final"
     trainer.model.save_pretrained(final)
     trainer.processing_class.save_pretrained(final)

@@ -30,15 +30,15 @@ def best_round(history: list[dict[str, Any]]) -> int:
     return index
 
 
-def grpo_defaults(run: Any) -> dict[str, Any]:
+def grpo_defaults(run: Any, prompts: int = 4) -> dict[str, Any]:
     """Settings that run on a CPU and follow the run's own sampling; `monitor.grpo` overrides them.
 
-    Four prompts per step (one prompt's group is often all-same-reward, a step with no signal), and a
+    Four prompts per step (fewer when fewer are left; one prompt's group is often all-same-reward, a step with no signal), and a
     twentieth of the SFT learning rate: at the SFT rate GRPO's noisy steps wrecked a demo-task model
     (82% -> 0% held-out in bench/graduation.py)."""
     s, t = run.cfg.sampling, run.cfg.train
     generations = max(2, min(s.n, 8))
-    return {"num_generations": generations, "per_device_train_batch_size": 4 * generations,
+    return {"num_generations": generations, "per_device_train_batch_size": max(1, min(4, prompts)) * generations,
             "max_completion_length": s.max_new_tokens, "temperature": s.temperature or 1.0,
             "learning_rate": t.learning_rate / 20, "max_steps": 100, "logging_steps": 1, "save_strategy": "no",
             "report_to": "none", "bf16": False, "fp16": False, "dataloader_num_workers": 0, "seed": run.cfg.seed}
@@ -52,7 +52,7 @@ def write_graduation(run: Any, r: int, trigger: str, history: list[dict[str, Any
     best = best_round(history)
     model = str(run.round(best).model) if best >= 0 else run.base_model
     atomic_write_jsonl(out / "prompts.jsonl", rows)
-    atomic_write_json(out / "grpo_config.json", {**grpo_defaults(run), **run.cfg.monitor.grpo})
+    atomic_write_json(out / "grpo_config.json", {**grpo_defaults(run, len(rows)), **run.cfg.monitor.grpo})
     atomic_write_json(out / "graduation.json", {
         "round": r, "trigger": trigger, "model": model, "best_round": best, "prompts": len(rows),
         "dropped_uniform": len(groups) - len(rows), "command": f"rsft graduate {run.dir}",
