@@ -82,6 +82,7 @@ def dataset_config(tmp_path, model, engine_options, n_prompts=200, batch=2):
     return cfg
 
 
+@pytest.mark.slow  # 2+ min; tests/sampling/test_openai_engine.py has a scripted server that answers 500 then vanishes
 def test_a_server_killed_mid_stage_is_one_line_and_the_stage_resumes(served, tmp_path):
     _, model, python = served
     port = free_port()
