@@ -97,9 +97,11 @@ def main() -> None:
 
     # 2. K=16 verifier-labelled samples on a separate prompt set (task seed 1: no overlap with the
     #    demo's train/held-out prompts beyond chance), sample + score stages only
-    collect = run(demo_variant(args.out, "collect", {
+    collect_cfg = demo_variant(args.out, "collect", {
         **pin, "rounds": 0, "sampling.n": 16, "model.path": str(base), "warm_start.enabled": False, "eval.enabled": False,
-        "task.params": {"digits": 3, "n_train": args.collect_prompts, "n_eval": 0, "n_gold": 0, "seed": 1}}))
+        "task.params": {"digits": 3, "n_train": args.collect_prompts, "n_eval": 0, "n_gold": 0, "seed": 1}})
+    # a later run of the bench reuses the collection (its round 0 has started, which a rounds=0 run refuses)
+    collect = collect_cfg.run_dir if (collect_cfg.run_dir / "config.yaml").exists() else run(collect_cfg)
     run_round_stage(collect, 0, "sample")
     run_round_stage(collect, 0, "score")
 
