@@ -192,3 +192,16 @@ def check_options(fn: Any, options: dict[str, Any], key: str, skip: int = 0, wha
         want = _type_name(hints.get(name, Any))
         raise ConfigError(f"key '{key}.{name}': expected {want}, got {err.get('input')!r}") from None
     return {**options, **{k: getattr(checked, k) for k in fields}}
+
+
+def validate_model(model: Any, spec: dict[str, Any], key: str, what: str) -> Any:
+    """`model.model_validate(spec)` (a rule's or trigger's own pydantic class), a mistake as a one-line
+    `ConfigError` naming the key: an unknown option, or a value of the wrong type."""
+    try:
+        return model.model_validate(spec)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"key '{key}.{where}': not an option of {what}") from None
+        raise ConfigError(f"key '{key}.{where}': {err['msg'].lower()}, got {err.get('input')!r}") from None

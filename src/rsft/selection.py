@@ -24,11 +24,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rsft.errors import ConfigError
 from rsft.records import Group, Sample, Score
-from rsft.registry import check_options, lookup
+from rsft.registry import check_options, lookup, validate_model
 
 _WS = re.compile(r"\s+")
 
@@ -149,14 +149,7 @@ def build_rule(spec: Any, key: str = "selection.rules") -> Rule:
         raise ConfigError(f"key '{key}': each rule needs a 'rule' key, a built-in name or 'module:function'")
     target = lookup("rule", spec["rule"], f"{key}.rule")
     if isinstance(target, type) and issubclass(target, Rule):
-        try:
-            return target.model_validate(spec)
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                raise ConfigError(f"key '{key}.{where}': not an option of rule {spec['rule']!r}") from None
-            raise ConfigError(f"key '{key}.{where}': {err['msg'].lower()}, got {err.get('input')!r}") from None
+        return validate_model(target, spec, key, f"rule {spec['rule']!r}")
     if not callable(target):
         raise ConfigError(f"key '{key}.rule': {spec['rule']!r} is not callable")
     options = check_options(target, {k: v for k, v in spec.items() if k != "rule"}, key, skip=1,

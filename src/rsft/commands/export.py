@@ -35,15 +35,7 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
         raise RsftError(f"tau must be > 0 (p = sigmoid(gap / tau)), got {tau}")
     if cap < 1:
         raise RsftError(f"cap must be at least 1, got {cap}")
-    if round_index is not None and round_index < 0:
-        raise RsftError(f"round must be 0 or more, got {round_index}")
-    if not (run_dir / "config.yaml").is_file():
-        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
-    if output is not None:
-        check_output(Path(output), "--output")
-    rounds = [rd for rd in round_dirs(run_dir) if rd.scored.exists() and rd.done("score")]
-    if round_index is not None:
-        rounds = [rd for rd in rounds if rd.index == round_index]
+    rounds = _rounds_with(run_dir, round_index, output, "score")
     if not rounds:
         which = f"round {round_index}" if round_index is not None else "any round"
         raise RsftError(f"{run_dir}: no scored samples for {which}; run the score stage first")
@@ -71,13 +63,7 @@ def export_sft(run_dir: str | Path, round_index: int | None = None, output: str 
     so SFTTrainer loads the file unchanged (agent trajectories are conversational: train them with
     `assistant_only_loss=True`); returns (path, count)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
-    if output is not None:
-        check_output(Path(output), "--output")
-    rounds = [rd for rd in round_dirs(run_dir) if rd.selected.exists() and rd.done("select")]
-    if round_index is not None:
-        rounds = [rd for rd in rounds if rd.index == round_index]
+    rounds = _rounds_with(run_dir, round_index, output, "select")
     # one round: all it trained on, replayed rows included; every round: each row once, in its own round
     rows = [{"prompt": d["prompt"], "completion": d["completion"]} for rd in rounds for d in read_jsonl(rd.selected)
             if round_index is not None or "round" not in d]
@@ -89,3 +75,15 @@ def export_sft(run_dir: str | Path, round_index: int | None = None, output: str 
         output = run_dir / "exports" / name
     atomic_write_jsonl(Path(output), rows)
     return Path(output), len(rows)
+
+
+def _rounds_with(run_dir: Path, round_index: int | None, output: str | Path | None, stage: str) -> list:
+    """The rounds of a run whose `stage` is done (one, or all), after checking the arguments."""
+    if round_index is not None and round_index < 0:
+        raise RsftError(f"round must be 0 or more, got {round_index}")
+    if not (run_dir / "config.yaml").is_file():
+        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    if output is not None:
+        check_output(Path(output), "--output")
+    rounds = [rd for rd in round_dirs(run_dir) if rd.done(stage)]
+    return [rd for rd in rounds if round_index is None or rd.index == round_index]

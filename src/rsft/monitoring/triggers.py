@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rsft.errors import ConfigError
-from rsft.registry import check_options, lookup
+from rsft.registry import check_options, lookup, validate_model
 
 Action = Literal["warn", "stop", "graduate", "revert"]
 
@@ -142,14 +142,7 @@ def build_trigger(spec: Any, key: str = "monitor.triggers") -> Trigger:
         raise ConfigError(f"key '{key}': each trigger needs a 'trigger' key, a built-in name or 'module:function'")
     target = lookup("monitor", spec["trigger"], f"{key}.trigger")
     if isinstance(target, type) and issubclass(target, Trigger):
-        try:
-            return target.model_validate(spec)
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                raise ConfigError(f"key '{key}.{where}': not an option of trigger {spec['trigger']!r}") from None
-            raise ConfigError(f"key '{key}.{where}': {err['msg'].lower()}, got {err.get('input')!r}") from None
+        return validate_model(target, spec, key, f"trigger {spec['trigger']!r}")
     if not callable(target):
         raise ConfigError(f"key '{key}.trigger': {spec['trigger']!r} is not callable")
     options = {k: v for k, v in spec.items() if k not in ("trigger", "action")}
