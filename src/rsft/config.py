@@ -184,7 +184,22 @@ class TrainConfig(Section):
     max_length: int = Field(1024, description="Truncate prompt+completion to this many tokens.", gt=0)
     save_steps: int = Field(200, description="Checkpoint every N steps so a killed round resumes.", gt=0)
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter with peft instead of all weights.")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for TRL's SFTConfig.")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments for TRL's SFTConfig (deepspeed, fsdp, "
+        "fsdp_config, ... pass through).")
+    processes: int = Field(
+        1, description="Training processes (DDP: gloo on CPU, NCCL on GPU); the global batch is batch_size × "
+        "grad_accum × processes. 1 trains in the rsft process itself.", ge=1)
+    launcher: str = Field(
+        "torchrun", description="What starts processes > 1: torchrun, accelerate, or 'module:function' "
+        "returning the command line for (processes, module, args).")
+
+    @field_validator("launcher")
+    @classmethod
+    def _known_launcher(cls, value: str) -> str:
+        """The name resolves through the registry as the config loads (a typo is one line naming the key)."""
+        resolve("launcher", value, key="train.launcher")
+        return value
 
     @field_validator("warmup_ratio")
     @classmethod

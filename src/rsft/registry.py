@@ -1,6 +1,7 @@
 """The one registry: every extension kind is resolved here, from one name → factory table.
 
-Kinds: ``engine``, ``scorer``, ``task``, ``rule``, ``monitor`` (triggers), ``env`` (agent environments). For each kind a name means either a built-in listed in `BUILTINS`,
+Kinds: ``engine``, ``scorer``, ``task``, ``rule``, ``monitor`` (triggers), ``env`` (agent environments),
+``launcher`` (what starts N training processes). For each kind a name means either a built-in listed in `BUILTINS`,
 or a user's ``"package.module:function"``. `resolve(kind, spec, ...)` turns a
 config spec into the built object by handing it to the kind's builder (listed
 in `BUILDERS`), which lives beside the kind's implementations and calls
@@ -75,6 +76,10 @@ BUILTINS: dict[str, dict[str, str]] = {
         "uniform_groups": "rsft.monitoring.triggers:UniformGroups",
         "reward_hacking": "rsft.monitoring.triggers:RewardHacking",
     },
+    "launcher": {
+        "torchrun": "rsft.training.launchers:torchrun",
+        "accelerate": "rsft.training.launchers:accelerate",
+    },
 }
 
 # what turns a config spec of each kind into the built object
@@ -85,6 +90,7 @@ BUILDERS: dict[str, str] = {
     "rule": "rsft.selection:build_rule",
     "monitor": "rsft.monitoring.triggers:build_trigger",
     "env": "rsft.sampling.rollout:build_env",
+    "launcher": "rsft.training.launchers:build_launcher",
 }
 
 

