@@ -7,7 +7,9 @@ Everything here is a pure function of records already on disk, so
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from rich import box
@@ -68,64 +70,123 @@ def eval_metrics(greedy: list[Group], sampled: list[Group], ks: list[int], thres
     return out
 
 
-def trajectory_metrics(samples: list[Sample]) -> dict[str, float]:
+def trajectory_metrics(samples: Iterable[Sample]) -> dict[str, float]:
     """For agent trajectories (none: {}): mean actions per trajectory, tool calls that failed (an `error`
     in the environment's info) per trajectory, and the share the environment ended (rather than a limit)."""
-    episodes = [s for s in samples if s.turns]
-    if not episodes:
-        return {}
-    return {
-        "turns_mean": statistics.fmean(len(s.actions) for s in episodes),
-        "tool_errors_per_trajectory": statistics.fmean(
-            sum(1 for t in s.turns if t.role == "tool" and "error" in t.info) for s in episodes),
-        "ended_by_env": sum(s.end == "done" for s in episodes) / len(episodes),
-    }
+    t = _Trajectories()
+    for s in samples:
+        t.add(s)
+    return t.result()
 
 
-def round_metrics(scored: list[Group], accept_min: float) -> dict[str, Any]:
+class _Trajectories:
+    """Running sums behind `trajectory_metrics`."""
+
+    def __init__(self) -> None:
+        self.n = self.actions = self.tool_errors = self.ended = 0
+
+    def add(self, s: Sample) -> None:
+        if s.turns:
+            self.n += 1
+            self.actions += len(s.actions)
+            self.tool_errors += sum(1 for t in s.turns if t.role == "tool" and "error" in t.info)
+            self.ended += s.end == "done"
+
+    def result(self) -> dict[str, float]:
+        if not self.n:
+            return {}
+        return {"turns_mean": self.actions / self.n, "tool_errors_per_trajectory": self.tool_errors / self.n,
+                "ended_by_env": self.ended / self.n}
+
+
+def round_metrics(scored: Iterable[Group], accept_min: float) -> dict[str, Any]:
     """Metrics of one round's samples and scores; "accepted" is a score of at least `accept_min`.
 
-    What selection kept is the select stage's own count (selection.json), not recomputed here.
+    The groups are read once, one at a time, into running sums: memory does not grow with the round
+    (except the (selection score, judge) pairs for the rank correlation, kept as two float arrays when
+    round samples are judged). What selection kept is the select stage's own count (selection.json),
+    not recomputed here.
     """
-    samples = [s for g in scored for s in g.samples]
-    n_samples = len(samples)
-    accepted = [[(s, c) for s, c in g.scored if c.passes(accept_min)] for g in scored]
-    n_acc = sum(len(a) for a in accepted)
-    ok_groups = [[c.value for c in g.scores if c.ok] for g in scored]
-    tokens = sum(s.num_tokens for s in samples)
-    measured = [s for s in samples if s.entropy is not None]  # engines that cannot measure it say None
-    measured_tokens = sum(s.num_tokens for s in measured)
-    return {
-        "prompts": len(scored),
-        "samples": n_samples,
-        "acceptance_rate": n_acc / n_samples if n_samples else 0.0,
-        "coverage": sum(bool(a) for a in accepted) / len(scored) if scored else 0.0,
-        "distinct_accepted_per_prompt": (
-            statistics.fmean(len({normalize("\n".join(s.actions)) for s, _ in a}) for a in accepted)
-            if accepted else 0.0
-        ),
-        "reward_mean": statistics.fmean(v for vs in ok_groups for v in vs) if any(ok_groups) else 0.0,
-        "reward_max_mean": statistics.fmean(max(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
-        "reward_median_mean": statistics.fmean(statistics.median(vs) for vs in ok_groups if vs) if any(ok_groups) else 0.0,
-        "entropy_mean": sum(s.entropy * s.num_tokens for s in measured) / measured_tokens if measured_tokens else None,
-        "tokens_generated": tokens,
-        "tokens_per_prompt": tokens / len(scored) if scored else 0.0,
-        "tokens_per_prompt_max": max((sum(s.num_tokens for s in g.samples) for g in scored), default=0),
-        "samples_per_prompt": n_samples / len(scored) if scored else 0.0,
-        "samples_per_prompt_max": max((len(g.samples) for g in scored), default=0),
-        "finished_by_length": sum(s.finish_reason == "length" for s in samples) / n_samples if n_samples else 0.0,
-        "scorer_errors": sum(1 for g in scored for c in g.scores if not c.ok),
-        "sampling_errors": sum(1 for s in samples if s.error is not None),
-        "uniform_share": _uniform_share(ok_groups),
-        "judge_rank_correlation": _judge_correlation(scored),
-        **trajectory_metrics(samples),
-    }
+    m = _RoundSums()
+    for g in scored:
+        m.add(g, accept_min)
+    return m.result()
 
 
-def _uniform_share(values: list[list[float]]) -> float | None:
-    """Share of prompts (with two or more scored samples) whose samples all got the same reward."""
-    scored = [vs for vs in values if len(vs) >= 2]
-    return sum(max(vs) == min(vs) for vs in scored) / len(scored) if scored else None
+class _RoundSums:
+    """Running sums behind `round_metrics`, one group at a time."""
+
+    def __init__(self) -> None:
+        self.prompts = self.samples = self.accepted = self.covered = self.distinct = 0
+        self.reward_sum, self.reward_n = 0.0, 0
+        self.max_sum = self.median_sum = 0.0
+        self.scored_prompts = self.uniform = self.uniform_of = 0
+        self.entropy_sum, self.entropy_tokens = 0.0, 0
+        self.tokens = self.tokens_max = self.samples_max = self.by_length = self.scorer_errors = 0
+        self.sampling_errors = 0
+        self.judge_x, self.judge_y = array("d"), array("d")
+        self.trajectories = _Trajectories()
+
+    def add(self, g: Group, accept_min: float) -> None:
+        self.prompts += 1
+        self.samples += len(g.samples)
+        accepted = [s for s, c in g.scored if c.passes(accept_min)]
+        self.accepted += len(accepted)
+        self.covered += bool(accepted)
+        self.distinct += len({normalize("\n".join(s.actions)) for s in accepted})
+        values = [c.value for c in g.scores if c.ok]
+        if values:
+            self.reward_sum += sum(values)
+            self.reward_n += len(values)
+            self.scored_prompts += 1
+            self.max_sum += max(values)
+            self.median_sum += statistics.median(values)
+        if len(values) >= 2:
+            self.uniform_of += 1
+            self.uniform += max(values) == min(values)
+        tokens = 0
+        for s in g.samples:
+            tokens += s.num_tokens
+            if s.entropy is not None:  # engines that cannot measure it say None
+                self.entropy_sum += s.entropy * s.num_tokens
+                self.entropy_tokens += s.num_tokens
+            self.by_length += s.finish_reason == "length"
+            self.sampling_errors += s.error is not None
+            self.trajectories.add(s)
+        self.tokens += tokens
+        self.tokens_max = max(self.tokens_max, tokens)
+        self.samples_max = max(self.samples_max, len(g.samples))
+        self.scorer_errors += sum(1 for c in g.scores if not c.ok)
+        for c in g.scores:
+            if c.ok and "judge" in c.parts:
+                self.judge_x.append(c.value)
+                self.judge_y.append(c.parts["judge"])
+
+    def result(self) -> dict[str, Any]:
+        n, p = self.samples, self.prompts
+        return {
+            "prompts": p,
+            "samples": n,
+            "acceptance_rate": self.accepted / n if n else 0.0,
+            "coverage": self.covered / p if p else 0.0,
+            "distinct_accepted_per_prompt": self.distinct / p if p else 0.0,
+            "reward_mean": self.reward_sum / self.reward_n if self.reward_n else 0.0,
+            "reward_max_mean": self.max_sum / self.scored_prompts if self.scored_prompts else 0.0,
+            "reward_median_mean": self.median_sum / self.scored_prompts if self.scored_prompts else 0.0,
+            "entropy_mean": self.entropy_sum / self.entropy_tokens if self.entropy_tokens else None,
+            "tokens_generated": self.tokens,
+            "tokens_per_prompt": self.tokens / p if p else 0.0,
+            "tokens_per_prompt_max": self.tokens_max,
+            "samples_per_prompt": n / p if p else 0.0,
+            "samples_per_prompt_max": self.samples_max,
+            "finished_by_length": self.by_length / n if n else 0.0,
+            "scorer_errors": self.scorer_errors,
+            "sampling_errors": self.sampling_errors,
+            "uniform_share": self.uniform / self.uniform_of if self.uniform_of else None,
+            "judge_rank_correlation": (spearman(list(self.judge_x), list(self.judge_y))
+                                       if len(self.judge_x) else None),
+            **self.trajectories.result(),
+        }
 
 
 def spearman(xs: list[float], ys: list[float]) -> float | None:
@@ -152,12 +213,6 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
     if sx == 0 or sy == 0:
         return None
     return sum((a - mx) * (b - my) for a, b in zip(rx, ry)) / (sx * sy)
-
-
-def _judge_correlation(scored: list[Group]) -> float | None:
-    """Rank correlation of the selection scorer and the judge (parts.judge) over the round's samples."""
-    pairs = [(c.value, c.parts["judge"]) for g in scored for c in g.scores if c.ok and "judge" in c.parts]
-    return spearman([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
 
 
 def _count(v: float) -> str:

@@ -40,7 +40,7 @@ def quiet_hf() -> None:
 
 
 @contextmanager
-def progress_bar(label: str, total: int, completed: int = 0) -> Iterator[tuple[Progress, TaskID]]:
+def progress_bar(label: str, total: int | None, completed: int = 0) -> Iterator[tuple[Progress, TaskID]]:
     global _active
     owner = _active is None
     if owner:

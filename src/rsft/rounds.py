@@ -18,7 +18,7 @@ from rsft.config import RunConfig, build_config, dump_config, load_config, merge
 from rsft.errors import ConfigError
 from rsft.progress import notice, quiet_hf, table_console
 from rsft.preflight import check_run
-from rsft.rundir import atomic_write_text, round_dirs, stage_times_file
+from rsft.rundir import atomic_write_text, remove_stale_temps, round_dirs, stage_times_file
 from rsft.rundir import round_rows
 from rsft.stages.monitor import monitor_action
 from rsft.stages.run import Run
@@ -95,6 +95,7 @@ def open_run(cfg: RunConfig) -> Run:
         resumed = build_config(merged(stored._given, cfg._given), source=str(cfg_path))
         old, new = stored.model_dump(mode="json"), resumed.model_dump(mode="json")
         old.pop("rounds"), new.pop("rounds")  # more rounds is a resume, not a change
+        old.pop("ray", None), new.pop("ray", None)  # where the work runs: the files are the same with or without Ray
         bookkeeping = [f for f in run_dir.iterdir() if f == stage_times_file(run_dir) or f.name.endswith(".done")
                        or f.name.startswith(".")]
         produced = [f for f in run_dir.iterdir() if f.name != "config.yaml" and f not in bookkeeping]
@@ -115,10 +116,20 @@ def open_run(cfg: RunConfig) -> Run:
     check_run(run)
     for f in bookkeeping:
         f.unlink(missing_ok=True)
+    clean_after_kill(run_dir)
     if not cfg_path.is_file() or load_config(cfg_path).model_dump(mode="json") != cfg.model_dump(mode="json"):
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg_path, dump_config(cfg))
     return run
+
+
+def clean_after_kill(run_dir: Path) -> None:
+    """Remove the temporary files of atomic writes a kill interrupted (``.NAME.*.tmp`` in the run
+    directory and its rounds): they are never read, and would otherwise pile up, resume after resume."""
+    if run_dir.is_dir():
+        remove_stale_temps(run_dir)
+        for rd in round_dirs(run_dir):
+            remove_stale_temps(rd.path)
 
 
 def _first_difference(old: Any, new: Any, key: str = "") -> str:
@@ -142,6 +153,7 @@ def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False
     run = Run.open(run_dir)
     check_ready(run, r, stage)
     check_run(run)
+    clean_after_kill(run.dir)
     try:
         run_base_stage(run, "base")
         return run_stage(run, r, stage, force=force)

@@ -11,11 +11,14 @@ The stages that take long append instead: sampling (``samples.jsonl``, and
 prompt group, a whole batch per write, through `resumable_map`, so an
 interrupted stage resumes at the first prompt not written. A torn last line
 from a kill, or a partial batch, is cut off and redone. Everything else is
-written whole, atomically.
+written whole, atomically: small files at once, a round's worth of rows through
+`JsonlWriter`, which streams into a temporary file and renames it. Nothing here
+reads a round whole (`iter_groups`), so memory does not grow with the round.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -98,30 +101,44 @@ def read_jsonl_numbered(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path}: no such file")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            if raw.strip():
+                yield lineno, parse_jsonl_line(path, lineno, raw)
+
+
+def parse_jsonl_line(path: Path, lineno: int, raw: bytes) -> dict[str, Any]:
+    """One JSONL line as an object; anything else is a one-line error naming file:line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def truncate_torn_tail(path: Path) -> None:
-    """Cut a partial last line left by a kill during an append."""
+    """Cut a partial last line left by a kill during an append (reading back from the end, in blocks)."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with open(path, "r+b") as f:
-            f.truncate(cut)
+    with open(path, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(1 << 16, pos)
+            f.seek(pos - step)
+            block = f.read(step)
+            if pos == end and block.endswith(b"\n"):
+                return
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                f.truncate(pos - step + cut + 1)
+                return
+            pos -= step
+        f.truncate(0)
 
 
 def truncate_lines(path: Path, keep: int) -> None:
@@ -208,28 +225,129 @@ def read_groups(path: Path) -> list[Group]:
     return [Group.from_json(d) for d in read_jsonl(path)]
 
 
-def resumable_map(items: list[Any], out: Path, fn: Callable[[list[Any]], list[dict[str, Any]]],
-                  batch_size: int, label: str, item_id: Callable[[Any], str]) -> None:
-    """Write fn(batch) for each batch of items to out (JSONL, one line per item), resuming.
+def iter_groups(path: Path) -> Iterator[Group]:
+    """The groups of a JSONL file one at a time: a round of any size is never held whole."""
+    for d in read_jsonl(path):
+        yield Group.from_json(d)
+
+
+def count_lines(path: Path) -> int:
+    """Non-blank lines of a file, read in blocks (for progress totals)."""
+    if not Path(path).exists():
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+class JsonlWriter:
+    """A JSONL file written row by row into a temporary file and renamed into place on a clean exit.
+
+    The streaming counterpart of `atomic_write_jsonl`: memory stays flat however many rows go
+    through, and a kill (or an exception) leaves either the old file or none, never half of one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows = 0
+
+    def __enter__(self) -> JsonlWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._f = os.fdopen(fd, "w", encoding="utf-8")
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def copy_lines(self, f: Any) -> None:
+        """Append the JSONL lines of an open text file (read from its current position), in blocks."""
+        shutil.copyfileobj(f, self._f)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+            self._f.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)
+
+
+def remove_stale_temps(where: Path) -> int:
+    """Delete the ``.NAME.*.tmp`` files a kill left behind in `where` (an atomic write that never got
+    renamed); returns how many. Only for a directory no other rsft process is writing."""
+    n = 0
+    for tmp in Path(where).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+BatchMap = Callable[[Iterable[list[Any]]], Iterator[list[dict[str, Any]]]]
+
+
+def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of `size` items (the last may be shorter), pulled lazily."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def resumable_map(items: Iterable[Any], out: Path, fn: Callable[[list[Any]], list[dict[str, Any]]] | None,
+                  batch_size: int, label: str, item_id: Callable[[Any], str], total: int | None = None,
+                  mapper: BatchMap | None = None) -> None:
+    """Write fn(batch) for each batch of items to out (JSONL, one line per item), resuming; streaming.
 
     Lines already in `out` are trusted only if they are whole batches for the same
     items in the same order; a torn tail or a partial batch is cut off and redone.
+    Items are pulled lazily and each batch's lines are appended as soon as they
+    arrive, so memory does not grow with the number of items. `mapper` replaces
+    the in-process ``map(fn, batches)`` by another ordered map over the batches
+    (Ray actors); it must yield each batch's lines in input order.
     """
     truncate_torn_tail(out)
-    done = list(read_jsonl(out)) if out.exists() else []
-    whole = len(done) - len(done) % batch_size if len(done) < len(items) else len(done)
-    for i, row in enumerate(done[:whole]):
-        if row["prompt"]["id"] != item_id(items[i]):
-            raise RsftError(f"{out}:{i + 1}: written for prompt {row['prompt']['id']!r}, expected "
-                            f"{item_id(items[i])!r}; the run's prompts changed, start a new run")
-    if whole < len(done):
-        truncate_lines(out, whole)
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)
+    items = iter(items)
+    done, pending = 0, []  # pending: the items of the last, possibly partial, batch already on disk
+    if out.exists():
+        for row in read_jsonl(out):
+            item = next(items, _END)
+            if item is _END:
+                raise RsftError(f"{out}:{done + 1}: more lines than the stage has items; "
+                                "the run's prompts changed, start a new run")
+            if row["prompt"]["id"] != item_id(item):
+                raise RsftError(f"{out}:{done + 1}: written for prompt {row['prompt']['id']!r}, expected "
+                                f"{item_id(item)!r}; the run's prompts changed, start a new run")
+            done += 1
+            pending = [] if len(pending) + 1 == batch_size else [*pending, item]
+    rest = next(items, _END)
+    if rest is _END:
+        pending = []  # every item is written: a short last batch is the last batch
+    else:
+        items = itertools.chain([rest], items)
+    if pending:
+        truncate_lines(out, done - len(pending))
+        items = itertools.chain(pending, items)
+    whole = done - len(pending)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with progress_bar(label, total=len(items), completed=whole) as (bar, task):
-        for start in range(whole, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            append_jsonl(out, fn(batch))
-            bar.update(task, advance=len(batch))
+    with progress_bar(label, total=total, completed=whole) as (bar, task):
+        chunks = batches(items, batch_size)
+        for lines in (mapper(chunks) if mapper is not None else map(fn, chunks)):
+            append_jsonl(out, lines)
+            bar.update(task, advance=len(lines))
+
+
+_END = object()
 
 
 def round_rows(run_dir: Path) -> list[dict[str, Any]]:

@@ -169,12 +169,23 @@ class Selection:
 
 def select(groups: list[Group], rules: list[Rule]) -> Selection:
     """Each group through the chain, after dropping the samples whose score is an error."""
-    current = [g.keep([(s, c) for s, c in g.scored if c.ok]) for g in groups]
-    survivors = []
+    current, survivors = [], [0] * len(rules)
+    for g in groups:
+        kept, left = select_group(g, rules)
+        current.append(kept)
+        survivors = [a + b for a, b in zip(survivors, left, strict=True)]
+    return Selection(current, [(rule.rule, n) for rule, n in zip(rules, survivors, strict=True)])
+
+
+def select_group(group: Group, rules: list[Rule]) -> tuple[Group, list[int]]:
+    """One group through the chain (errored samples dropped first): what is left, and how many samples
+    were left after each rule. Rules never look across groups, so a round can be selected group by group."""
+    current = group.keep([(s, c) for s, c in group.scored if c.ok])
+    left = []
     for rule in rules:
-        current = [rule(g) for g in current]
-        survivors.append((rule.rule, sum(len(g.samples) for g in current)))
-    return Selection(current, survivors)
+        current = rule(current)
+        left.append(len(current.samples))
+    return current, left
 
 
 def best_sample(group: Group) -> tuple[Sample, Score] | None:

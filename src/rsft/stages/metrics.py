@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from rsft.metrics import round_metrics
-from rsft.rundir import atomic_write_json, read_groups, read_json
+from rsft.rundir import atomic_write_json, iter_groups, read_json
 from rsft.stages.run import Run
 
 
 def metrics_stage(run: Run, r: int) -> None:
     rd = run.round(r)
-    m = round_metrics(read_groups(rd.scored), run.cfg.accept_min)
+    m = round_metrics(iter_groups(rd.scored), run.cfg.accept_min)
     train = read_json(rd.path / "train.json")
     sel = read_json(rd.path / "selection.json")
     times = rd.times()
     m.update({
         "round": r,
-        "kept": sel["kept"] if "kept" in sel else sum(len(g.samples) for g in read_groups(rd.kept)),  # older runs
+        "kept": sel["kept"] if "kept" in sel else sum(len(g.samples) for g in iter_groups(rd.kept)),  # older runs
         "survivors": sel["survivors"],
         "train_rows": sel["rows"] + sel["replayed"],
         "decontaminated": sel.get("decontaminated", 0),

@@ -17,7 +17,7 @@ from typing import Any
 
 from rsft.errors import RedoFrom
 from rsft.records import Group, Score
-from rsft.rundir import read_groups, resumable_map
+from rsft.rundir import count_lines, iter_groups, resumable_map
 from rsft.scoring.base import score_groups
 from rsft.stages.run import Run
 
@@ -32,28 +32,34 @@ def with_judge(groups: list[Group], judged: list[Group]) -> list[Group]:
     return out
 
 
+def score_batch(run: Run, batch: list[Group]) -> list[dict[str, Any]]:
+    """One line per group of `batch`: its scores (kept when adaptive sampling already scored it), and the
+    judge's when round samples are judged."""
+    todo = [g for g in batch if not g.scores and g.samples]
+    scored = score_groups(run.scorer, todo, run.cfg.scoring.timeout) if todo else []
+    done = {id(old): new for old, new in zip(todo, scored, strict=True)}
+    out = [done.get(id(g), g) for g in batch]
+    if run.cfg.judge_samples:
+        out = with_judge(out, score_groups(run.eval_scorer, [Group(g.prompt, g.samples) for g in out],
+                                           run.cfg.scoring.timeout))
+    return [g.to_json() for g in out]
+
+
 def score_stage(run: Run, r: int) -> None:
     rd = run.round(r)
-    groups = read_groups(rd.samples)
-
-    def score(batch: list[Group]) -> list[dict[str, Any]]:
-        todo = [g for g in batch if not g.scores and g.samples]
-        scored = score_groups(run.scorer, todo, run.cfg.scoring.timeout) if todo else []
-        done = {id(old): new for old, new in zip(todo, scored, strict=True)}
-        out = [done.get(id(g), g) for g in batch]
-        if run.cfg.judge_samples:
-            out = with_judge(out, score_groups(run.eval_scorer, [Group(g.prompt, g.samples) for g in out],
-                                               run.cfg.scoring.timeout))
-        return [g.to_json() for g in out]
-
-    resumable_map(groups, rd.scored, score, max(1, run.cfg.sampling.batch_size), f"round {r} score",
-                  lambda g: g.prompt.id)
-    scores = [c for g in read_groups(rd.scored) for c in g.scores]
-    if scores and all(not c.ok for c in scores):
-        first = next(c.error for c in scores)
+    resumable_map(iter_groups(rd.samples), rd.scored, lambda batch: score_batch(run, batch),
+                  max(1, run.cfg.sampling.batch_size),
+                  f"round {r} score", lambda g: g.prompt.id, total=count_lines(rd.samples))
+    n, first = 0, None
+    for g in iter_groups(rd.scored):
+        for c in g.scores:
+            if c.ok:
+                return
+            n, first = n + 1, first if first is not None else c.error
+    if n:
         failed = rd.scored.with_name("scored.failed.jsonl")
         rd.scored.replace(failed)
-        message = (f"round {r}: the scorer failed on all {len(scores)} samples (first error: {first}); "
+        message = (f"round {r}: the scorer failed on all {n} samples (first error: {first}); "
                    f"the errors are in {failed}; fix the scorer and run again")
         # adaptive sampling chose how many to draw from these errors: its samples are redrawn too
         raise RedoFrom("sample" if run.cfg.sampling.allocation != "uniform" else "score", message)

@@ -10,14 +10,18 @@ It writes, all whole and atomically:
   round samples are judged too, the judge's precision on them; the metrics stage reads
   it instead of selecting again.
 
-The row formats (`sft_rows`, `replay_rows`, `group_pairs`) live here because
-they are this stage's outputs; `rsft export pairs` reuses `group_pairs`.
+It reads scored.jsonl one group at a time (rules never look across groups) and
+streams every output, replay included (`EarlierRounds`), so its memory does not
+grow with the round. The row formats (`sft_rows`, `replay_row`, `group_pairs`)
+live here because they are this stage's outputs; `rsft export pairs` reuses
+`group_pairs`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,40 +31,73 @@ from rsft.decontamination import Contamination
 from rsft.errors import RsftError
 from rsft.progress import notice
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_groups, read_jsonl
-from rsft.selection import best_sample, normalize, rank_key, select
+from rsft.rundir import JsonlWriter, atomic_write_json, iter_groups
+from rsft.selection import best_sample, normalize, rank_key, select_group
 from rsft.stages.run import Run
 
 
 def select_stage(run: Run, r: int) -> None:
     rd = run.round(r)
-    scored = read_groups(rd.scored)
-    selection = select(scored, run.cfg.selection.rules)
+    rules = run.cfg.selection.rules
     contamination = Contamination(run.task.eval, run.cfg.selection.decontaminate)
-    kept, dropped = contamination.groups([g for g in selection.groups if g.samples])
-    if not kept:
-        chain = ", ".join(f"{name}: {n}" for name, n in selection.survivors)
-        raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
-                        "lower the pass threshold, raise sampling.n, or warm-start the model")
-    truncated = sum(s.finish_reason == "length" for g in kept for s in g.samples)
-    if truncated:  # only possible when the chain has no drop_truncated rule
-        notice(f"round {r}: {truncated} kept samples stopped at sampling.max_new_tokens and are trained with "
-                      "EOS appended; add {rule: drop_truncated} to the selection rules to drop them")
-    rows = sft_rows(kept)
-    replayed = replay_rows([run.round(q).kept for q in range(r)], rows) if run.cfg.train.replay == "all_rounds" else []
-    replayed, replay_dropped = contamination.rows(replayed)
-    atomic_write_jsonl(rd.kept, [g.to_json() for g in kept])
-    atomic_write_jsonl(rd.pairs, [row for g in scored for row in group_pairs(g)])
-    atomic_write_jsonl(rd.selected, rows + replayed)
-    kept_scores = [c for g in kept for c in g.scores]
-    judged = [c.parts["judge"] for c in kept_scores if "judge" in c.parts]
+    earlier = EarlierRounds([run.round(q).kept for q in range(r)] if run.cfg.train.replay == "all_rounds" else [])
+    t = _Tally(len(rules))
+    with JsonlWriter(rd.kept) as kept_out, JsonlWriter(rd.pairs) as pairs_out, \
+            JsonlWriter(rd.selected) as selected_out, tempfile.TemporaryFile("w+", encoding="utf-8") as replay_out:
+        for g in iter_groups(rd.scored):  # one group at a time: memory does not grow with the round
+            for row in group_pairs(g):
+                pairs_out.write(row)
+            chosen, left = select_group(g, rules)
+            t.survivors = [a + b for a, b in zip(t.survivors, left, strict=True)]
+            kept, dropped = contamination.groups([chosen] if chosen.samples else [])
+            t.decontaminated += dropped
+            rows = []
+            for k in kept:
+                kept_out.write(k.to_json())
+                t.add(k, run.cfg.eval.pass_threshold)
+                rows = sft_rows([k])
+                for row in rows:
+                    selected_out.write(row)
+            replayed, dropped = contamination.rows(replay_row(earlier.take(g.prompt.id), rows))
+            t.decontaminated += dropped
+            for row in replayed:
+                replay_out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                t.replayed += 1
+        earlier.check_finished()
+        if not t.kept:
+            chain = ", ".join(f"{rule.rule}: {n}" for rule, n in zip(rules, t.survivors, strict=True))
+            raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
+                            "lower the pass threshold, raise sampling.n, or warm-start the model")
+        replay_out.seek(0)
+        selected_out.copy_lines(replay_out)  # this round's rows first, then the replayed ones
+    if t.truncated:  # only possible when the chain has no drop_truncated rule
+        notice(f"round {r}: {t.truncated} kept samples stopped at sampling.max_new_tokens and are trained with "
+               "EOS appended; add {rule: drop_truncated} to the selection rules to drop them")
     atomic_write_json(rd.path / "selection.json", {
-        "survivors": dict(selection.survivors), "kept": len(kept_scores), "rows": len(rows),
-        "replayed": len(replayed), "decontaminated": dropped + replay_dropped,
-        "selection_score": sum(c.value for c in kept_scores) / len(kept_scores),
-        "judge_precision_kept": (sum(v >= run.cfg.eval.pass_threshold for v in judged) / len(judged)
-                                 if judged else None),
+        "survivors": {rule.rule: n for rule, n in zip(rules, t.survivors, strict=True)}, "kept": t.kept,
+        "rows": t.kept, "replayed": t.replayed, "decontaminated": t.decontaminated,
+        "selection_score": t.score_sum / t.kept,
+        "judge_precision_kept": t.judge_passed / t.judged if t.judged else None,
     })
+
+
+class _Tally:
+    """What selection.json reports, counted as the groups stream by."""
+
+    def __init__(self, n_rules: int) -> None:
+        self.survivors = [0] * n_rules
+        self.kept = self.replayed = self.decontaminated = self.truncated = 0
+        self.score_sum = 0.0
+        self.judged = self.judge_passed = 0
+
+    def add(self, kept: Group, pass_threshold: float) -> None:
+        for s, c in kept.scored:
+            self.kept += 1
+            self.score_sum += c.value
+            self.truncated += s.finish_reason == "length"
+            if "judge" in c.parts:
+                self.judged += 1
+                self.judge_passed += c.parts["judge"] >= pass_threshold
 
 
 def sft_rows(kept: list[Group]) -> list[dict[str, Any]]:
@@ -83,30 +120,57 @@ def _row_key(row: dict[str, Any]) -> tuple[str, str]:
     return row["prompt_id"], text
 
 
-def replay_rows(kept_files: Iterable[Path], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The best kept sample per prompt over earlier rounds' ``kept.jsonl`` (in round order), minus what this
-    round already trains on.
+class EarlierRounds:
+    """Earlier rounds' ``kept.jsonl`` files read in step with this round's groups.
+
+    Every round's files list the same prompts in the same order (a prompt without kept samples is
+    simply absent), so one pass over all of them side by side finds each prompt's earlier groups while
+    holding one group per file: replay streams like the rest of the stage. Missing files (rounds
+    without a select stage) are skipped.
+    """
+
+    def __init__(self, kept_files: Iterable[Path]) -> None:
+        self._files = [(q, path, iter_groups(path)) for q, path in enumerate(kept_files) if path.exists()]
+        self._heads = [next(it, None) for _, _, it in self._files]
+
+    def take(self, prompt_id: str) -> list[tuple[int, Group]]:
+        """(round, group) of each earlier round that kept samples of `prompt_id`, in round order."""
+        out = []
+        for i, (q, _, it) in enumerate(self._files):
+            head = self._heads[i]
+            if head is not None and head.prompt.id == prompt_id:
+                out.append((q, head))
+                self._heads[i] = next(it, None)
+        return out
+
+    def check_finished(self) -> None:
+        for (_, path, _), head in zip(self._files, self._heads, strict=True):
+            if head is not None:
+                raise RsftError(f"{path}: kept prompt {head.prompt.id!r} out of this round's prompt order; "
+                                "the run's prompts changed, start a new run")
+
+
+def replay_row(earlier: list[tuple[int, Group]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The best kept sample of one prompt over earlier rounds (at most one row), unless this round already
+    trains on the same text.
 
     Llama 2 found that training only on the latest round's samples regressed
     some capabilities; keeping the top samples of all earlier rounds fixed it.
     Ties between rounds go to the later round.
     """
-    best: dict[str, tuple[float, dict[str, Any]]] = {}
-    for q, path in enumerate(kept_files):
-        if not path.exists():
+    best: tuple[float, dict[str, Any]] | None = None
+    for q, g in earlier:
+        top = best_sample(g)
+        if top is None:
             continue
-        for d in read_jsonl(path):
-            g = Group.from_json(d)
-            top = best_sample(g)
-            if top is None:
-                continue
-            sample, score = top
-            value = score.value if score.ok else float("-inf")
-            if g.prompt.id not in best or value >= best[g.prompt.id][0]:
-                row = {**sample_row(g.prompt, sample), "prompt_id": g.prompt.id, "reward": score.value, "round": q}
-                best[g.prompt.id] = (value, row)
-    have = {_row_key(row) for row in current}
-    return [row for _, row in best.values() if _row_key(row) not in have]
+        sample, score = top
+        value = score.value if score.ok else float("-inf")
+        if best is None or value >= best[0]:
+            best = (value, {**sample_row(g.prompt, sample), "prompt_id": g.prompt.id, "reward": score.value,
+                            "round": q})
+    if best is None or _row_key(best[1]) in {_row_key(row) for row in current}:
+        return []
+    return [best[1]]
 
 
 def _ranked(group: Group) -> list[tuple[Sample, Score]]:

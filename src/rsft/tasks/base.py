@@ -12,7 +12,7 @@ name, or a user's ``"module:function"``. The factory receives ``task.params``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ class Task:
     """
 
     name: str
-    train: list[Prompt]
+    train: Sequence[Prompt]  # a list, or prompts read from disk on demand (`rsft.data.prompts.LazyPrompts`)
     eval: list[Prompt]
     scorer: Callable[..., Any] | None
     gold: list[tuple[Prompt, Any]] = field(default_factory=list)

@@ -3,12 +3,16 @@
 Rows come from `rsft.data.prompts` (JSONL, Parquet, a saved dataset directory
 or an HF hub dataset); each row's prompt column becomes the `Prompt`, its
 other columns the prompt's fields. With `completion_column`, the train rows
-also give the gold completions the warm start trains on.
+also give the gold completions the warm start trains on. A JSONL train file
+without gold is not loaded whole: `LazyPrompts` reads each prompt from disk when
+a stage asks for it, so a million-prompt file costs megabytes, not gigabytes.
 """
 
 from __future__ import annotations
 
-from rsft.data.prompts import load_rows, rows_to_prompts
+from pathlib import Path
+
+from rsft.data.prompts import lazy_jsonl_prompts, load_rows, rows_to_prompts
 from rsft.errors import ConfigError, DataError
 from rsft.records import Prompt
 from rsft.tasks.base import Task
@@ -22,8 +26,13 @@ def dataset_task(train: str | None, eval: str | None = None, train_split: str = 
     if train is None:
         raise ConfigError("key 'task.train': the 'dataset' task needs a train file or 'hf:NAME'")
     exclude = (completion_column,) if completion_column else ()
-    train_rows = load_rows(train, train_split, "task.train")[:max_train_prompts]
-    prompts = rows_to_prompts(train_rows, prompt_column, id_column, field_columns, exclude)
+    if completion_column is None and Path(train).suffix in (".jsonl", ".json") and Path(train).is_file():
+        # read from disk as the stages ask: memory does not grow with the number of prompts
+        prompts = lazy_jsonl_prompts(Path(train), max_train_prompts, prompt_column, id_column, field_columns)
+        train_rows = []
+    else:
+        train_rows = load_rows(train, train_split, "task.train")[:max_train_prompts]
+        prompts = rows_to_prompts(train_rows, prompt_column, id_column, field_columns, exclude)
     evals: list[Prompt] = []
     if eval is not None:
         eval_rows = load_rows(eval, eval_split, "task.eval")[:max_eval_prompts]

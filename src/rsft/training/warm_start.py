@@ -16,6 +16,7 @@ trains on, topped up with train prompts. It is judged by the run's judge
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,7 @@ def dev_prompts(gold: list[tuple[Prompt, Any]], train: list[Prompt], trained: in
     none of them among the gold prompts it trains on."""
     seen = {p.id for p, _ in gold[:trained]}
     out: list[Prompt] = []
-    for p in [p for p, _ in gold[trained:]] + train:
+    for p in itertools.chain((p for p, _ in gold[trained:]), train):
         if len(out) >= n:
             break
         if p.id not in seen:
