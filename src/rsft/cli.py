@@ -217,13 +217,17 @@ def reward_model_train(
     use_margin: Annotated[Optional[bool], typer.Option(
         "--use-margin/--ignore-margin", help="Pairs with both a soft label p and a margin: fit sigma(delta - margin) "
         "= p (--use-margin), or drop the margins (--ignore-margin). Default: refuse such pairs.")] = None,
+    processes: Annotated[int, typer.Option(help="Training processes (DDP; --batch-size is per process).",
+                                           min=1)] = 1,
+    launcher: Annotated[str, typer.Option(help="What starts --processes > 1: torchrun, accelerate, or "
+                                               "module:function.")] = "torchrun",
 ) -> None:
     """Train a scalar reward model with the soft-label Bradley-Terry loss; report accuracy and calibration."""
     from rsft.training.preference import RewardModelTraining, train_reward_model
 
     cfg = RewardModelTraining(init=init, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
                               batch_size=batch_size, max_length=max_length, eval_fraction=eval_fraction, seed=seed,
-                              use_margin=use_margin)
+                              use_margin=use_margin, processes=processes, launcher=launcher)
     report = train_reward_model(pairs, output, cfg, eval_pairs)
     ev = report["eval"]
     if ev:

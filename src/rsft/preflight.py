@@ -13,8 +13,9 @@ problem, with one line naming the key, file or path:
 - the scorer and the judge build, are callable, and the dataset columns their
   signatures require are there;
 - the engine name and its options (and `eval.engine`'s) fit the factory;
-- TRL's SFTConfig accepts the train settings (`train.extra`, scheduler), and
-  the LoRA target modules exist in the model (on a weightless copy).
+- TRL's SFTConfig accepts the train settings (`train.extra`, scheduler), the
+  LoRA target modules exist in the model (on a weightless copy), and with
+  `train.processes` > 1 the launcher's program is installed.
 
 It does not run a model or a scorer: a scorer that fails on real samples is
 an error on those samples, and a round whose samples all fail stops.
@@ -144,6 +145,10 @@ def check_sft_settings(cfg: Any) -> None:
             raise ConfigError(f"key '{_culprit(cfg, Path(tmp))}': TRL's SFTConfig refuses it ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
     check_scheduler(cfg.train)
+    if cfg.train.processes > 1:
+        from rsft.training.launchers import check_launcher
+
+        check_launcher(cfg.train.launcher, cfg.train.processes)
 
 
 def _culprit(cfg: Any, tmp: Path) -> str:

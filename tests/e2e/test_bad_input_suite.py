@@ -203,6 +203,11 @@ CONFIG_CASES = [
          ["train.lora.target_modules", "nope_proj"]),
     Case("learning-rate-zero", ["run", G, "train.learning_rate=0"], ["key 'train.learning_rate'"]),
     Case("train-init-unknown", ["run", G, "train.init=random"], ["key 'train.init'"]),
+    Case("train-launcher-unknown", ["run", G, "train.launcher=nope"], ["key 'train.launcher'", "unknown launcher 'nope'"]),
+    Case("train-processes-zero", ["run", G, "train.processes=0"], ["key 'train.processes'"]),
+    Case("train-launcher-program-missing", ["run", G, "train.processes=2", "train.launcher=my_launch:gone"],
+         ["key 'train.launcher'", "/no/such/launcher", "does not exist"],
+         files={"my_launch.py": "def gone(processes, module, args):\n    return ['/no/such/launcher', module, *args]\n"}),
     # eval and warm start
     Case("eval-k-beyond-n", ["run", G, "eval.k=[1,4]"], ["eval.k", "eval.n = 2"]),
     Case("eval-engine-unknown", ["run", G, "eval.engine=vlm"], ["key 'eval.engine'", "'vlm'"]),
@@ -303,6 +308,10 @@ RUN_CASES = [
                          "--ignore-margin"], ["/no/init"]),
     ("rm-learning-rate-zero", ["reward-model", "train", "pb.jsonl", "--init", "MODEL", "--output", "rm",
                                "--learning-rate", "0"], ["learning_rate"]),
+    ("rm-processes-zero", ["reward-model", "train", "pb.jsonl", "--init", "MODEL", "--output", "rm",
+                           "--processes", "0"], ["'--processes'"]),
+    ("rm-launcher-unknown", ["reward-model", "train", "pb.jsonl", "--init", "MODEL", "--output", "rm",
+                             "--processes", "2", "--launcher", "nope"], ["launcher", "unknown launcher 'nope'"]),
 ]
 
 

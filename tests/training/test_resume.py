@@ -17,6 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from rsft.config import TrainConfig
 from rsft.data.formats import sft_row
 from rsft.records import Prompt
+from rsft.stages.runner import TRAIN_RESULT
 from rsft.training import sft
 from rsft.training.checkpoints import MARKER
 from rsft.training.sft import RESULT_FILE, train_sft
@@ -67,6 +68,8 @@ def test_loss_after_a_resume_is_the_uninterrupted_runs(model_dir, tmp_path, unin
     out = tmp_path / "model"
     with pytest.raises(Killed):
         train_sft(rows(), str(model_dir), out, CFG, callbacks=[KillAt(6, "step")])
+    # only the newest complete checkpoint is kept
+    assert sorted(p.name for p in (tmp_path / "model-work").glob("checkpoint-*")) == ["checkpoint-6"]
     counter = CountSteps()
     resumed = train_sft(rows(), str(model_dir), out, CFG, callbacks=[counter])
     assert counter.steps == [7, 8]  # continued from checkpoint-6, not from step 0
@@ -98,13 +101,6 @@ def test_a_checkpoint_torn_by_a_kill_is_skipped(model_dir, tmp_path, uninterrupt
     assert counter.steps == [4, 5, 6, 7, 8]
     assert (resumed.steps, resumed.loss) == (whole.steps, pytest.approx(whole.loss, abs=1e-6))
     assert not work.exists()
-
-
-def test_only_the_newest_complete_checkpoint_is_kept(model_dir, tmp_path):
-    work = tmp_path / "model-work"
-    with pytest.raises(Killed):
-        train_sft(rows(), str(model_dir), tmp_path / "model", CFG, callbacks=[KillAt(6, "step")])
-    assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-6"]
 
 
 def test_a_kill_during_the_final_save_records_the_real_loss(model_dir, tmp_path, uninterrupted, monkeypatch):
@@ -140,6 +136,7 @@ def test_a_model_in_place_with_its_result_is_not_trained_again(model_dir, tmp_pa
     again = train_sft(rows(), str(model_dir), out, CFG)
     assert (again.steps, again.loss) == (first.steps, first.loss) == (whole.steps, pytest.approx(whole.loss))
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp and not (tmp_path / "model-work").exists()
+    assert TRAIN_RESULT == RESULT_FILE  # what `--force` removes, so a forced stage trains again
     # other rows, or other settings, are another training
     changed = train_sft(rows(40), str(model_dir), out, CFG)
     assert (out / "model.safetensors").stat().st_mtime_ns != stamp and changed.rows == 40

@@ -32,12 +32,13 @@ ROUND_STAGES: dict[str, Callable[[Run, int], None]] = {
     "eval": eval_stage, "metrics": metrics_stage, "monitor": monitor_stage,
 }
 ROUND_STAGE_NAMES = tuple(ROUND_STAGES)
+TRAIN_RESULT = "rsft-train.json"  # rsft.training.sft.RESULT_FILE: with it in place, the model is not trained again
 
 
 def resumed_from(rd: RoundDir, stage: str) -> list[Path]:
     """The files a stage resumes from: a forced or redone stage deletes them first."""
     return {"sample": [rd.samples, rd.presample, rd.allocation],
-            "score": [rd.scored], "train": [rd.model_work]}.get(stage, [])
+            "score": [rd.scored], "train": [rd.model_work, rd.model / TRAIN_RESULT]}.get(stage, [])
 
 
 def reset_from(rd: RoundDir, stage: str) -> None:

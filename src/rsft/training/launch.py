@@ -18,6 +18,7 @@ executor for that), or pass Python objects: what a job needs must be JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -78,14 +79,21 @@ def run_processes(job: str, kwargs: dict[str, Any], work: Path, processes: int, 
 
 
 def _follow(proc: subprocess.Popen, progress: Path, label: str) -> None:
-    """Wait for the launcher, moving a bar with what rank 0 writes to `progress` (step, max_steps, loss)."""
-    with progress_bar(label, total=None) as (bar, task):
+    """Wait for the launcher, moving a bar with what rank 0 writes to `progress` (step, max_steps, loss).
+
+    The bar appears once training has begun: ranks that fail while loading leave only the error line."""
+    with contextlib.ExitStack() as stack:
+        shown = None
         while proc.poll() is None:
             time.sleep(0.25)
             try:
                 state = json.loads(progress.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
+            if shown is None:
+                shown = stack.enter_context(progress_bar(label, total=state.get("max_steps"),
+                                                         completed=state.get("step", 0)))
+            bar, task = shown
             info = f"loss {state['loss']:.4f}" if state.get("loss") is not None else ""
             bar.update(task, total=state.get("max_steps"), completed=state.get("step", 0), info=info)
 
@@ -112,7 +120,7 @@ def last_error(log_path: Path) -> str:
     for line in reversed(lines):
         m = pattern.match(line.strip())
         if m:
-            text = f"{m.group(1)}: {m.group(2)}"
+            text = f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2)}"  # RsftError, not rsft.errors.RsftError
             return text if len(text) <= 200 else text[:197] + "..."
     return ""
 

@@ -20,14 +20,21 @@ with its own loss and collator; the text of each (prompt, completion) is
 rendered exactly as the reward-model scorer renders it, so the trained
 directory loads straight into `scorer: {name: reward_model}`.
 
+With ``processes`` > 1 the training runs as that many DDP ranks under a
+launcher, as SFT does (`rsft.training.launch`): rank 0 evaluates and writes the
+model. Unlike SFT it does not checkpoint, so a killed reward-model training
+starts again.
+
 It does not do pairwise data collection (see `rsft export pairs`) or RLHF.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +45,8 @@ import torch.nn.functional as F
 
 from rsft.errors import DataError
 from rsft.records import PreferencePair
-from rsft.rundir import atomic_write_json, check_output, read_jsonl_numbered, replace_dir, work_dir
+from rsft.rundir import atomic_write_json, atomic_write_jsonl, check_output, read_jsonl, read_jsonl_numbered, replace_dir, \
+    work_dir
 from rsft.scoring.reward_model import adds_special_tokens, render
 
 
@@ -139,9 +147,10 @@ def evaluate_pairs(model: Any, collator: PairCollator, pairs: list[PreferencePai
     """Held-out pair accuracy and calibration against hp of what the loss fits, σ(Δ − m), in bins."""
     model.eval()
     deltas, hps = [], []
+    device = next(model.parameters()).device
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
-        chosen, rejected = pair_rewards(model, collator(batch))
+        chosen, rejected = pair_rewards(model, {k: v.to(device) for k, v in collator(batch).items()})
         deltas.extend((chosen - rejected).tolist())
         hps.extend(p.p for p in batch)
     probs = [1 / (1 + math.exp(-(d - p.margin))) for d, p in zip(deltas, pairs)]
@@ -167,21 +176,26 @@ class RewardModelTraining:
     learning_rate: float = 1e-4
     epochs: float = 1.0
     max_steps: int = -1
-    batch_size: int = 16
+    batch_size: int = 16  # per process: the global batch is batch_size × processes
     max_length: int = 512
     eval_fraction: float = 0.1
     seed: int = 0
     bins: int = 5
     dtype: str = "float32"
     use_margin: bool | None = None  # see load_pairs: None = a margin only where there is no soft label
+    processes: int = 1
+    launcher: str = "torchrun"  # what starts processes > 1 (rsft.training.launchers)
 
     def __post_init__(self) -> None:
         checks = {"learning_rate": self.learning_rate > 0, "epochs": self.epochs > 0, "batch_size": self.batch_size >= 1,
                   "max_length": self.max_length >= 1, "eval_fraction": 0 <= self.eval_fraction < 1,
-                  "max_steps": self.max_steps == -1 or self.max_steps >= 1}
+                  "max_steps": self.max_steps == -1 or self.max_steps >= 1, "processes": self.processes >= 1}
         bad = next((k for k, ok in checks.items() if not ok), None)
         if bad is not None:
             raise DataError(f"reward model training: {bad} = {getattr(self, bad)!r} is out of range")
+        from rsft.training.launchers import build_launcher
+
+        build_launcher(self.launcher, "launcher")
 
 
 def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardModelTraining,
@@ -192,12 +206,6 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
     one-output score head is added (initialising the reward model from the
     policy, as RLHF pipelines do).
     """
-    from transformers import AutoModelForSequenceClassification, TrainingArguments, set_seed
-
-    from rsft.modeling import DTYPES, load_tokenizer
-    from rsft.progress import quiet_hf, rich_train_callback
-
-    quiet_hf()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     check_output(out_dir, "--output", is_dir=True)
@@ -206,43 +214,96 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
                    else split_pairs(pairs, cfg.eval_fraction, cfg.seed))
     if not train:
         raise DataError(f"{pairs_path}: no training pairs left after holding out {cfg.eval_fraction:.0%}")
-    tokenizer = load_tokenizer(cfg.init, what="reward model init")
+    work = work_dir(out_dir)
+    if cfg.processes == 1:
+        fit_reward_model(train, held, str(work), cfg)
+    else:
+        from rsft.training.launch import run_processes
+        from rsft.training.launchers import check_launcher
+
+        check_launcher(cfg.launcher, cfg.processes, "launcher")
+        atomic_write_jsonl(work / "train-pairs.jsonl", [dataclasses.asdict(p) for p in train])
+        atomic_write_jsonl(work / "held-pairs.jsonl", [dataclasses.asdict(p) for p in held])
+        run_processes("rsft.training.preference:reward_model_job", {
+            "train_path": str(work / "train-pairs.jsonl"), "held_path": str(work / "held-pairs.jsonl"),
+            "work": str(work), "cfg": dataclasses.asdict(cfg)}, work, cfg.processes, cfg.launcher, "reward model")
+    final = work / "final"
+    report = json.loads((final / "report.json").read_text(encoding="utf-8"))
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    atomic_write_json(final / "report.json", report)
+    replace_dir(final, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def fit_reward_model(train: list[PreferencePair], held: list[PreferencePair], work: str, cfg: RewardModelTraining,
+                     progress: Path | None = None) -> dict[str, Any]:
+    """Train in this process or as one DDP rank; the main process evaluates before and after and writes
+    the model with report.json to ``work/final``. Returns the report."""
+    from transformers import AutoModelForSequenceClassification, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
+    from rsft.modeling import DTYPES, load_tokenizer
+    from rsft.progress import quiet_hf, rich_train_callback
+    from rsft.training.sft import distributed
+
+    quiet_hf()
+    t0 = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.init, what="reward model init")
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a causal LM has no score head yet; its "MISSING score.weight" is expected
-    set_seed(cfg.seed)  # the new score head is initialised at random: the seed must fix it
+    set_seed(cfg.seed)  # the new score head is initialised at random: the seed must fix it (on every rank alike)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(cfg.init, num_labels=1, dtype=DTYPES[cfg.dtype])
     finally:
         hf_logging.set_verbosity(level)
     model.config.pad_token_id = tokenizer.pad_token_id
     collator = PairCollator(tokenizer, cfg.max_length)
-    before = evaluate_pairs(model, collator, held, cfg.bins) if held else None
-    work = work_dir(out_dir)
+    cpu = not torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=str(work), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        output_dir=work, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="constant", report_to="none",
         save_strategy="no", logging_steps=10, remove_unused_columns=False, dataloader_num_workers=0,
-        disable_tqdm=True, seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
-        bf16=False, fp16=False,
+        disable_tqdm=True, seed=cfg.seed, data_seed=cfg.seed, use_cpu=cpu, bf16=False, fp16=False,
+        **({"ddp_backend": "gloo" if cpu else "nccl"} if distributed() else {}),
     )
-    from transformers.trainer_callback import PrinterCallback
+    main = args.should_save
+    before = evaluate_pairs(model, collator, held, cfg.bins) if held and main else None
+    if progress is not None:
+        from rsft.training.launch import progress_file_callback
 
+        shown = progress_file_callback(progress)
+    else:
+        shown = rich_train_callback("reward model")
+    from rsft.training.checkpoints import checkpoint_ledger
+
+    # the ledger logs the last step, so the recorded loss is the mean over every rank (not rank 0's tail)
     trainer = _trainer_class()(model=model, args=args, train_dataset=train, data_collator=collator,
-                               callbacks=[rich_train_callback("reward model")])
+                               callbacks=[shown, checkpoint_ledger()])
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
+    if not main:
+        return {}
     after = evaluate_pairs(trainer.model, collator, held, cfg.bins) if held else None
-    final = work / "final"
+    final = Path(work) / "final"
+    shutil.rmtree(final, ignore_errors=True)
     trainer.model.save_pretrained(final)
     tokenizer.save_pretrained(final)
     report = {"train_pairs": len(train), "eval_pairs": len(held), "steps": int(result.global_step),
               "train_loss": float(result.training_loss), "eval_before": before, "eval": after,
               "seconds": round(time.perf_counter() - t0, 2), "init": cfg.init}
     atomic_write_json(final / "report.json", report)
-    replace_dir(final, out_dir)
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def reward_model_job(train_path: str, held_path: str, work: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """One DDP rank of `train_reward_model` (run by `rsft.training.worker`)."""
+    from rsft.training.launch import PROGRESS
+
+    def pairs(path: str) -> list[PreferencePair]:
+        return [PreferencePair(**row) for row in read_jsonl(Path(path))]
+
+    report = fit_reward_model(pairs(train_path), pairs(held_path), work, RewardModelTraining(**cfg),
+                              progress=Path(work) / PROGRESS)
+    return {"steps": report.get("steps"), "train_loss": report.get("train_loss")}

