@@ -1,0 +1,135 @@
+"""Kill `rsft run` with SIGKILL at a chosen point, resume it, and compare every artefact with an
+uninterrupted run.
+
+A kill point is a stage and a fraction of that stage's duration in the control run: the harness
+starts the run, waits until the stage starts (the previous stage's done-marker appears), sleeps that
+fraction of the control's duration, and kills the whole process group (the CLI, its sandboxes, its
+training workers). It then runs the same command to completion and compares the two run directories
+file by file: the same files, byte-identical, except the ones that legitimately differ (`VOLATILE`):
+wall-clock timings, and the report, which plots them. Every round's samples and scores must hold
+each train prompt exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsft.rundir import read_jsonl
+
+ROUND_STAGES = ("sample", "score", "select", "train", "eval", "metrics", "monitor")
+# files whose bytes may differ between two runs of the same config, and why
+VOLATILE_FILES = {"stage_times.json": "wall-clock seconds per stage", "report.html": "plots the stage timings"}
+# inside JSON files: wall-clock figures, and the training inputs' fingerprint (it hashes the init model's
+# absolute path, which differs between the two run directories compared here)
+VOLATILE_KEYS = {"seconds", "seconds_total", "tokens_per_s", "train_runtime", "train_samples_per_second",
+                 "train_steps_per_second", "fingerprint"}
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    stage: str  # "base", "base-eval" or "r<N>:<stage>"
+    fraction: float  # of the stage's duration in the control run
+
+    def __str__(self) -> str:
+        return f"{self.stage}@{self.fraction:.2f}"
+
+
+def stages(rounds: int) -> list[str]:
+    return ["base", "base-eval"] + [f"r{r}:{s}" for r in range(rounds) for s in ROUND_STAGES]
+
+
+def done_marker(run: Path, stage: str) -> Path:
+    if ":" not in stage:
+        return run / f"{stage}.done"
+    r, name = stage.split(":")
+    return run / f"round-{int(r[1:]):03d}" / f"{name}.done"
+
+
+def started(run: Path, stage: str, order: list[str]) -> bool:
+    """A stage has started once the stage before it is done (the first once the config is written)."""
+    i = order.index(stage)
+    return (run / "config.yaml").exists() if i == 0 else done_marker(run, order[i - 1]).exists()
+
+
+def durations(run: Path, rounds: int) -> dict[str, float]:
+    """Each stage's seconds in a finished run (its stage_times.json files)."""
+    out = dict(json.loads((run / "stage_times.json").read_text()))
+    for r in range(rounds):
+        for name, secs in json.loads((run / f"round-{r:03d}" / "stage_times.json").read_text()).items():
+            out[f"r{r}:{name}"] = secs
+    return out
+
+
+class Harness:
+    """One config, run by the CLI in `cwd` (where the config's `module:function` files live)."""
+
+    def __init__(self, config: Path, cwd: Path, rounds: int, overrides: list[str] = ()) -> None:
+        self.config, self.cwd, self.rounds, self.overrides = config, cwd, rounds, list(overrides)
+
+    def command(self, out: Path) -> list[str]:
+        return [sys.executable, "-m", "rsft.cli", "run", str(self.config), f"output_dir={out}", *self.overrides]
+
+    def run(self, out: Path) -> Path:
+        proc = subprocess.run(self.command(out), cwd=self.cwd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return self.run_dir(out)
+
+    def run_dir(self, out: Path) -> Path:
+        return next(p.parent for p in out.glob("*/config.yaml"))
+
+    def kill_at(self, out: Path, point: KillPoint, seconds: float, order: list[str]) -> str:
+        """Start a run, kill it at `point`; return the first stage that was not done when it died."""
+        proc = subprocess.Popen(self.command(out), cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 600
+        while True:
+            run = next((p.parent for p in out.glob("*/config.yaml")), out / "none")
+            if started(run, point.stage, order):
+                break
+            assert proc.poll() is None, f"the run finished before {point}"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(point.fraction * seconds)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return next((s for s in order if not done_marker(run, s).exists()), "finished")
+
+
+def _strip(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def compare_runs(trial: Path, control: Path) -> None:
+    """The same files with the same bytes (run paths and `VOLATILE` parts aside)."""
+    files = {p.relative_to(control) for p in control.rglob("*") if p.is_file()}
+    got = {p.relative_to(trial) for p in trial.rglob("*") if p.is_file()}
+    assert got == files, f"files differ: extra {sorted(map(str, got - files))}, missing {sorted(map(str, files - got))}"
+    for rel in sorted(files):
+        if rel.name in VOLATILE_FILES:
+            continue
+        a, b = (control / rel).read_bytes(), (trial / rel).read_bytes()
+        if a == b:
+            continue
+        for c, t in ((control, trial), (control.parent, trial.parent)):  # the run's own paths
+            a, b = a.replace(str(c).encode(), b"RUN"), b.replace(str(t).encode(), b"RUN")
+        if rel.suffix == ".json":
+            a, b = _strip(json.loads(a)), _strip(json.loads(b))
+        assert a == b, f"{rel} differs from the uninterrupted run's"
+
+
+def check_exactly_once(run: Path, rounds: int, prompt_ids: list[str]) -> None:
+    for r in range(rounds):
+        for name in ("samples.jsonl", "scored.jsonl"):
+            ids = [row["prompt"]["id"] for row in read_jsonl(run / f"round-{r:03d}" / name)]
+            assert ids == prompt_ids, f"round {r} {name}: prompts not exactly once, in order"

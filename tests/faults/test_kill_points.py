@@ -1,0 +1,61 @@
+"""SIGKILL `rsft run` at points across every stage, resume, and compare with an uninterrupted run.
+
+The default suite kills at three points (the warm start, scoring while the code sandbox runs, and
+training); `slow` adds 22 more: every stage of both rounds once, and 6 drawn at random, each at a
+random fraction of its stage (seeded, so a failure can be replayed).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.faults.harness import Harness, KillPoint, check_exactly_once, compare_runs, durations, stages
+
+HERE = ROOT / "tests" / "faults"
+ROUNDS = 2
+ORDER = stages(ROUNDS)
+DEFAULT = [KillPoint("base", 0.5), KillPoint("r0:score", 0.5), KillPoint("r1:train", 0.5)]
+_rng = random.Random(2026)
+# every stage once, then 6 more anywhere: 22 points, each at a random fraction of its stage
+RANDOM = [KillPoint(s, round(_rng.uniform(0.05, 0.95), 2)) for s in [*ORDER, *_rng.sample(ORDER, 6)]]
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory) -> Harness:
+    cwd = tmp_path_factory.mktemp("cwd")
+    shutil.copy(HERE / "fault_scorer.py", cwd)
+    return Harness(HERE / "fault.yaml", cwd, ROUNDS)
+
+
+@pytest.fixture(scope="module")
+def control(harness, tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    run = harness.run(tmp_path_factory.mktemp("control"))
+    return run, durations(run, ROUNDS)
+
+
+def _trial(harness, control, tmp_path, point: KillPoint) -> None:
+    run, seconds = control
+    died_in = harness.kill_at(tmp_path, point, seconds.get(point.stage, 0.0), ORDER)
+    assert died_in != "finished", f"{point}: the run finished before the kill"
+    resumed = harness.run(tmp_path)
+    compare_runs(resumed, run)
+    from rsft.tasks.addition import make_task
+
+    task = make_task(digits=2, n_train=32, n_eval=16, n_gold=200, seed=11)
+    check_exactly_once(resumed, ROUNDS, [p.id for p in task.train])
+
+
+@pytest.mark.parametrize("point", DEFAULT, ids=str)
+def test_a_kill_then_resume_gives_the_uninterrupted_run(harness, control, tmp_path, point):
+    _trial(harness, control, tmp_path, point)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", RANDOM, ids=str)
+def test_a_kill_at_a_random_point_then_resume_gives_the_uninterrupted_run(harness, control, tmp_path, point):
+    _trial(harness, control, tmp_path, point)
