@@ -138,7 +138,7 @@ def check_sft_settings(cfg: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             sft_config(cfg.train, Path(tmp) / "check", cfg.seed)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, ImportError) as e:  # ImportError: deepspeed settings without deepspeed
             unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
             if unknown:
                 raise ConfigError(f"key 'train.extra.{unknown.group(1)}': not a setting of TRL's SFTConfig") from None
@@ -158,7 +158,7 @@ def _culprit(cfg: Any, tmp: Path) -> str:
     for key, value in cfg.train.extra.items():
         try:
             sft_config(cfg.train.model_copy(update={"extra": {key: value}}), tmp / "one", cfg.seed)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ImportError):
             return f"train.extra.{key}"
     return "train"
 

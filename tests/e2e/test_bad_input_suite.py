@@ -205,6 +205,8 @@ CONFIG_CASES = [
     Case("train-init-unknown", ["run", G, "train.init=random"], ["key 'train.init'"]),
     Case("train-launcher-unknown", ["run", G, "train.launcher=nope"], ["key 'train.launcher'", "unknown launcher 'nope'"]),
     Case("train-processes-zero", ["run", G, "train.processes=0"], ["key 'train.processes'"]),
+    Case("train-deepspeed-not-installed", ["run", G, "train.extra.deepspeed={zero_optimization: {stage: 3}}"],
+         ["key 'train.extra.deepspeed'", "deepspeed"]),
     Case("train-launcher-program-missing", ["run", G, "train.processes=2", "train.launcher=my_launch:gone"],
          ["key 'train.launcher'", "/no/such/launcher", "does not exist"],
          files={"my_launch.py": "def gone(processes, module, args):\n    return ['/no/such/launcher', module, *args]\n"}),

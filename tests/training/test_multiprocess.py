@@ -57,6 +57,15 @@ def test_two_processes_match_one_at_the_same_global_batch(model_dir, tmp_path):
     assert [g[0].text for g in made_by["two"]] == [g[0].text for g in made_by["one"]]
 
 
+def test_fsdp_settings_pass_through_to_sftconfig(tmp_path):
+    from rsft.training.sft import sft_config
+
+    layers = {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
+    args = sft_config(TrainConfig(processes=2, extra={"fsdp": True, "fsdp_config": layers}), tmp_path, 0)
+    assert args.fsdp and args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+    assert args.ddp_backend is None  # named inside a rank only (WORLD_SIZE set by the launcher)
+
+
 def test_a_failing_worker_is_one_line_naming_its_log(tmp_path):
     """Through the CLI: the ranks fail (the init model does not exist), rsft says so in one line."""
     pairs = tmp_path / "pairs.jsonl"
@@ -150,3 +159,41 @@ def test_a_reward_model_trains_on_two_processes(tmp_path):
     assert two["eval"]["accuracy"] == pytest.approx(one["eval"]["accuracy"], abs=0.02)
     assert two["eval"]["accuracy"] > two["eval_before"]["accuracy"]
     assert (tmp_path / "rm2" / "config.json").exists() and not (tmp_path / "rm2-work").exists()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (Linux /proc; zombies do not count)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ranks_stop_when_the_driver_alone_is_killed(model_dir, tmp_path):
+    """kill -9 of the rsft process only: the ranks notice within seconds and exit, so no rank keeps
+    writing checkpoints into the directory a rerun resumes from."""
+    cfg = TrainConfig(max_steps=120, batch_size=4, learning_rate=1e-3, save_steps=20, processes=2)
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    out, work = tmp_path / "model", tmp_path / "model-work"
+    proc = subprocess.Popen([sys.executable, str(script), str(model_dir), str(out), cfg.model_dump_json()],
+                            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(work.glob(f"checkpoint-*/{MARKER}")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the training ended before its first checkpoint"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert group_members(proc.pid) == []
+    assert not out.exists()  # the ranks did not finish the training on their own
+    resumed = train_sft(rows(), str(model_dir), out, cfg)
+    assert resumed.steps == 120 and resumed.resumed_from >= 20
