@@ -21,7 +21,7 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb]'
+	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray]'
 	touch $@
 
 # bubblewrap gives the code-execution scorer its strongest sandbox; without it (no root, no apt),

@@ -16,7 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     ("foundations", ["rsft.errors", "rsft.records", "rsft.progress", "rsft.registry", "rsft.rundir", "rsft.config"]),
     ("data and tasks", ["rsft.data", "rsft.modeling", "rsft.tasks", "rsft.serving"]),
-    ("parts", ["rsft.sampling", "rsft.scoring", "rsft.agents", "rsft.selection", "rsft.metrics", "rsft.decontamination"]),
+    ("parts", ["rsft.sampling", "rsft.scoring", "rsft.agents", "rsft.selection", "rsft.metrics", "rsft.decontamination",
+               "rsft.distributed"]),
     ("training and evaluation", ["rsft.training", "rsft.evaluation", "rsft.monitoring"]),
     ("stages", ["rsft.stages"]),
     ("loop and commands", ["rsft.rounds", "rsft.preflight", "rsft.commands", "rsft.demo"]),

@@ -44,11 +44,13 @@ def demo(
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     overrides: Overrides = None,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Sample and score on Ray (ray.enabled=true; a local "
+                                                        "cluster unless the config sets ray.address); needs rsft[ray].")] = False,
 ) -> None:
     """Run (or resume) rejection-sampling fine-tuning from a config."""
     from rsft.rounds import run_from_file
 
-    run_dir = run_from_file(config, overrides or [])
+    run_dir = run_from_file(config, (["ray.enabled=true"] if use_ray else []) + (overrides or []))
     typer.echo(f"run directory: {run_dir}")
 
 

@@ -11,6 +11,7 @@ checked when a run opens, since building them reads files and imports code.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -130,6 +131,67 @@ class ScoringConfig(Section):
     timeout: float | None = Field(
         None, description="Seconds a scorer may spend per sample; a sample over it is a scorer error.", gt=0
     )
+
+
+RAY_ADDRESS = re.compile(r"local|auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]+")
+_RAY_BUILTIN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory", "num_cpus", "num_gpus"}
+
+
+class RayResources(Section):
+    num_cpus: float = Field(1.0, description="CPUs each worker or task reserves.", ge=0)
+    num_gpus: float | None = Field(
+        None, description="GPUs each reserves (a fraction shares one); default: 1 per sampling worker when the "
+        "cluster has GPUs (one engine per GPU), 0 per scoring task.", ge=0)
+    memory: int | None = Field(None, description="Bytes of memory each reserves (Ray's logical memory).", gt=0)
+    custom: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each reserves, e.g. {sampler_node: 1}.")
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_is_custom(cls, value: dict[str, float]) -> dict[str, float]:
+        """CPUs, GPUs and memory have their own keys: under `custom` they would be a resource no node has."""
+        for name, amount in value.items():
+            if name in _RAY_BUILTIN_RESOURCES:
+                raise ValueError(f"{name!r} is not a custom resource; use num_cpus, num_gpus or memory")
+            if amount < 0:
+                raise ValueError(f"{name}: {amount} is negative")
+        return value
+
+
+class RayConfig(Section):
+    enabled: bool = Field(
+        True, description="Run sampling and scoring on Ray; false keeps these settings and runs in this process "
+        "(`rsft run --ray` sets it true).")
+    address: str = Field(
+        "local", description="local (start a Ray cluster on this machine), auto (the cluster this machine is part "
+        "of), ray://HOST:PORT (Ray Client) or HOST:PORT (a head node's GCS).")
+    num_workers: int = Field(
+        1, description="Sampling actors, each holding one engine: on a GPU cluster one per GPU (or per "
+        "tensor-parallel group).", ge=1)
+    resources_per_worker: RayResources = Field(
+        default_factory=RayResources, description="What each sampling actor reserves.")
+    score_workers: int | None = Field(None, description="Scoring tasks at once; default num_workers.", ge=1)
+    score_resources: RayResources = Field(
+        default_factory=RayResources, description="What each scoring task reserves (a reward model on GPU: "
+        "{num_gpus: 1}).")
+    max_retries: int = Field(
+        2, description="Times a batch is sent again after its actor or task died; a batch that loses more "
+        "workers than this stops the stage.", ge=0)
+    max_restarts: int = Field(
+        3, description="Replacement actors per sampling worker; after that the others carry on without it.", ge=0)
+    start_timeout: float = Field(
+        900, description="Seconds for the cluster to place the workers and build their engines.", gt=0)
+    connect_timeout: float = Field(10, description="Seconds a cluster's address may take to answer.", gt=0)
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict, description="Ray runtime_env for the workers, e.g. {working_dir: ., pip: [...]}: "
+        "on a remote cluster rsft and your module:function code must import there.")
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, value: str) -> str:
+        if not RAY_ADDRESS.fullmatch(value):
+            raise ValueError(f"{value!r} is not local, auto, ray://HOST:PORT or HOST:PORT")
+        return value
 
 
 def _default_rules() -> list[Any]:
@@ -314,6 +376,9 @@ class RunConfig(Section):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="How scorers are run.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How samples are drawn.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Multi-turn agent trajectories.")
+    ray: RayConfig | None = Field(
+        None, description="Sample and score on a Ray cluster (pip install 'rsft[ray]'); the files are the same as "
+        "without it. null: in this process.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which samples are kept.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning on the kept samples.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Held-out evaluation.")
@@ -335,6 +400,11 @@ class RunConfig(Section):
             return self.monitor.judge_samples and self.eval.scorer is not None
         return self.eval.scorer is not None and self.eval.scorer != self.scorer and any(
             t.trigger == "reward_hacking" for t in self.monitor.triggers)
+
+    @property
+    def uses_ray(self) -> bool:
+        """Whether sampling and scoring run on Ray (a `ray` section, not switched off)."""
+        return self.ray is not None and self.ray.enabled
 
     @property
     def accept_min(self) -> float:
@@ -378,7 +448,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
                           "expected key=value, e.g. train.learning_rate=1e-4")
     node = data
     for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
+        if node.get(p) is None:  # an absent or null section (`ray: null`) is opened by a key inside it
+            node[p] = {}
+        nxt = node[p]
         if not isinstance(nxt, dict):
             raise ConfigError(f"override {override!r}: '{p}' is not a section")
         node = nxt

@@ -33,6 +33,7 @@ from typing import Any
 
 from rsft.data.formats import check_prompt_lengths as check_prompt_lengths_of
 from rsft.decontamination import shared_prompts
+from rsft.distributed import check_ray
 from rsft.errors import ConfigError
 from rsft.monitoring.trackers import check_trackers
 from rsft.progress import notice
@@ -45,6 +46,8 @@ from rsft.stages.run import Run
 def check_run(run: Run) -> None:
     cfg = run.cfg
     check_output_dir(cfg.run_dir)
+    if cfg.uses_ray:
+        check_ray(cfg.ray)  # installed, and the cluster's address answers (nothing is started here)
     check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
     if cfg.eval.engine is not None:
         check_engine_options(cfg.eval.engine, cfg.eval.engine_options, "eval.engine_options", "eval.engine")
