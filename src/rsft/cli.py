@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rsft.errors import RsftError
+from rsft.errors import RsftError, disk_full
 
 app = typer.Typer(
     help="Rejection-sampling fine-tuning (RAFT / ReST-EM / iterative best-of-N) for Hugging Face causal LMs.",
@@ -329,6 +329,10 @@ def main() -> None:
         print("rsft: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
+        full = disk_full(e)
+        if full is not None:
+            print(f"rsft: error: {full}", file=sys.stderr)
+            sys.exit(28)
         if _is(e, "Exit"):
             sys.exit(getattr(e, "exit_code", 0))
         if _is(e, "Abort"):

@@ -27,3 +27,35 @@ class RedoFrom(RsftError):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+class DiskFull(RsftError):
+    """A write failed because the disk (or quota) is full. Nothing written so far is lost: a torn append or a
+    half-written temporary file is cut off or removed on the next run, which resumes where this one stopped."""
+
+
+def disk_full(error: BaseException) -> str | None:
+    """When `error` (or what it was raised from) means "no space left on device", a one-line message naming
+    what was being written (as far as the error tells); else None. Libraries say it differently: an OSError
+    with errno ENOSPC or EDQUOT (Python), "No space left on device" (torch's writer), "os error 28" (the
+    safetensors writer in Rust)."""
+    import errno
+
+    seen = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or any(
+                s in text for s in ("No space left on device", "os error 28", "StorageFull", "Disk quota exceeded")):
+            where = getattr(e, "filename", None)
+            return disk_full_message(where) if where else disk_full_message(None, text.splitlines()[0][:200])
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def disk_full_message(where: object | None, detail: str = "") -> str:
+    """The one line for a full disk: what was being written (when known), or the writer's own words."""
+    said = f"disk full: {where}: no space left on device" if where else "disk full: no space left on device" + (
+        f" ({detail})" if detail else "")
+    return f"{said}; free some space and run the same command again (it resumes where this one stopped)"

@@ -18,6 +18,7 @@ reads a round whole (`iter_groups`), so memory does not grow with the round.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rsft.errors import DataError, RsftError
+from rsft.errors import DataError, DiskFull, RsftError, disk_full, disk_full_message
 from rsft.progress import progress_bar
 from rsft.records import Group
 
@@ -48,18 +49,33 @@ def check_output(path: Path, key: str, is_dir: bool = False) -> None:
             return
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def naming_full_disk(path: Path) -> Iterator[None]:
+    """A full disk while writing `path` becomes a one-line `DiskFull` naming it (a failed write's OSError
+    names no file, and other writers, torch's or safetensors', raise their own types)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield
+    except DiskFull:
         raise
+    except Exception as e:
+        if disk_full(e) is not None:
+            raise DiskFull(disk_full_message(path)) from None
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with naming_full_disk(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -73,7 +89,7 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Append rows in one write and fsync, so a kill leaves at most one torn line."""
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    with open(path, "a", encoding="utf-8") as f:
+    with naming_full_disk(path), open(path, "a", encoding="utf-8") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -251,28 +267,35 @@ class JsonlWriter:
         self.rows = 0
 
     def __enter__(self) -> JsonlWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        with naming_full_disk(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         self._f = os.fdopen(fd, "w", encoding="utf-8")
         return self
 
     def write(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with naming_full_disk(self.path):
+            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.rows += 1
 
     def copy_lines(self, f: Any) -> None:
         """Append the JSONL lines of an open text file (read from its current position), in blocks."""
-        shutil.copyfileobj(f, self._f)
+        with naming_full_disk(self.path):
+            shutil.copyfileobj(f, self._f)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None:
-                self._f.flush()
-                os.fsync(self._f.fileno())
-            self._f.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
+            with naming_full_disk(self.path):
+                if exc_type is None:
+                    self._f.flush()
+                    os.fsync(self._f.fileno())
+                self._f.close()
+                if exc_type is None:
+                    os.replace(self._tmp, self.path)
         finally:
+            if not self._f.closed:
+                with contextlib.suppress(OSError):
+                    self._f.close()
             Path(self._tmp).unlink(missing_ok=True)
 
 

@@ -26,10 +26,11 @@ from rsft.rundir import read_jsonl
 ROUND_STAGES = ("sample", "score", "select", "train", "eval", "metrics", "monitor")
 # files whose bytes may differ between two runs of the same config, and why
 VOLATILE_FILES = {"stage_times.json": "wall-clock seconds per stage", "report.html": "plots the stage timings"}
-# inside JSON files: wall-clock figures, and the training inputs' fingerprint (it hashes the init model's
-# absolute path, which differs between the two run directories compared here)
+# inside JSON files: wall-clock figures, the training inputs' fingerprint (it hashes the init model's
+# absolute path, which differs between the two run directories compared here), and the checkpoint step a
+# training resumed from (a record of the resume itself)
 VOLATILE_KEYS = {"seconds", "seconds_total", "tokens_per_s", "train_runtime", "train_samples_per_second",
-                 "train_steps_per_second", "fingerprint"}
+                 "train_steps_per_second", "fingerprint", "resumed_from"}
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,9 @@ def _strip(obj: object) -> object:
     return obj
 
 
-def compare_runs(trial: Path, control: Path) -> None:
-    """The same files with the same bytes (run paths and `VOLATILE` parts aside)."""
+def compare_runs(trial: Path, control: Path, trial_ran_at: Path | None = None) -> None:
+    """The same files with the same bytes (run paths and `VOLATILE` parts aside); `trial_ran_at`: where the
+    trial ran, when it was copied elsewhere since."""
     files = {p.relative_to(control) for p in control.rglob("*") if p.is_file()}
     got = {p.relative_to(trial) for p in trial.rglob("*") if p.is_file()}
     assert got == files, f"files differ: extra {sorted(map(str, got - files))}, missing {sorted(map(str, files - got))}"
@@ -121,7 +123,8 @@ def compare_runs(trial: Path, control: Path) -> None:
         a, b = (control / rel).read_bytes(), (trial / rel).read_bytes()
         if a == b:
             continue
-        for c, t in ((control, trial), (control.parent, trial.parent)):  # the run's own paths
+        at = trial_ran_at or trial
+        for c, t in ((control, at), (control.parent, at.parent)):  # the run's own paths
             a, b = a.replace(str(c).encode(), b"RUN"), b.replace(str(t).encode(), b"RUN")
         if rel.suffix == ".json":
             a, b = _strip(json.loads(a)), _strip(json.loads(b))

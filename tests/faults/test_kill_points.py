@@ -8,34 +8,17 @@ random fraction of its stage (seeded, so a failure can be replayed).
 from __future__ import annotations
 
 import random
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.faults.harness import Harness, KillPoint, check_exactly_once, compare_runs, durations, stages
+from tests.faults.conftest import ROUNDS
+from tests.faults.harness import KillPoint, check_exactly_once, compare_runs, stages
 
-HERE = ROOT / "tests" / "faults"
-ROUNDS = 2
 ORDER = stages(ROUNDS)
 DEFAULT = [KillPoint("base", 0.5), KillPoint("r0:score", 0.5), KillPoint("r1:train", 0.5)]
 _rng = random.Random(2026)
 # every stage once, then 6 more anywhere: 22 points, each at a random fraction of its stage
 RANDOM = [KillPoint(s, round(_rng.uniform(0.05, 0.95), 2)) for s in [*ORDER, *_rng.sample(ORDER, 6)]]
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory) -> Harness:
-    cwd = tmp_path_factory.mktemp("cwd")
-    shutil.copy(HERE / "fault_scorer.py", cwd)
-    return Harness(HERE / "fault.yaml", cwd, ROUNDS)
-
-
-@pytest.fixture(scope="module")
-def control(harness, tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    run = harness.run(tmp_path_factory.mktemp("control"))
-    return run, durations(run, ROUNDS)
 
 
 def _trial(harness, control, tmp_path, point: KillPoint) -> None:
@@ -44,10 +27,13 @@ def _trial(harness, control, tmp_path, point: KillPoint) -> None:
     assert died_in != "finished", f"{point}: the run finished before the kill"
     resumed = harness.run(tmp_path)
     compare_runs(resumed, run)
+    check_exactly_once(resumed, ROUNDS, train_ids())
+
+
+def train_ids() -> list[str]:
     from rsft.tasks.addition import make_task
 
-    task = make_task(digits=2, n_train=32, n_eval=16, n_gold=200, seed=11)
-    check_exactly_once(resumed, ROUNDS, [p.id for p in task.train])
+    return [p.id for p in make_task(digits=2, n_train=32, n_eval=16, n_gold=200, seed=11).train]
 
 
 @pytest.mark.parametrize("point", DEFAULT, ids=str)
