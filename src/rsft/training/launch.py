@@ -47,8 +47,9 @@ def process_start_time(pid: int) -> str | None:
 
 
 def run_processes(job: str, kwargs: dict[str, Any], work: Path, processes: int, launcher: str,
-                  label: str) -> dict[str, Any]:
-    """Run `job(**kwargs)` on `processes` ranks under `launcher`; return the dict rank 0 returned."""
+                  label: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `job(**kwargs)` on `processes` ranks under `launcher`, with `env` added to their environment
+    (never written to the spec: a tracker's URI may hold a token); return the dict rank 0 returned."""
     work.mkdir(parents=True, exist_ok=True)
     for stale in (RESULT, PROGRESS):
         (work / stale).unlink(missing_ok=True)
@@ -57,7 +58,7 @@ def run_processes(job: str, kwargs: dict[str, Any], work: Path, processes: int, 
     atomic_write_json(work / JOB, spec)
     argv = build_launcher(launcher)(processes, "rsft.training.worker", [str(work / JOB)])
     log_path = work / LOG
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
@@ -119,7 +120,7 @@ def last_error(log_path: Path) -> str:
     pattern = re.compile(r"^(?:\[rank\d+\]: )?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.*)$")
     for line in reversed(lines):
         m = pattern.match(line.strip())
-        if m:
+        if m and not m.group(1).endswith("ChildFailedError"):  # torchrun's summary, not the rank's error
             text = f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2)}"  # RsftError, not rsft.errors.RsftError
             return text if len(text) <= 200 else text[:197] + "..."
     return ""

@@ -241,8 +241,8 @@ def train_sft(
         run_processes("rsft.training.sft:sft_job", {
             "rows_path": str(work / "rows.jsonl"), "init_path": init_path, "work": str(work),
             "cfg": cfg.model_dump(mode="json"), "seed": seed, "dtype": dtype, "report_to": list(report_to),
-            "tracker_env": tracker_env or {}, "key": key, "resume": str(resume) if resume else None,
-            "adapter": str(adapter)}, work, cfg.processes, cfg.launcher, label)
+            "key": key, "resume": str(resume) if resume else None, "adapter": str(adapter)},
+            work, cfg.processes, cfg.launcher, label, env=tracker_env)
     final = work / "final"
     result = result_from(json.loads((final / RESULT_FILE).read_text(encoding="utf-8")))
     replace_dir(final, out_dir)
@@ -300,12 +300,12 @@ def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter:
 
 
 def sft_job(rows_path: str, init_path: str, work: str, cfg: dict[str, Any], seed: int, dtype: str,
-            report_to: list[str], tracker_env: dict[str, str], key: str, resume: str | None,
-            adapter: str) -> dict[str, Any]:
-    """One DDP rank of `train_sft` (run by `rsft.training.worker`): everything it needs comes as JSON."""
+            report_to: list[str], key: str, resume: str | None, adapter: str) -> dict[str, Any]:
+    """One DDP rank of `train_sft` (run by `rsft.training.worker`): everything it needs comes as JSON (the
+    trackers' environment comes as environment)."""
     from rsft.training.launch import PROGRESS
 
     result = fit_sft(list(read_jsonl(Path(rows_path))), init_path, Path(work), TrainConfig.model_validate(cfg),
-                     seed, dtype, None, [], report_to, tracker_env, key, resume, adapter,
+                     seed, dtype, None, [], report_to, None, key, resume, adapter,
                      progress=Path(work) / PROGRESS)
     return {"steps": result.steps, "loss": result.loss}
