@@ -88,7 +88,7 @@ def test_a_worker_that_cannot_start_is_one_line_and_its_resources_are_freed(pool
     deadline = time.time() + 10
     while ray.available_resources().get("CPU", 0) < free and time.time() < deadline:
         time.sleep(0.1)
-    assert ray.available_resources().get("CPU", 0) == free
+    assert ray.available_resources().get("CPU", 0) >= free
 
 
 def test_more_workers_than_the_local_cluster_holds_is_one_line():
@@ -98,7 +98,7 @@ def test_more_workers_than_the_local_cluster_holds_is_one_line():
 
 
 def test_tasks_yield_in_input_order():
-    batches = [[0.6], [2.0, 3.0], [4.0], [0.0], [5.0]]
+    batches = [[0.6], [2, 3], [4], [0.0], [5]]  # a float first item is seconds to sleep: batch 0 ends last
     out = list(task_map("tests.distributed.workers:scale", (2,), batches, CFG, "score"))
     assert out == [[x * 2 for x in b] for b in batches]
 

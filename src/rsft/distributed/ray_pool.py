@@ -235,7 +235,7 @@ class ActorPool:
         charged[running.index] += 1
         if charged[running.index] > self._cfg.max_retries:
             raise RsftError(f"{self._label}: batch {running.index} killed its Ray worker {charged[running.index]} "
-                            f"times (ray.max_retries = {self._cfg.max_retries}); last: {one_line(error)}")
+                            f"times (ray.max_retries = {self._cfg.max_retries}); last: {one_line(error)}") from None
         for c in calls:
             order.again(c.index, c.batch)
         self._replace(slot, error)
