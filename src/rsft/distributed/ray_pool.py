@@ -319,7 +319,9 @@ def task_map(fn: str | Callable[..., list], args: tuple, batches: Iterable[list]
     `fn` is a callable or a ``"module:function"`` string; `fn` and `args` are put in Ray's object store
     once per map, not once per batch. Each task reserves ``ray.score_resources``; at most
     ``ray.score_workers`` (default ``ray.num_workers``) run at once. A function that builds something
-    heavy (a reward model) should cache it per process: the tasks of a map share worker processes."""
+    heavy (a reward model) should cache it per process: the tasks of a map share worker processes. Tasks
+    wait for free resources with no time limit: an `ActorPool` still open on a small cluster can hold the
+    CPUs they need, so close the sampling pool before scoring."""
     ray = require_ray()
     connect(ray_cfg)
     options = ray_options(ray_cfg.score_resources, 0.0)
