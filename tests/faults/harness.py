@@ -111,14 +111,15 @@ def _strip(obj: object) -> object:
     return obj
 
 
-def compare_runs(trial: Path, control: Path, trial_ran_at: Path | None = None) -> None:
+def compare_runs(trial: Path, control: Path, trial_ran_at: Path | None = None, skip: tuple[str, ...] = ()) -> None:
     """The same files with the same bytes (run paths and `VOLATILE` parts aside); `trial_ran_at`: where the
-    trial ran, when it was copied elsewhere since."""
+    trial ran, when it was copied elsewhere since; `skip`: file names not compared (a config that differs on
+    purpose)."""
     files = {p.relative_to(control) for p in control.rglob("*") if p.is_file()}
     got = {p.relative_to(trial) for p in trial.rglob("*") if p.is_file()}
     assert got == files, f"files differ: extra {sorted(map(str, got - files))}, missing {sorted(map(str, files - got))}"
     for rel in sorted(files):
-        if rel.name in VOLATILE_FILES:
+        if rel.name in VOLATILE_FILES or rel.name in skip:
             continue
         a, b = (control / rel).read_bytes(), (trial / rel).read_bytes()
         if a == b:

@@ -9,6 +9,9 @@ the sample stage too (`RedoFrom`), rather than deleting another stage's files.
 
 With `monitor.judge_samples` (or a reward_hacking trigger and a separate `eval.scorer`), every sample is
 scored by the judge too, kept as ``parts["judge"]``: the reward-hacking metrics compare the two.
+
+With Ray (`ray.enabled`), each batch is scored by a Ray task (`rsft.stages.workers.score_task`) and the
+driver appends the results in prompt order, as it would alone.
 """
 
 from __future__ import annotations
@@ -47,9 +50,15 @@ def score_batch(run: Run, batch: list[Group]) -> list[dict[str, Any]]:
 
 def score_stage(run: Run, r: int) -> None:
     rd = run.round(r)
+    mapper = None
+    if run.cfg.uses_ray:  # scoring as Ray tasks; the driver still writes, in prompt order
+        from rsft.distributed import task_map
+
+        mapper = lambda chunks: task_map("rsft.stages.workers:score_task", (str(run.dir),), chunks,  # noqa: E731
+                                         run.cfg.ray, f"round {r} score")
     resumable_map(iter_groups(rd.samples), rd.scored, lambda batch: score_batch(run, batch),
-                  max(1, run.cfg.sampling.batch_size),
-                  f"round {r} score", lambda g: g.prompt.id, total=count_lines(rd.samples))
+                  max(1, run.cfg.sampling.batch_size), f"round {r} score", lambda g: g.prompt.id,
+                  total=count_lines(rd.samples), mapper=mapper)
     n, first = 0, None
     for g in iter_groups(rd.scored):
         for c in g.scores:
