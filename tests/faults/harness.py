@@ -85,10 +85,13 @@ class Harness:
     def run_dir(self, out: Path) -> Path:
         return next(p.parent for p in out.glob("*/config.yaml"))
 
-    def kill_at(self, out: Path, point: KillPoint, seconds: float, order: list[str]) -> str:
-        """Start a run, kill it at `point`; return the first stage that was not done when it died."""
+    def kill_at(self, out: Path, point: KillPoint, seconds: float, order: list[str], target: str = "driver") -> str:
+        """Start a run, kill it at `point`; return the first stage that was not done when it died.
+
+        `target` "driver" kills the run's whole process group; "actor" kills one Ray actor's process and lets
+        the run go on (it must then finish by itself)."""
         proc = subprocess.Popen(self.command(out), cwd=self.cwd, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + 600
         while True:
             run = next((p.parent for p in out.glob("*/config.yaml")), out / "none")
@@ -98,9 +101,26 @@ class Harness:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         time.sleep(point.fraction * seconds)
+        if target == "actor":
+            actor = _ray_actor_pid(deadline)
+            died = next((s for s in order if not done_marker(run, s).exists()), "finished")
+            os.kill(actor, signal.SIGKILL)
+            _, err = proc.communicate()
+            assert proc.returncode == 0, f"the run did not survive the loss of an actor: {err[-2000:]}"
+            return died
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         return next((s for s in order if not done_marker(run, s).exists()), "finished")
+
+
+def _ray_actor_pid(deadline: float) -> int:
+    """The process of one of rsft's Ray actors (Ray titles it ``ray::_Host``...), waiting for one to exist."""
+    while True:
+        found = subprocess.run(["pgrep", "-f", "^ray::_Host"], capture_output=True, text=True).stdout.split()
+        if found:
+            return int(found[0])
+        assert time.monotonic() < deadline, "no Ray actor appeared"
+        time.sleep(0.01)
 
 
 def _strip(obj: object) -> object:

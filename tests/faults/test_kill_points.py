@@ -12,7 +12,7 @@ import random
 import pytest
 
 from tests.faults.conftest import ROUNDS
-from tests.faults.harness import KillPoint, check_exactly_once, compare_runs, stages
+from tests.faults.harness import Harness, KillPoint, check_exactly_once, compare_runs, stages
 
 ORDER = stages(ROUNDS)
 DEFAULT = [KillPoint("base", 0.5), KillPoint("r0:score", 0.5), KillPoint("r1:train", 0.5)]
@@ -45,3 +45,22 @@ def test_a_kill_then_resume_gives_the_uninterrupted_run(harness, control, tmp_pa
 @pytest.mark.parametrize("point", RANDOM, ids=str)
 def test_a_kill_at_a_random_point_then_resume_gives_the_uninterrupted_run(harness, control, tmp_path, point):
     _trial(harness, control, tmp_path, point)
+
+
+RAY = ["ray.enabled=true", "ray.num_workers=2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, point", [("driver", KillPoint("r0:sample", 0.5)), ("driver", KillPoint("r1:score", 0.5)),
+                                           ("actor", KillPoint("r0:sample", 0.3)), ("actor", KillPoint("r1:sample", 0.3))],
+                         ids=lambda x: str(x))
+def test_a_kill_on_ray_then_resume_gives_the_uninterrupted_run(harness, control, tmp_path, target, point):
+    """With Ray: the driver killed while its actors sample or its tasks score, then resumed; or one actor
+    killed while it samples, and the run carries on. Either way: the files of the run without Ray."""
+    pytest.importorskip("ray")
+    run, seconds = control
+    ray_harness = Harness(harness.config, harness.cwd, harness.rounds, RAY)
+    ray_harness.kill_at(tmp_path, point, seconds.get(point.stage, 0.0), ORDER, target)
+    resumed = ray_harness.run(tmp_path)
+    compare_runs(resumed, run, skip=("config.yaml",))
+    check_exactly_once(resumed, ROUNDS, train_ids())

@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +62,29 @@ def connect(cfg: RayConfig) -> None:
         # address="local" starts a new cluster even when RAY_ADDRESS names another one
         ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR,
                  runtime_env=cfg.runtime_env or None)
+        _watch_local_cluster()
         return
     _probe(cfg)
     try:
         ray.init(address=cfg.address, logging_level=logging.ERROR, runtime_env=runtime_env(cfg))
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
         raise RsftError(f"key 'ray.address': cannot join the Ray cluster at {cfg.address}: {one_line(e)}") from None
+
+
+def _watch_local_cluster() -> None:
+    """Start `rsft.distributed.reaper` for the cluster just started (Linux: it reads /proc), so a killed
+    driver does not leave the cluster's daemons running."""
+    try:
+        from ray._private import worker as ray_worker
+
+        session = ray_worker._global_node.session_name
+    except (ImportError, AttributeError):  # a private attribute: if it moves, only the watchdog is lost
+        return
+    if not session or not Path("/proc/self/cmdline").exists():
+        return
+    subprocess.Popen([sys.executable, "-m", "rsft.distributed.reaper", str(os.getpid()), session],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def runtime_env(cfg: RayConfig) -> dict[str, Any]:

@@ -29,6 +29,7 @@ that hangs (that is the engine's business).
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -156,21 +157,39 @@ class ActorPool:
         try:
             self._reserve()
             self._slots = [_Slot(i, self._start(i)) for i in range(ray_cfg.num_workers)]
-            errors = ray.get([s.actor.ready.remote() for s in self._slots], timeout=ray_cfg.start_timeout)
-        except ray.exceptions.GetTimeoutError:
-            self.close()
-            raise RsftError(f"{label}: {ray_cfg.num_workers} Ray workers with {self._options} did not start within "
-                            f"{ray_cfg.start_timeout:g} s (ray.start_timeout); the cluster has "
-                            f"{ray.cluster_resources()}") from None
-        except ray.exceptions.RayActorError as e:
-            self.close()
-            raise RsftError(f"{label}: a Ray worker died while starting: {one_line(e)}") from None
+            self._await_ready()
         except BaseException:
             self.close()
             raise
-        if any(errors):
-            self.close()
-            raise RsftError(f"{label}: a worker could not start: {next(e for e in errors if e)}")
+
+    def _await_ready(self) -> None:
+        """Wait until every worker has built its engine. An actor that dies while it starts (killed, its node
+        lost) is replaced, like one that dies later, up to ray.max_restarts; a worker whose engine could not be
+        built is one line (building it again would fail the same way)."""
+        ray = require_ray()
+        deadline = time.monotonic() + self._cfg.start_timeout
+        waiting = {s.actor.ready.remote(): s for s in self._slots}
+        while waiting:
+            done, _ = ray.wait(list(waiting), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                raise RsftError(f"{self._label}: {self._cfg.num_workers} Ray workers with {self._options} did not "
+                                f"start within {self._cfg.start_timeout:g} s (ray.start_timeout); the cluster has "
+                                f"{ray.cluster_resources()}")
+            slot = waiting.pop(done[0])
+            try:
+                error = ray.get(done[0])
+            except ray.exceptions.RayActorError as e:
+                if slot.restarts >= self._cfg.max_restarts:
+                    raise RsftError(f"{self._label}: a Ray worker died while starting, {slot.restarts + 1} times "
+                                    f"(ray.max_restarts = {self._cfg.max_restarts}): {one_line(e)}") from None
+                slot.restarts += 1
+                slot.actor = self._start(slot.index)
+                notice(f"{self._label}: Ray worker {slot.index} died while starting ({one_line(e)}); replaced "
+                       f"({slot.restarts} of ray.max_restarts = {self._cfg.max_restarts})")
+                waiting[slot.actor.ready.remote()] = slot
+                continue
+            if error:
+                raise RsftError(f"{self._label}: a worker could not start: {error}")
 
     @property
     def actors(self) -> list[Any]:

@@ -86,6 +86,14 @@ def logged_loss(checkpoint: Path) -> tuple[int, float]:
     return step, total
 
 
+def logged_tokens(checkpoint: Path) -> float:
+    """TRL's running count of tokens trained on (``num_tokens``) at a checkpoint's step, 0 if not logged."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    counts = [e["num_tokens"] for e in state.get("log_history", [])
+              if "num_tokens" in e and e.get("step", 0) <= int(state["global_step"])]
+    return counts[-1] if counts else 0
+
+
 def run_loss(training_loss: float | None, steps: int, start_step: int, start_sum: float) -> float:
     """The mean training loss over all `steps`, when the Trainer's `training_loss` covers only the steps
     after `start_step` (the resume) and `start_sum` is the loss summed over the ones before."""
