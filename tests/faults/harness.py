@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsft.distributed.reaper import session_processes
 from rsft.rundir import read_jsonl
 
 ROUND_STAGES = ("sample", "score", "select", "train", "eval", "metrics", "monitor")
@@ -102,7 +103,7 @@ class Harness:
             time.sleep(0.005)
         time.sleep(point.fraction * seconds)
         if target == "actor":
-            actor = _ray_actor_pid(deadline)
+            actor = _ray_actor_pid(proc.pid, deadline)
             died = next((s for s in order if not done_marker(run, s).exists()), "finished")
             os.kill(actor, signal.SIGKILL)
             _, err = proc.communicate()
@@ -113,14 +114,34 @@ class Harness:
         return next((s for s in order if not done_marker(run, s).exists()), "finished")
 
 
-def _ray_actor_pid(deadline: float) -> int:
-    """The process of one of rsft's Ray actors (Ray titles it ``ray::_Host``...), waiting for one to exist."""
+def _ray_actor_pid(driver: int, deadline: float) -> int:
+    """The process of one of this run's Ray actors (Ray titles it ``ray::_Host``...): one of the processes of
+    the session rsft's reaper watches for this driver, so another run's actors are never touched."""
     while True:
-        found = subprocess.run(["pgrep", "-f", "^ray::_Host"], capture_output=True, text=True).stdout.split()
-        if found:
-            return int(found[0])
-        assert time.monotonic() < deadline, "no Ray actor appeared"
+        session = _session_of(driver)
+        for pid in session_processes(session) if session else []:
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::_Host"):
+                return pid
+        assert time.monotonic() < deadline, "no Ray actor of this run appeared"
         time.sleep(0.01)
+
+
+def _session_of(driver: int) -> str | None:
+    """The Ray session a driver started, from the command line of the reaper it started for it."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "rsft.distributed.reaper" in argv:
+            i = argv.index("rsft.distributed.reaper")
+            if argv[i + 1:i + 2] == [str(driver)]:
+                return argv[i + 2]
+    return None
 
 
 def _strip(obj: object) -> object:
