@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich import box
@@ -183,13 +183,12 @@ class _RoundSums:
             "scorer_errors": self.scorer_errors,
             "sampling_errors": self.sampling_errors,
             "uniform_share": self.uniform / self.uniform_of if self.uniform_of else None,
-            "judge_rank_correlation": (spearman(list(self.judge_x), list(self.judge_y))
-                                       if len(self.judge_x) else None),
+            "judge_rank_correlation": spearman(self.judge_x, self.judge_y) if len(self.judge_x) else None,
             **self.trajectories.result(),
         }
 
 
-def spearman(xs: list[float], ys: list[float]) -> float | None:
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     """Spearman's rank correlation (average ranks for ties); None when either side is constant."""
     def ranks(v: list[float]) -> list[float]:
         order = sorted(range(len(v)), key=v.__getitem__)

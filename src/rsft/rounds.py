@@ -95,7 +95,10 @@ def open_run(cfg: RunConfig) -> Run:
         resumed = build_config(merged(stored._given, cfg._given), source=str(cfg_path))
         old, new = stored.model_dump(mode="json"), resumed.model_dump(mode="json")
         old.pop("rounds"), new.pop("rounds")  # more rounds is a resume, not a change
-        old.pop("ray", None), new.pop("ray", None)  # where the work runs: the files are the same with or without Ray
+        # where the work runs: the files are the same with or without Ray, on any number of training processes
+        for where in (old, new):
+            where.pop("ray", None)
+            where["train"].pop("processes", None), where["train"].pop("launcher", None)
         bookkeeping = [f for f in run_dir.iterdir() if f == stage_times_file(run_dir) or f.name.endswith(".done")
                        or f.name.startswith(".")]
         produced = [f for f in run_dir.iterdir() if f.name != "config.yaml" and f not in bookkeeping]

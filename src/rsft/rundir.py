@@ -12,8 +12,10 @@ prompt group, a whole batch per write, through `resumable_map`, so an
 interrupted stage resumes at the first prompt not written. A torn last line
 from a kill, or a partial batch, is cut off and redone. Everything else is
 written whole, atomically: small files at once, a round's worth of rows through
-`JsonlWriter`, which streams into a temporary file and renames it. Nothing here
-reads a round whole (`iter_groups`), so memory does not grow with the round.
+`JsonlWriter`, which streams into a temporary file and renames it. The round
+stages read a round one group at a time (`iter_groups`), so their memory does not
+grow with the round; `read_groups` (a whole file) is left to what still needs it
+whole: GVM's plan and the graduation hand-off.
 """
 
 from __future__ import annotations

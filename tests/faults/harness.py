@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,17 +87,20 @@ class Harness:
     def run_dir(self, out: Path) -> Path:
         return next(p.parent for p in out.glob("*/config.yaml"))
 
-    def kill_at(self, out: Path, point: KillPoint, seconds: float, order: list[str], target: str = "driver") -> str:
-        """Start a run, kill it at `point`; return the first stage that was not done when it died.
+    def kill_at(self, out: Path, point: KillPoint, seconds: float, order: list[str], target: str = "driver",
+                ready: Callable[[Path], bool] | None = None) -> str:
+        """Start a run, kill it at `point`; return the first stage that was not done when it died ("finished"
+        when every stage was done, e.g. while it wrote the report).
 
         `target` "driver" kills the run's whole process group; "actor" kills one Ray actor's process and lets
-        the run go on (it must then finish by itself)."""
+        the run go on (it must then finish by itself). `ready(run_dir)`, when given, must also hold once the
+        stage has started before the clock starts (e.g. the first samples written by Ray actors)."""
         proc = subprocess.Popen(self.command(out), cwd=self.cwd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + 600
         while True:
             run = next((p.parent for p in out.glob("*/config.yaml")), out / "none")
-            if started(run, point.stage, order):
+            if started(run, point.stage, order) and (ready is None or ready(run)):
                 break
             assert proc.poll() is None, f"the run finished before {point}"
             assert time.monotonic() < deadline
@@ -109,7 +113,10 @@ class Harness:
             _, err = proc.communicate()
             assert proc.returncode == 0, f"the run did not survive the loss of an actor: {err[-2000:]}"
             return died
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had just exited: every stage is done
+            pass
         proc.wait()
         return next((s for s in order if not done_marker(run, s).exists()), "finished")
 

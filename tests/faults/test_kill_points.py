@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from rsft.rundir import count_lines
 from tests.faults.conftest import ROUNDS
 from tests.faults.harness import Harness, KillPoint, check_exactly_once, compare_runs, stages
 
@@ -21,10 +22,22 @@ _rng = random.Random(2026)
 RANDOM = [KillPoint(s, round(_rng.uniform(0.05, 0.95), 2)) for s in [*ORDER, *_rng.sample(ORDER, 6)]]
 
 
+LONG = 0.5  # seconds: a kill aimed into a stage at least this long in the control run must land in it
+
+
+def check_landed(point: KillPoint, died_in: str, seconds: dict[str, float]) -> None:
+    """A kill aimed into a long stage lands in it; one aimed into a stage of a few milliseconds (select,
+    metrics, monitor) lands there or just after (the harness polls every 5 ms), never before."""
+    if seconds.get(point.stage, 0.0) >= LONG:
+        assert died_in == point.stage, f"{point}: the kill landed in {died_in}"
+    else:
+        assert died_in in [*ORDER[ORDER.index(point.stage):], "finished"], f"{point}: the kill landed in {died_in}"
+
+
 def _trial(harness, control, tmp_path, point: KillPoint) -> None:
     run, seconds = control
     died_in = harness.kill_at(tmp_path, point, seconds.get(point.stage, 0.0), ORDER)
-    assert died_in != "finished", f"{point}: the run finished before the kill"
+    check_landed(point, died_in, seconds)
     resumed = harness.run(tmp_path)
     compare_runs(resumed, run)
     check_exactly_once(resumed, ROUNDS, train_ids())
@@ -51,7 +64,7 @@ RAY = ["ray.enabled=true", "ray.num_workers=2"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, point", [("driver", KillPoint("r0:sample", 0.5)), ("driver", KillPoint("r1:score", 0.5)),
+@pytest.mark.parametrize("target, point", [("driver", KillPoint("r0:sample", 0.0)), ("driver", KillPoint("r1:score", 0.5)),
                                            ("actor", KillPoint("r0:sample", 0.3)), ("actor", KillPoint("r1:sample", 0.3))],
                          ids=lambda x: str(x))
 def test_a_kill_on_ray_then_resume_gives_the_uninterrupted_run(harness, control, tmp_path, target, point):
@@ -60,7 +73,13 @@ def test_a_kill_on_ray_then_resume_gives_the_uninterrupted_run(harness, control,
     pytest.importorskip("ray")
     run, seconds = control
     ray_harness = Harness(harness.config, harness.cwd, harness.rounds, RAY)
-    ray_harness.kill_at(tmp_path, point, seconds.get(point.stage, 0.0), ORDER, target)
+    r = int(point.stage[1])
+    # on Ray the stage starts by starting actors: the clock starts once they have written samples
+    sampling = (lambda d: count_lines(d / f"round-{r:03d}" / "samples.jsonl") > 0) if point.stage.endswith("sample") \
+        else None
+    died_in = ray_harness.kill_at(tmp_path, point, seconds.get(point.stage, 0.0), ORDER, target, ready=sampling)
+    if target == "driver":
+        assert died_in == point.stage, f"{point}: the kill landed in {died_in}"
     resumed = ray_harness.run(tmp_path)
     compare_runs(resumed, run, skip=("config.yaml",))
     check_exactly_once(resumed, ROUNDS, train_ids())

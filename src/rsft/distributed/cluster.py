@@ -32,6 +32,7 @@ from typing import Any
 
 from rsft.config import RayConfig, RayResources
 from rsft.errors import ConfigError, RsftError
+from rsft.progress import notice
 
 INSTALL = "pip install 'rsft[ray]'"
 
@@ -60,8 +61,11 @@ def connect(cfg: RayConfig) -> None:
         return
     if cfg.address == "local":
         # address="local" starts a new cluster even when RAY_ADDRESS names another one
-        ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR,
-                 runtime_env=cfg.runtime_env or None)
+        try:
+            ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR,
+                     runtime_env=cfg.runtime_env or None)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as e:
+            raise RsftError(f"key 'ray.address': cannot start a local Ray cluster: {one_line(e)}") from None
         _watch_local_cluster()
         return
     _probe(cfg)
@@ -79,8 +83,10 @@ def _watch_local_cluster() -> None:
 
         session = ray_worker._global_node.session_name
     except (ImportError, AttributeError):  # a private attribute: if it moves, only the watchdog is lost
-        return
+        session = None
     if not session or not Path("/proc/self/cmdline").exists():
+        notice("ray: no watchdog for the local cluster here (it needs Linux's /proc and this Ray's session name): "
+               "if this run is killed, stop the cluster's processes with `ray stop`")
         return
     subprocess.Popen([sys.executable, "-m", "rsft.distributed.reaper", str(os.getpid()), session],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -101,6 +107,8 @@ def _probe(cfg: RayConfig) -> None:
     if address == "auto":
         address = _auto_address(cfg)
         if address is None:
+            notice("ray.address auto: this Ray cannot tell which address auto means, so it is not checked first; "
+                   "if no cluster answers, joining may take minutes to fail")
             return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:

@@ -151,6 +151,9 @@ class ActorPool:
         self._group: Any = None
         self._closed = False
         gpus = 1.0 if cluster_gpus() >= 1 else 0.0  # one engine per GPU unless the config says otherwise
+        if gpus and ray_cfg.resources_per_worker.num_gpus is None:
+            notice(f"{label}: the cluster has GPUs, so each Ray worker reserves 1 GPU "
+                   "(ray.resources_per_worker.num_gpus: 0 for a CPU engine)")
         self._options = ray_options(ray_cfg.resources_per_worker, gpus)
         check_fits(ray_cfg, self._options, ray_cfg.num_workers, "ray.resources_per_worker")
         self._host = ray.remote(_Host)
@@ -222,6 +225,8 @@ class ActorPool:
                     self._lost(call, pending, order, charged, e)
                 except ray.exceptions.RayTaskError as e:
                     raise cause(e) from None
+                except ray.exceptions.RayError as e:  # the result was lost (its node, its owner): do it again
+                    self._lost(call, pending, order, charged, e)
                 yield from order.ready()
         finally:
             _cancel(pending)
@@ -291,7 +296,12 @@ class ActorPool:
         except ray.exceptions.GetTimeoutError:
             notice(f"{self._label}: waiting for the Ray cluster to free {self._cfg.num_workers} × {one} "
                    f"(free now: {ray.available_resources()}; ray.start_timeout = {self._cfg.start_timeout:g} s)")
-            ray.get(ready, timeout=self._cfg.start_timeout - first)
+            try:
+                ray.get(ready, timeout=max(0.0, self._cfg.start_timeout - first))
+            except ray.exceptions.GetTimeoutError:
+                raise RsftError(f"{self._label}: the Ray cluster could not place {self._cfg.num_workers} × {one} "
+                                f"within {self._cfg.start_timeout:g} s (ray.start_timeout); it has "
+                                f"{ray.cluster_resources()}") from None
 
     def _start(self, index: int) -> Any:
         options = dict(self._options, max_restarts=0, max_task_retries=0)

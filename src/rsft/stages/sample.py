@@ -53,7 +53,11 @@ def _map(run: Run, r: int, pool: Any, method: str, out: Any, local: Callable[[],
 def _ray_pool(run: Run, r: int) -> Any:
     from rsft.distributed import ActorPool
 
-    return ActorPool("rsft.stages.workers:SampleWorker", (str(run.dir), r), run.cfg.ray, f"round {r} sample")
+    run.release_engines()  # the driver's eval engine would hold the memory (a GPU) the actors need
+    # an absolute path: a worker's working directory may differ (another node, a runtime_env working_dir),
+    # so the run directory must be on a filesystem every node sees
+    return ActorPool("rsft.stages.workers:SampleWorker", (str(run.dir.resolve()), r), run.cfg.ray,
+                     f"round {r} sample")
 
 
 def drawer(run: Run, r: int) -> Lines:

@@ -54,7 +54,7 @@ def score_stage(run: Run, r: int) -> None:
     if run.cfg.uses_ray:  # scoring as Ray tasks; the driver still writes, in prompt order
         from rsft.distributed import task_map
 
-        mapper = lambda chunks: task_map("rsft.stages.workers:score_task", (str(run.dir),), chunks,  # noqa: E731
+        mapper = lambda chunks: task_map("rsft.stages.workers:score_task", (str(run.dir.resolve()),), chunks,  # noqa: E731
                                          run.cfg.ray, f"round {r} score")
     resumable_map(iter_groups(rd.samples), rd.scored, lambda batch: score_batch(run, batch),
                   max(1, run.cfg.sampling.batch_size), f"round {r} score", lambda g: g.prompt.id,

@@ -44,7 +44,7 @@ from typing import Any
 from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
-from rsft.progress import quiet_hf, rich_train_callback
+from rsft.progress import quiet_hf, rich_train_callback, notice
 from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
@@ -265,18 +265,26 @@ def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainCo
             more.append(progress_file_callback(progress))
         trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, more, report_to)
         start_step, start_sum = logged_loss(Path(resume)) if resume else (0, 0.0)
-        if resume and hasattr(trainer, "_total_train_tokens"):
+        if resume:
             # TRL counts the tokens trained on (the log's num_tokens) from 0 in each process; carry on the count
-            trainer._total_train_tokens = logged_tokens(Path(resume))
+            if hasattr(trainer, "_total_train_tokens"):
+                trainer._total_train_tokens = logged_tokens(Path(resume))
+            else:
+                notice("train: this TRL keeps its token count elsewhere; the log's num_tokens restarts at the resume")
         try:
             out = trainer.train(resume_from_checkpoint=resume)
             steps, loss = int(out.global_step), out.training_loss
         except AlreadyFinished:  # killed after the last checkpoint: the model is the checkpoint's
             steps, loss = trainer.state.global_step, 0.0
     loss = run_loss(loss, steps, start_step, start_sum)
-    # transformers' closing log entry averages train_loss over the steps since the resume: record the run's
-    log = tuple({**e, "train_loss": loss} if "train_loss" in e else e for e in trainer.state.log_history)
-    result = TrainResult(steps=steps, loss=loss, rows=len(rows), seconds=time.perf_counter() - t0, log=log,
+    # transformers' closing log entry averages train_loss over the steps since the resume: record the run's;
+    # a resume from the last step trains nothing and logs no closing entry: write the one it would have
+    state = trainer.state
+    log = [{**e, "train_loss": loss} if "train_loss" in e else e for e in state.log_history]
+    if not any("train_loss" in e for e in log):
+        log.append({"epoch": state.epoch, "step": steps, "total_flos": float(state.total_flos), "train_loss": loss,
+                    "train_runtime": 0.0, "train_samples_per_second": 0.0, "train_steps_per_second": 0.0})
+    result = TrainResult(steps=steps, loss=loss, rows=len(rows), seconds=time.perf_counter() - t0, log=tuple(log),
                          resumed_from=start_step)
     save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key})
     return result
