@@ -10,8 +10,10 @@ runs with N Ray sampling workers and Ray scoring tasks; `--compare-ray` runs bot
     python bench/scale.py --sizes 10000 30000 100000 --engine ctranslate2 --n 2
     python bench/scale.py --sizes 20000 --engine ctranslate2 --compare-ray 2
 
-It prints one line per size and, for the largest size, its peak RSS as a ratio of the smallest's
-(the acceptance: within 1.10).
+It prints one line per size: the process's RSS before the stages (imports, the model, the prompt
+index) and its peak during them (VmHWM, reset when the stages start, Linux), and for the largest
+size that peak as a ratio of the smallest's (the acceptance: within 1.10) with how much each grew
+during the stages.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def child(n_prompts: int, engine: str, n: int, ray_workers: int, work: Path) -> 
     os.chdir(work)
     run = open_run(build_config(cfg))
     run_base_stage(run, "base")
+    before = _rss_mb("VmRSS")
+    _reset_peak()
     times = {}
     for stage in ("sample", "score", "select"):
         t0 = time.perf_counter()
@@ -76,8 +80,24 @@ def child(n_prompts: int, engine: str, n: int, ray_workers: int, work: Path) -> 
             print(f"select: {e}", file=sys.stderr)
         times[stage] = time.perf_counter() - t0
     run.release_engines()
-    return {"prompts": n_prompts, "seconds": times, "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"prompts": n_prompts, "seconds": times, "rss_before_mb": before, "rss_stages_peak_mb": _rss_mb("VmHWM"),
+            "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "samples_bytes": run.round(0).samples.stat().st_size}
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak since the last reset) of this process, in MB (Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the stages' own peak is measured, not the model
+    build's or the imports'."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def measure(n_prompts: int, engine: str, n: int, ray_workers: int, work: Path) -> dict:
@@ -119,13 +139,16 @@ def main() -> None:
                 rows.append(r)
                 s = r["seconds"]
                 print(f"{args.engine} {size:>7,} prompts {'ray x' + str(workers) if workers else '1 process':>10}: "
-                      f"peak RSS {r['rss_peak_mb']:7.1f} MB, {size / total:8.0f} prompts/s "
+                      f"RSS {r['rss_before_mb']:6.1f} MB before the stages, peak {r['rss_stages_peak_mb']:6.1f} MB "
+                      f"during them, {size / total:8.0f} prompts/s "
                       f"(sample {s['sample']:.1f}s, score {s['score']:.1f}s, select {s['select']:.1f}s), "
                       f"{1e6 * total / size:.0f} us/prompt", flush=True)
         base = [r for r in rows if not r["workers"]]
         if len(base) > 1:
-            print(f"peak RSS {base[-1]['prompts']:,} vs {base[0]['prompts']:,} prompts ({args.engine}): "
-                  f"{base[-1]['rss_peak_mb'] / base[0]['rss_peak_mb']:.3f}x")
+            grow = [r["rss_stages_peak_mb"] - r["rss_before_mb"] for r in (base[0], base[-1])]
+            print(f"peak RSS of sample+score+select, {base[-1]['prompts']:,} vs {base[0]['prompts']:,} prompts "
+                  f"({args.engine}): {base[-1]['rss_stages_peak_mb'] / base[0]['rss_stages_peak_mb']:.3f}x "
+                  f"(growth during the stages: {grow[0]:+.1f} MB vs {grow[1]:+.1f} MB)")
         if args.compare_ray:
             for size in args.sizes:
                 one = next(r for r in rows if r["prompts"] == size and not r["workers"])
