@@ -219,6 +219,9 @@ def record_time(where: Path, stage: str, seconds: float) -> None:
     atomic_write_json(path, times)
 
 
+TRAIN_RESULT = "rsft-train.json"  # beside a model rsft trained: its result and the fingerprint of its inputs
+
+
 def work_dir(out: Path) -> Path:
     """Where a trainer writing `out` keeps its checkpoints until `out` is in place: ``OUT-work``."""
     return out.with_name(f"{out.name}-work")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rsft.errors import RedoFrom, RsftError
-from rsft.rundir import RoundDir, is_done, mark_done, record_time
+from rsft.rundir import TRAIN_RESULT, RoundDir, is_done, mark_done, record_time
 from rsft.stages.base_model import base_stage
 from rsft.stages.evaluate import eval_base_stage, eval_stage
 from rsft.stages.metrics import metrics_stage
@@ -32,7 +32,6 @@ ROUND_STAGES: dict[str, Callable[[Run, int], None]] = {
     "eval": eval_stage, "metrics": metrics_stage, "monitor": monitor_stage,
 }
 ROUND_STAGE_NAMES = tuple(ROUND_STAGES)
-TRAIN_RESULT = "rsft-train.json"  # rsft.training.sft.RESULT_FILE: with it in place, the model is not trained again
 
 
 def resumed_from(rd: RoundDir, stage: str) -> list[Path]:

@@ -45,11 +45,11 @@ from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback, notice
-from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
+from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
 
-RESULT_FILE = "rsft-train.json"  # beside the saved model: its TrainResult and the fingerprint of its inputs
+RESULT_FILE = TRAIN_RESULT  # beside the saved model: its TrainResult and the fingerprint of its inputs
 
 
 @dataclass(frozen=True)
