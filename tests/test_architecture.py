@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # bottom to top; a module may import its own layer and the ones below, never above
 LAYERS = [
-    ("foundations", ["rsft.errors", "rsft.records", "rsft.progress", "rsft.registry", "rsft.rundir", "rsft.config"]),
+    ("foundations", ["rsft.errors", "rsft.records", "rsft.progress", "rsft.registry", "rsft.rundir", "rsft.config",
+                     "rsft.config_sections"]),
     ("data and tasks", ["rsft.data", "rsft.modeling", "rsft.tasks", "rsft.serving"]),
     ("parts", ["rsft.sampling", "rsft.scoring", "rsft.agents", "rsft.selection", "rsft.metrics", "rsft.decontamination",
                "rsft.distributed"]),
