@@ -22,6 +22,7 @@ MINI = ROOT / "tests" / "e2e" / "mini.yaml"
 RAY = ["ray.enabled=true", "ray.num_workers=2"]
 
 
+@pytest.mark.slow  # the default suite has the one-round version below
 def test_a_two_round_run_on_ray_gives_the_same_files_as_one_without(tmp_path):
     run_cli("run", str(MINI), f"output_dir={tmp_path / 'plain'}", check=True)
     run_cli("run", str(MINI), f"output_dir={tmp_path / 'ray'}", *RAY, check=True)
@@ -30,6 +31,26 @@ def test_a_two_round_run_on_ray_gives_the_same_files_as_one_without(tmp_path):
     # every file: samples, scores, selections, models, evals; only the config says ray
     compare_runs(ray_run, plain, skip=("config.yaml",))
     assert count_lines(ray_run / "round-001" / "samples.jsonl") == 48
+
+
+def test_a_round_sampled_and_scored_on_ray_equals_one_without(tmp_path):
+    """Round 0's samples and scores, in this process: 2 sampling actors and scoring tasks on a local
+    cluster against the in-process stages, byte for byte."""
+    files = {}
+    for name, ray_on in (("plain", False), ("ray", True)):
+        run = open_run(load_config(MINI, [f"output_dir={tmp_path}", f"name={name}", "rounds=1",
+                                          *(RAY if ray_on else [])]))
+        try:
+            run_base_stage(run, "base")
+            run_stage(run, 0, "sample")
+            run_stage(run, 0, "score")
+        finally:
+            run.release_engines()
+            if ray_on:
+                ray.shutdown()
+        files[name] = [run.round(0).samples.read_bytes(), run.round(0).scored.read_bytes()]
+    assert files["ray"] == files["plain"]
+    assert files["plain"][0].count(b"\n") == 48
 
 
 def _sample(tmp_path: Path, name: str, ray_on: bool) -> Path:

@@ -37,6 +37,7 @@ def _can_mount() -> bool:
                           capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_mount(), reason="needs root and a private mount namespace to mount a small tmpfs")
 def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(harness, control, tmp_path):
     mnt, log = tmp_path / "mnt", tmp_path / "log"
