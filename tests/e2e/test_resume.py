@@ -46,7 +46,7 @@ def compare(resumed: Path, reference: Path) -> None:
         assert (resumed / f).read_bytes() == (reference / f).read_bytes(), f
 
 
-@pytest.mark.slow  # the default suite kills at three points through tests/faults (the same resume paths)
+@pytest.mark.slow  # the default suite kills mid-stage through tests/faults (the same resume paths)
 def test_kill_during_sampling_then_resume(tmp_path, reference):
     samples = tmp_path / "mini" / "round-000" / "samples.jsonl"
     proc = start(tmp_path)
