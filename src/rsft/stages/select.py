@@ -19,6 +19,7 @@ live here because they are this stage's outputs; `rsft export pairs` reuses
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -42,8 +43,12 @@ def select_stage(run: Run, r: int) -> None:
     contamination = Contamination(run.task.eval, run.cfg.selection.decontaminate)
     earlier = EarlierRounds([run.round(q).kept for q in range(r)] if run.cfg.train.replay == "all_rounds" else [])
     t = _Tally(len(rules))
+    # replayed rows go after this round's, grouped by the earlier round that first kept their prompt
+    replay_outs = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range(r)]
     with JsonlWriter(rd.kept) as kept_out, JsonlWriter(rd.pairs) as pairs_out, \
-            JsonlWriter(rd.selected) as selected_out, tempfile.TemporaryFile("w+", encoding="utf-8") as replay_out:
+            JsonlWriter(rd.selected) as selected_out, contextlib.ExitStack() as temps:
+        for f in replay_outs:
+            temps.enter_context(f)
         for g in iter_groups(rd.scored):  # one group at a time: memory does not grow with the round
             for row in group_pairs(g):
                 pairs_out.write(row)
@@ -58,18 +63,20 @@ def select_stage(run: Run, r: int) -> None:
                 rows = sft_rows([k])
                 for row in rows:
                     selected_out.write(row)
-            replayed, dropped = contamination.rows(replay_row(earlier.take(g.prompt.id), rows))
+            before = earlier.take(g.prompt.id)
+            replayed, dropped = contamination.rows(replay_row(before, rows))
             t.decontaminated += dropped
             for row in replayed:
-                replay_out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                replay_outs[before[0][0]].write(json.dumps(row, ensure_ascii=False) + "\n")
                 t.replayed += 1
         earlier.check_finished()
         if not t.kept:
             chain = ", ".join(f"{rule.rule}: {n}" for rule, n in zip(rules, t.survivors, strict=True))
             raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
                             "lower the pass threshold, raise sampling.n, or warm-start the model")
-        replay_out.seek(0)
-        selected_out.copy_lines(replay_out)  # this round's rows first, then the replayed ones
+        for f in replay_outs:  # this round's rows first, then the replayed ones
+            f.seek(0)
+            selected_out.copy_lines(f)
     if t.truncated:  # only possible when the chain has no drop_truncated rule
         notice(f"round {r}: {t.truncated} kept samples stopped at sampling.max_new_tokens and are trained with "
                "EOS appended; add {rule: drop_truncated} to the selection rules to drop them")
