@@ -107,15 +107,8 @@ def test_a_killed_two_process_training_resumes_from_its_checkpoint(model_dir, tm
     """SIGKILL the whole process group (driver, torchrun, both ranks) after the first checkpoint."""
     cfg = TrainConfig(max_steps=120, batch_size=4, learning_rate=1e-3, save_steps=20, processes=2)
     whole = train_sft(rows(), str(model_dir), tmp_path / "whole" / "model", cfg)
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED)
     out, work = tmp_path / "killed" / "model", tmp_path / "killed" / "model-work"
-    proc = subprocess.Popen([sys.executable, str(script), str(model_dir), str(out), cfg.model_dump_json()],
-                            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not any(work.glob(f"checkpoint-*/{MARKER}")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the training ended before its first checkpoint"
-        time.sleep(0.05)
+    proc = _train_until_a_checkpoint(tmp_path, model_dir, out, work, cfg)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(1)
@@ -179,15 +172,8 @@ def test_ranks_stop_when_the_driver_alone_is_killed(model_dir, tmp_path):
     """kill -9 of the rsft process only: the ranks notice within seconds and exit, so no rank keeps
     writing checkpoints into the directory a rerun resumes from."""
     cfg = TrainConfig(max_steps=120, batch_size=4, learning_rate=1e-3, save_steps=20, processes=2)
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED)
     out, work = tmp_path / "model", tmp_path / "model-work"
-    proc = subprocess.Popen([sys.executable, str(script), str(model_dir), str(out), cfg.model_dump_json()],
-                            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not any(work.glob(f"checkpoint-*/{MARKER}")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the training ended before its first checkpoint"
-        time.sleep(0.05)
+    proc = _train_until_a_checkpoint(tmp_path, model_dir, out, work, cfg)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30
@@ -197,3 +183,16 @@ def test_ranks_stop_when_the_driver_alone_is_killed(model_dir, tmp_path):
     assert not out.exists()  # the ranks did not finish the training on their own
     resumed = train_sft(rows(), str(model_dir), out, cfg)
     assert resumed.steps == 120 and resumed.resumed_from >= 20
+
+
+def _train_until_a_checkpoint(tmp_path, model_dir, out, work, cfg):
+    """A 2-process training started in its own session (killed.py), returned once a checkpoint is complete."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    proc = subprocess.Popen([sys.executable, str(script), str(model_dir), str(out), cfg.model_dump_json()],
+                            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(work.glob(f"checkpoint-*/{MARKER}")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the training ended before its first checkpoint"
+        time.sleep(0.05)
+    return proc
