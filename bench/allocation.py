@@ -2,6 +2,7 @@
 
     python bench/allocation.py yield        [--out runs/bench-alloc] [--warm-target 0.05]
     python bench/allocation.py convergence  [--out runs/bench-alloc] [--rounds 6] [--warm-target 0.05]
+                                            [--strategies uniform,early_stop,carry] [--target 0.9]
 
 **yield**: one sampling round from the demo's warm-start model on its 2,000 train
 prompts, for each allocation, at an equal token budget (what uniform K=8 spends).
@@ -9,9 +10,11 @@ It prints accepted *distinct* solutions per million generated tokens and the
 ratio to uniform, measured in one run. Addition has one right answer per
 prompt, so a distinct solution is a newly solved prompt.
 
-**convergence**: the demo's rounds with each allocation; prints the generated
-tokens (cumulative, sampling only) at which held-out greedy pass@1 first
-reaches 90%.
+**convergence**: the demo's rounds with each allocation, one round at a time
+until held-out greedy pass@1 first reaches the target (90%); prints the
+generated tokens (cumulative, sampling only) it took, and per round the tokens
+and how many train prompts have been kept in some round so far. `carry` is
+measured here: in a single round it is early_stop.
 """
 
 from __future__ import annotations
@@ -36,7 +39,11 @@ STRATEGIES = {
     "early_stop+give_up": {"sampling.allocation": "early_stop", "sampling.wave": 1, "sampling.target_accepted": 1,
                            "sampling.give_up_after": 2},
     "gvm": {"sampling.allocation": "gvm", "sampling.presample": 2},
+    # early_stop, and a prompt kept in an earlier round is not sampled again (replay trains on its row)
+    "carry": {"sampling.allocation": "carry", "sampling.wave": 1, "sampling.target_accepted": 1,
+              "sampling.solved_samples": 0},
 }
+YIELD_STRATEGIES = ["uniform", "early_stop", "early_stop+give_up", "gvm"]  # carry is early_stop in one round
 
 
 def base_model(out: Path, warm_target: float) -> str:
@@ -74,8 +81,8 @@ def yield_bench(out: Path, warm_target: float) -> None:
     base = base_model(out, warm_target)
     results = {}
     budget = None
-    for name, changes in STRATEGIES.items():
-        changes = {**PIN, **changes, "model.path": base, "warm_start.enabled": False, "rounds": 0}
+    for name in YIELD_STRATEGIES:
+        changes = {**PIN, **STRATEGIES[name], "model.path": base, "warm_start.enabled": False, "rounds": 0}
         if name == "gvm":
             changes["sampling.token_budget"] = budget
         run_dir = run(demo_variant(out, f"yield-{warm_target}-{name.replace('+', '-')}", changes))
@@ -99,21 +106,34 @@ def yield_bench(out: Path, warm_target: float) -> None:
           f"{max(rates) / ref:.2f}x")
 
 
-def convergence_bench(out: Path, rounds: int, warm_target: float) -> None:
+def convergence_bench(out: Path, rounds: int, warm_target: float, names: list[str], target: float) -> None:
+    """Each strategy round by round until held-out greedy pass@1 reaches `target` (or `rounds` rounds)."""
     base = base_model(out, warm_target)
-    print(f"\nconvergence: tokens generated (sampling) until held-out greedy pass@1 >= 90%, {rounds} rounds max")
-    for name, changes in STRATEGIES.items():
-        run_dir = run(demo_variant(out, f"conv-{warm_target}-{name.replace('+', '-')}", {**PIN, **changes, "model.path": base, "warm_start.enabled": False,
-                                                   "rounds": rounds}))
-        total, reached, trail = 0, None, []
+    print(f"\nconvergence: tokens generated (sampling) until held-out greedy pass@1 >= {target:.0%}, "
+          f"{rounds} rounds max")
+    reached_by = {}
+    for name in names:
+        changes = {**PIN, **STRATEGIES[name], "model.path": base, "warm_start.enabled": False}
+        total, reached, trail, solved = 0, None, [], set()
         for r in range(rounds):
-            m = json.loads((run_dir / f"round-{r:03d}" / "metrics.json").read_text())
+            run_name = f"conv-{warm_target}-{name.replace('+', '-')}"
+            started = len([d for d in (out / run_name).glob("round-*") if any(d.iterdir())])
+            # rounds never go back on a resume: an earlier invocation may have run further already
+            run_dir = run(demo_variant(out, run_name, {**changes, "rounds": max(r + 1, started)}))
+            rd = run_dir / f"round-{r:03d}"
+            m = json.loads((rd / "metrics.json").read_text())
             total += m["tokens_generated"]
-            trail.append(f"{m['eval']['greedy_pass@1']:.0%}")
-            if reached is None and m["eval"]["greedy_pass@1"] >= 0.9:
+            solved |= {d["prompt"]["id"] for d in read_jsonl(rd / "kept.jsonl")}
+            trail.append(f"{m['eval']['greedy_pass@1']:.1%} ({m['tokens_generated']:,} tok, "
+                         f"{len(solved)} solved so far)")
+            if m["eval"]["greedy_pass@1"] >= target:
                 reached = (r, total)
-        where = f"round {reached[0]} after {reached[1]:,} tokens" if reached else "not reached"
-        print(f"{name:18s} | {where:32s} | pass@1 by round: {' '.join(trail)}")
+                break
+        reached_by[name] = reached
+        where = f"round {reached[0]} after {reached[1]:,} tokens" if reached else f"not reached ({total:,} tokens)"
+        ratio = (f", {reached_by['uniform'][1] / reached[1]:.2f}x fewer than uniform"
+                 if reached and reached_by.get("uniform") else "")
+        print(f"{name:18s} | {where}{ratio}\n    by round: " + " | ".join(trail))
 
 
 def main() -> None:
@@ -122,11 +142,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-alloc"))
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--warm-target", type=float, default=0.05, help="warm-start greedy pass@1 target (demo: 0.05)")
+    ap.add_argument("--strategies", default="uniform,early_stop,carry",
+                    help=f"convergence: comma-separated, from {', '.join(STRATEGIES)}")
+    ap.add_argument("--target", type=float, default=0.9, help="convergence: held-out greedy pass@1 to reach")
     args = ap.parse_args()
     if args.what == "yield":
         yield_bench(args.out, args.warm_target)
     else:
-        convergence_bench(args.out, args.rounds, args.warm_target)
+        names = args.strategies.split(",")
+        if unknown := [n for n in names if n not in STRATEGIES]:
+            ap.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        convergence_bench(args.out, args.rounds, args.warm_target, names, args.target)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from rsft.config_sections import (  # noqa: F401 - every section is importable from rsft.config too
     RAY_ADDRESS, EvalConfig, LoraConfig, ModelConfig, MonitorConfig, RayConfig, RayResources, RolloutConfig,
@@ -55,6 +55,14 @@ class RunConfig(Section):
     report_to: list[Literal["tensorboard", "wandb", "trackio", "mlflow"]] = Field(
         default_factory=list, description="Experiment trackers for round metrics and the SFT loss curve."
     )
+
+    @model_validator(mode="after")
+    def _carry_needs_replay(self) -> RunConfig:
+        """carry skips prompts kept in earlier rounds: only replay keeps them in training."""
+        if self.sampling.allocation == "carry" and self.train.replay != "all_rounds":
+            raise ValueError("sampling.allocation: carry skips prompts kept in earlier rounds, so it needs "
+                             f"train.replay: all_rounds (got {self.train.replay!r})")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -83,13 +83,20 @@ class SamplingConfig(Section):
     max_new_tokens: int = Field(64, description="Longest completion, in tokens.", gt=0)
     stop: list[str] = Field(default_factory=list, description="Stop strings; the completion ends before them.")
     batch_size: int = Field(64, description="Prompts per engine batch (each expands to n rows).", gt=0)
-    allocation: Literal["uniform", "early_stop", "gvm"] = Field(
-        "uniform", description="Samples per prompt: n each; waves until enough are accepted; or GVM-RAFT's split."
+    allocation: Literal["uniform", "early_stop", "carry", "gvm"] = Field(
+        "uniform", description="Samples per prompt: n each; waves until enough are accepted; early_stop that "
+        "gives prompts kept in earlier rounds solved_samples (needs train.replay: all_rounds); or GVM-RAFT's split."
     )
-    wave: int = Field(4, description="early_stop: samples per prompt per wave.", gt=0)
-    target_accepted: int = Field(2, description="early_stop: stop a prompt at this many distinct accepted.", gt=0)
+    wave: int = Field(4, description="early_stop, carry: samples per prompt per wave.", gt=0)
+    target_accepted: int = Field(
+        2, description="early_stop, carry: stop a prompt at this many distinct accepted.", gt=0
+    )
     give_up_after: int | None = Field(
-        None, description="early_stop: also stop a prompt with nothing accepted after this many samples.", gt=0
+        None, description="early_stop, carry: also stop a prompt with nothing accepted after this many samples.", gt=0
+    )
+    solved_samples: int = Field(
+        0, description="carry: most samples this round for a prompt kept in an earlier round (replay trains on its "
+        "best row again); 0 skips it.", ge=0
     )
     presample: int = Field(4, description="gvm: samples per prompt before allocating the rest (n0).", gt=0)
     token_budget: int | None = Field(

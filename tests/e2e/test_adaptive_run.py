@@ -1,8 +1,9 @@
-"""Adaptive allocation through the real loop and the real tiny model (no fake engine)."""
+"""Adaptive allocation through the real loop and the real tiny model (no fake engine): early_stop, gvm, carry."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -39,3 +40,37 @@ def test_adaptive_allocation_round(tmp_path, allocation):
         plan = json.loads((rd / "allocation.json").read_text())
         assert min(counts) >= 2 and sum(counts) == 2 * len(groups) + plan["extra_samples"]
         assert plan["budget_tokens"] >= plan["presample_tokens"]
+
+
+def test_carry_skips_prompts_kept_before_and_resumes_to_the_same_samples(tmp_path):
+    # 2 rounds; only correct answers are kept. On 1-digit addition (all 100 problems: 40 gold, 48 train,
+    # 12 held out) a briefly warm-started model solves some train prompts in round 0 and not others.
+    data = yaml.safe_load((ROOT / "tests" / "e2e" / "mini.yaml").read_text())
+    data.update({"output_dir": str(tmp_path), "name": "carry", "eval": {"enabled": False}})
+    data["task"]["params"].update({"digits": 1, "n_gold": 40, "n_eval": 12})
+    data["warm_start"].update({"examples": 40, "max_steps": 120})
+    data["selection"]["rules"] = [{"rule": "passes", "min": 1.0}, {"rule": "dedup"}]
+    data["sampling"].update({"allocation": "carry", "n": 6, "wave": 2, "target_accepted": 1, "engine": "transformers"})
+    run_dir = run(build_config(data))
+    kept0 = {g["prompt"]["id"] for g in read_jsonl(run_dir / "round-000" / "kept.jsonl")}
+    r1 = run_dir / "round-001"
+    groups = list(read_jsonl(r1 / "samples.jsonl"))
+    assert 0 < len(kept0) < len(groups)
+    assert all(len(g["samples"]) == 0 for g in groups if g["prompt"]["id"] in kept0)
+    assert all(len(g["samples"]) in (2, 4, 6) for g in groups if g["prompt"]["id"] not in kept0)
+    assert json.loads((r1 / "allocation.json").read_text())["solved_before"] == len(kept0)
+    # the skipped prompts still train: replay carries their row from round 0
+    replayed = {row["prompt_id"] for row in read_jsonl(r1 / "selected.jsonl") if row.get("round") == 0}
+    assert kept0 <= replayed | {g["prompt"]["id"] for g in read_jsonl(r1 / "kept.jsonl")}
+
+    # a round killed mid-sampling resumes to the same samples: only part of samples.jsonl is left
+    reference = (r1 / "samples.jsonl").read_bytes()
+    lines = reference.splitlines(keepends=True)
+    for f in r1.iterdir():
+        if f.is_dir():
+            shutil.rmtree(f)
+        else:
+            f.unlink()
+    (r1 / "samples.jsonl").write_bytes(b"".join(lines[: len(lines) // 2]))
+    run(build_config(data))
+    assert (r1 / "samples.jsonl").read_bytes() == reference

@@ -1,4 +1,4 @@
-"""Adaptive allocation: early stopping and GVM-RAFT's split (stage-level unit tests with the fake engine)."""
+"""Adaptive allocation: early stopping, carry and GVM-RAFT's split (stage-level unit tests with the fake engine)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import pytest
 
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.sampling.allocation import early_stop, gvm_extend, gvm_plan, gvm_weight, largest_remainder
+from rsft.sampling.allocation import (
+    carry_limits, early_stop, gvm_extend, gvm_plan, gvm_weight, largest_remainder,
+)
 from rsft.sampling.base import SamplingParams
 from rsft.sampling.fake import FakeEngine
 
@@ -91,3 +93,32 @@ def test_gvm_extend_continues_indices():
     pre = [scored_group("q", 1, 4)]
     grown = gvm_extend(FakeEngine(), exact_a, pre, {"q": 3}, SamplingParams())
     assert [s.index for s in grown[0].samples] == list(range(7)) and len(grown[0].scores) == 7
+
+
+def test_early_stop_limits_set_each_prompts_maximum():
+    skipped = prompt("skipped", ["a"])
+    short = prompt("short", ["b"])
+    full = prompt("full", ["b"])
+    groups = early_stop(FakeEngine(), exact_a, [skipped, short, full], SamplingParams(), wave=2, max_n=6,
+                        target=1, accept_min=1.0, limits={"skipped": 0, "short": 3})
+    assert {g.prompt.id: len(g.samples) for g in groups} == {"skipped": 0, "short": 3, "full": 6}
+    assert [s.index for s in groups[1].samples] == [0, 1, 2]  # the last wave is cut to the maximum
+    assert groups[0].scores == ()
+
+
+def test_carry_limits_skip_prompts_solved_before():
+    ps = [prompt("old", ["a"]), prompt("new", ["a"])]
+    assert carry_limits(ps, {"old"}, n=8, solved_samples=0) == {"old": 0, "new": 8}
+    assert carry_limits(ps, {"old"}, n=8, solved_samples=1) == {"old": 1, "new": 8}
+
+
+def test_carry_needs_replay_and_checks_solved_samples():
+    from rsft.config import build_config
+    from rsft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="carry.*train.replay: all_rounds"):
+        build_config({"sampling": {"allocation": "carry"}, "train": {"replay": "none"}})
+    with pytest.raises(ConfigError, match="sampling.solved_samples"):
+        build_config({"sampling": {"allocation": "carry", "solved_samples": -1}, "train": {"replay": "all_rounds"}})
+    cfg = build_config({"sampling": {"allocation": "carry", "solved_samples": 1}, "train": {"replay": "all_rounds"}})
+    assert cfg.sampling.solved_samples == 1

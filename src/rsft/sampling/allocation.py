@@ -1,4 +1,4 @@
-"""How many samples each prompt gets: uniform, early stopping, or GVM-RAFT's variance-minimising split.
+"""How many samples each prompt gets: uniform, early stopping (carried across rounds), or GVM-RAFT's split.
 
 Rejection sampling throws most of its samples away, so where the samples go
 matters as much as how fast they are drawn.
@@ -19,6 +19,13 @@ matters as much as how fast they are drawn.
   evenly over the p_i = 0 prompts (their true rate may just be below 1/n0),
   then over the p_i = 1 ones, so the total is kept, as the paper's rounding step
   requires; it is not left unspent.
+- **carry** is early_stop with each prompt's maximum carried across rounds: a
+  prompt kept in an earlier round (whose best row replay trains on again) gets
+  `solved_samples` (0: skipped), every other prompt up to `n`. The earlier
+  rounds' ``kept.jsonl`` files are the state (the sample stage reads them), so a
+  resumed round draws what an uninterrupted one would. It pays where a task has
+  one right answer and replay keeps it: sampling a solved prompt again finds
+  the row it already has.
 
 Both need scores while sampling, so samples come back already scored; the
 score stage keeps those scores instead of scoring twice. Sample indices (and so
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,26 +72,37 @@ def sample_scored(engine: Engine, scorer: Callable[..., Any], prompts: list[Prom
 
 def early_stop(engine: Engine, scorer: Callable[..., Any], prompts: list[Prompt], params: SamplingParams,
                wave: int, max_n: int, target: int, accept_min: float, timeout: float | None = None,
-               give_up_after: int | None = None) -> list[Group]:
+               give_up_after: int | None = None, limits: Mapping[str, int] | None = None) -> list[Group]:
     """Waves of `wave` samples until a prompt has `target` distinct accepted samples or `max_n` samples.
 
     With `give_up_after`, a prompt with no accepted sample after that many draws
     stops too: on most tasks acceptance is bimodal across prompts, so the
-    samples a hopeless prompt would take are better spent elsewhere.
+    samples a hopeless prompt would take are better spent elsewhere. `limits`
+    (prompt id -> maximum, `carry`) replaces `max_n` for the prompts it names; a
+    prompt whose maximum is 0 keeps an empty group.
     """
+    cap = {p.id: max_n if limits is None else limits.get(p.id, max_n) for p in prompts}
     groups = {p.id: Group(p, ()) for p in prompts}
-    active = list(prompts)
-    drawn = 0
-    while active and drawn < max_n:
-        k = min(wave, max_n - drawn)
-        wave_params = dataclasses.replace(params, first_index=drawn)
-        for g in sample_scored(engine, scorer, active, k, wave_params, timeout):
-            groups[g.prompt.id] = _merge(groups[g.prompt.id], g)
-        drawn += k
-        active = [p for p in active if len(accepted_texts(groups[p.id], accept_min)) < target
+    active = [p for p in prompts if cap[p.id] > 0]
+    drawn = 0  # every active prompt has drawn this many
+    while active:
+        by_k: dict[int, list[Prompt]] = {}  # usually one wave of `wave`; fewer for prompts near their maximum
+        for p in active:
+            by_k.setdefault(min(wave, cap[p.id] - drawn), []).append(p)
+        for k, batch in sorted(by_k.items(), reverse=True):
+            for g in sample_scored(engine, scorer, batch, k, dataclasses.replace(params, first_index=drawn), timeout):
+                groups[g.prompt.id] = _merge(groups[g.prompt.id], g)
+        drawn += wave
+        active = [p for p in active if drawn < cap[p.id]
+                  and len(accepted_texts(groups[p.id], accept_min)) < target
                   and not (give_up_after is not None and drawn >= give_up_after
                            and not accepted_texts(groups[p.id], accept_min))]
     return [groups[p.id] for p in prompts]
+
+
+def carry_limits(prompts: list[Prompt], solved_before: Container[str], n: int, solved_samples: int) -> dict[str, int]:
+    """carry: each prompt's maximum this round, `solved_samples` for one kept in an earlier round, else `n`."""
+    return {p.id: solved_samples if p.id in solved_before else n for p in prompts}
 
 
 def gvm_weight(p: float) -> float:
@@ -176,18 +194,22 @@ def gvm_extend(engine: Engine, scorer: Callable[..., Any], presampled: list[Grou
     return [grown[g.prompt.id] for g in presampled]
 
 
-
 def drawer(cfg: SamplingConfig, engine: Engine, scorer: Callable[..., Any], params: SamplingParams,
            accept_min: float, timeout: float | None, plan: GvmPlan | None = None,
-           presampled: dict[str, Group] | None = None) -> Drawer:
-    """How one batch of prompts is sampled under `cfg.allocation`. `gvm` needs its pre-sample and plan."""
+           presampled: dict[str, Group] | None = None, solved_before: Container[str] = ()) -> Drawer:
+    """How one batch of prompts is sampled under `cfg.allocation`. `gvm` needs its pre-sample and plan;
+    `carry` the ids of the prompts kept in earlier rounds."""
     if cfg.allocation == "uniform":
         def uniform(batch: list[Prompt]) -> list[Group]:
             return [Group(p, tuple(g)) for p, g in zip(batch, engine.generate(batch, cfg.n, params), strict=True)]
         return uniform
-    if cfg.allocation == "early_stop":
-        return lambda batch: early_stop(engine, scorer, batch, params, cfg.wave, cfg.n, cfg.target_accepted,
-                                        accept_min, timeout, cfg.give_up_after)
+    if cfg.allocation in ("early_stop", "carry"):
+        def stop_early(batch: list[Prompt]) -> list[Group]:
+            limits = (carry_limits(batch, solved_before, cfg.n, cfg.solved_samples)
+                      if cfg.allocation == "carry" else None)
+            return early_stop(engine, scorer, batch, params, cfg.wave, cfg.n, cfg.target_accepted, accept_min,
+                              timeout, cfg.give_up_after, limits)
+        return stop_early
     if plan is None or presampled is None:
         raise ValueError("gvm allocation draws after its pre-sample: pass the plan and the presampled groups")
     return lambda batch: gvm_extend(engine, scorer, [presampled[p.id] for p in batch], plan.extra, params, timeout)

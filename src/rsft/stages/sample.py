@@ -5,7 +5,9 @@ How many samples each prompt gets is the allocation's business
 `gvm` score while they sample, so their groups are written with scores
 attached and the score stage keeps them. GVM first pre-samples every prompt
 (``presample.jsonl``, resumable like samples.jsonl) and writes its plan to
-``allocation.json``.
+``allocation.json``. `carry` reads which prompts earlier rounds kept from their
+``kept.jsonl`` (finished files, so a resumed round sees the same) and records
+their count in ``allocation.json``.
 
 With Ray (`ray.enabled`), the batches go to `ray.num_workers` actors, each
 holding its own engine (`rsft.stages.workers.SampleWorker`), and come back in
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rsft.records import Group, Prompt
-from rsft.rundir import atomic_write_json, read_groups, resumable_map
+from rsft.rundir import atomic_write_json, iter_groups, read_groups, resumable_map
 from rsft.sampling import allocation
 from rsft.stages.run import Run
 
@@ -34,6 +36,9 @@ def sample_stage(run: Run, r: int) -> None:
         if s.allocation == "gvm":
             _map(run, r, pool, "presample", rd.presample, lambda: presampler(run, r))
             write_plan(run, r)
+        if s.allocation == "carry":
+            atomic_write_json(rd.allocation, {"solved_before": len(solved_before(run, r)),
+                                              "solved_samples": s.solved_samples, "n": s.n})
         _map(run, r, pool, "draw", rd.samples, lambda: drawer(run, r))
     finally:
         if pool is not None:
@@ -67,9 +72,16 @@ def drawer(run: Run, r: int) -> Lines:
     plan, presampled = None, None
     if s.allocation == "gvm":
         plan, presampled = read_plan(run, r)
+    solved = solved_before(run, r) if s.allocation == "carry" else set()
     draw = allocation.drawer(s, engine, run.scorer, run.sampling_params(r), run.cfg.accept_min,
-                             run.cfg.scoring.timeout, plan, presampled)
+                             run.cfg.scoring.timeout, plan, presampled, solved)
     return lambda batch: [g.to_json() for g in draw(batch)]
+
+
+def solved_before(run: Run, r: int) -> set[str]:
+    """Ids of the prompts some round before r kept samples of (`carry`): replay trains on their best row.
+    One id per solved prompt is held, not their groups."""
+    return {g.prompt.id for q in range(r) if run.round(q).kept.exists() for g in iter_groups(run.round(q).kept)}
 
 
 def presampler(run: Run, r: int) -> Lines:

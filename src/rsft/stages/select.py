@@ -70,7 +70,7 @@ def select_stage(run: Run, r: int) -> None:
                 replay_outs[before[0][0]].write(json.dumps(row, ensure_ascii=False) + "\n")
                 t.replayed += 1
         earlier.check_finished()
-        if not t.kept:
+        if not t.kept and not (t.replayed and run.cfg.sampling.allocation == "carry"):  # carry may skip them all
             chain = ", ".join(f"{rule.rule}: {n}" for rule, n in zip(rules, t.survivors, strict=True))
             raise RsftError(f"round {r}: selection kept no samples (left after each rule: {chain}); "
                             "lower the pass threshold, raise sampling.n, or warm-start the model")
@@ -83,7 +83,7 @@ def select_stage(run: Run, r: int) -> None:
     atomic_write_json(rd.path / "selection.json", {
         "survivors": {rule.rule: n for rule, n in zip(rules, t.survivors, strict=True)}, "kept": t.kept,
         "rows": t.kept, "replayed": t.replayed, "decontaminated": t.decontaminated,
-        "selection_score": t.score_sum / t.kept,
+        "selection_score": t.score_sum / t.kept if t.kept else None,
         "judge_precision_kept": t.judge_passed / t.judged if t.judged else None,
     })
 
