@@ -42,6 +42,8 @@ STRATEGIES = {
     # early_stop, and a prompt kept in an earlier round is not sampled again (replay trains on its row)
     "carry": {"sampling.allocation": "carry", "sampling.wave": 1, "sampling.target_accepted": 1,
               "sampling.solved_samples": 0},
+    "carry+give_up": {"sampling.allocation": "carry", "sampling.wave": 1, "sampling.target_accepted": 1,
+                      "sampling.solved_samples": 0, "sampling.give_up_after": 4},
 }
 YIELD_STRATEGIES = ["uniform", "early_stop", "early_stop+give_up", "gvm"]  # carry is early_stop in one round
 
@@ -106,6 +108,12 @@ def yield_bench(out: Path, warm_target: float) -> None:
           f"{max(rates) / ref:.2f}x")
 
 
+def unsolved_tokens(rd: Path) -> int:
+    """Tokens a round spent on prompts that got no accepted sample in it."""
+    return sum(sum(len(s["token_ids"]) for s in d["samples"]) for d in read_jsonl(rd / "scored.jsonl")
+               if not any((c.get("value") or 0) >= 1.0 for c in d.get("scores", [])))
+
+
 def convergence_bench(out: Path, rounds: int, warm_target: float, names: list[str], target: float) -> None:
     """Each strategy round by round until held-out greedy pass@1 reaches `target` (or `rounds` rounds)."""
     base = base_model(out, warm_target)
@@ -125,12 +133,13 @@ def convergence_bench(out: Path, rounds: int, warm_target: float, names: list[st
             total += m["tokens_generated"]
             solved |= {d["prompt"]["id"] for d in read_jsonl(rd / "kept.jsonl")}
             trail.append(f"{m['eval']['greedy_pass@1']:.1%} ({m['tokens_generated']:,} tok, "
-                         f"{len(solved)} solved so far)")
+                         f"{unsolved_tokens(rd):,} on prompts left unsolved, {len(solved)} solved so far)")
             if m["eval"]["greedy_pass@1"] >= target:
                 reached = (r, total)
                 break
         reached_by[name] = reached
         where = f"round {reached[0]} after {reached[1]:,} tokens" if reached else f"not reached ({total:,} tokens)"
+        where += f", {len(solved) / total * 1e6:,.0f} prompts solved per M tokens"
         ratio = (f", {reached_by['uniform'][1] / reached[1]:.2f}x fewer than uniform"
                  if reached and reached_by.get("uniform") else "")
         print(f"{name:18s} | {where}{ratio}\n    by round: " + " | ".join(trail))
