@@ -60,6 +60,8 @@ def check_engine_options(name: str, options: dict[str, Any], key: str = "samplin
     hook = getattr(sys.modules.get(getattr(factory, "__module__", "")), "check_options", None)
     if accepts_any(factory) and callable(hook):  # a factory passing **options on checks them itself
         hook({k: v for k, v in options.items() if k not in parameters(factory)}, key)
+    elif resolved in BUILTINS["engine"] and callable(hook):  # a built-in's checks beyond types (a path exists)
+        hook(checked, key)
     return factory, checked
 
 

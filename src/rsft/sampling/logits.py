@@ -45,12 +45,17 @@ def pick_tokens(
     else:
         probs = filter_logits(logits, params).softmax(-1)  # [b, V]
         u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # [b]
-        cdf = probs.double().cumsum(-1)  # [b, V]
-        token = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
-        token = token.clamp(max=logits.shape[-1] - 1)  # [b]
+        token = draw(probs, u)  # [b]
     entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # [b]
     logprob = raw_logp.gather(-1, token.unsqueeze(-1)).squeeze(-1)  # [b]
     return token, logprob, entropy
+
+
+def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One token per row of probs [b, V] (need not sum to 1) by inverse CDF, from uniforms u [b] in [0, 1)."""
+    cdf = probs.double().cumsum(-1)  # [b, V]
+    token = torch.searchsorted(cdf, (u.double() * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return token.clamp(max=probs.shape[-1] - 1)  # [b]
 
 
 def entropy_from_top(steps: list[list[float]], params: SamplingParams) -> float | None:

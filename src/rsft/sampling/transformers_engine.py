@@ -12,7 +12,9 @@ Each row draws its randomness from its own generator seeded by
 uniform per step, so a sample is the same whichever batch it is in.
 
 Greedy decoding (temperature 0) takes the argmax and matches `generate`.
-It does not implement beam search, repetition penalties or speculative decoding.
+With `engine_options: {draft: PATH|ngram, draft_tokens: k}` it samples speculatively instead
+(`rsft.sampling.speculative`: a draft proposes, the model verifies; the distribution is the same). It does not implement beam
+search or repetition penalties.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ class TransformersEngine:
 
     name = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_tokens: int = 65536, threads: int | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch_tokens: int = 65536, threads: int | None = None,
+                 draft: Any = None, draft_tokens: int = 4) -> None:
         self.model = model.eval()
+        self.draft, self.draft_tokens = draft, draft_tokens  # a loaded draft (rsft.sampling.speculative) or None
+        self.speculative_stats = dict.fromkeys(("passes", "rows", "tokens", "proposed", "tested", "accepted"), 0)
         self.precision = str(model.dtype).removeprefix("torch.")  # what it computes in, for eval.json
         self.threads = threads
         self.tokenizer = tokenizer
@@ -50,11 +55,18 @@ class TransformersEngine:
     @classmethod
     def from_path(cls, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
                   trust_remote_code: bool = False, max_batch_tokens: int = 65536,
-                  threads: int | None = None) -> TransformersEngine:
+                  threads: int | None = None, draft: str | None = None, draft_tokens: int = 4) -> TransformersEngine:
         """The registry's factory. `threads`: torch's intra-op threads while this engine generates
-        (restored afterwards); `max_batch_tokens`: KV-cache positions per sub-batch."""
+        (restored afterwards); `max_batch_tokens`: KV-cache positions per sub-batch; `draft`: sample
+        speculatively with this draft model directory (same tokenizer) or `ngram` (prompt lookup),
+        proposing `draft_tokens` tokens per step."""
         tok = load_tokenizer(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
-        return cls(load_model(model_path, dtype, trust_remote_code=trust_remote_code), tok, max_batch_tokens, threads)
+        model = load_model(model_path, dtype, trust_remote_code=trust_remote_code)
+        if draft is not None:
+            from rsft.sampling.speculative import load_draft
+
+            draft = load_draft(draft, tok, dtype, trust_remote_code, draft_tokens)
+        return cls(model, tok, max_batch_tokens, threads, draft, draft_tokens)
 
     def _threads(self) -> int:
         """The engine's `threads`, else torch's own choice capped at the CPUs this process may use
@@ -97,6 +109,11 @@ class TransformersEngine:
 
     def _generate(self, prompts: list[Prompt], ids: list[list[int]], n: int,
                   params: SamplingParams) -> list[list[Sample]]:
+        if self.draft is not None:
+            from rsft.sampling.speculative import decode
+
+            rows = decode(self, ids, n, params, [p.id for p in prompts])
+            return self._samples(prompts, n, params, *rows)
         tok = self.tokenizer
         enc = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
         mask = enc["attention_mask"]  # [B, P]
@@ -150,7 +167,12 @@ class TransformersEngine:
             )
             logits = out.logits[:, -1, :]  # [b, V]
             next_pos = next_pos + 1
+        return self._samples(prompts, n, params, ids, logprob, entropy_sum, reason)
 
+    def _samples(self, prompts: list[Prompt], n: int, params: SamplingParams, ids: list[list[int]],
+                 logprob: torch.Tensor, entropy_sum: torch.Tensor, reason: list[str]) -> list[list[Sample]]:
+        """Each row's tokens, summed logprob and entropy and finish reason as Samples grouped by prompt."""
+        tok = self.tokenizer
         groups = []
         for b, p in enumerate(prompts):
             group = []
@@ -166,3 +188,10 @@ class TransformersEngine:
                 ))
             groups.append(group)
         return groups
+
+
+def check_options(options: dict[str, Any], key: str = "sampling.engine_options") -> None:
+    """The hook `rsft.sampling.engines` calls when the config loads: the draft's path and draft_tokens."""
+    from rsft.sampling.speculative import check_options as check_draft
+
+    check_draft(options, key)
