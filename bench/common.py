@@ -25,6 +25,8 @@ SHAPES = {
     "1m": TinyModelConfig(hidden_size=128, num_layers=4, num_heads=4, max_position_embeddings=256),
     "25m": TinyModelConfig(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1408,
                            max_position_embeddings=256),
+    "125m": TinyModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3456,
+                            max_position_embeddings=256),
 }
 
 

@@ -17,15 +17,22 @@ Contenders
   ct2_direct_int8         Generator(compute_type="int8") with its default threads, one
                           generate_batch(num_hypotheses=K, include_prompt_in_result=False)
   ct2_direct_int8_repl    the same with each prompt repeated K times instead of num_hypotheses
-  ct2_direct_int8_tuned   CTranslate2's own parallel batching: inter_threads=cores, intra_threads=1,
-                          max_batch_size=prompts/cores (information: how much is thread settings)
+  ct2_direct_int8_tuned   the best plain call found here: CTranslate2's own parallel batching with
+                          inter_threads=cores, intra_threads=1, max_batch_size=prompts/cores (it sorts
+                          by length). Tried and slower on 2 cores at 25M and 125M: one worker with 2
+                          threads, max_batch_size=prompts/(2*cores), replicated rows, CT2_USE_MKL=1
   rsft_vllm               (--vllm) rsft's vllm engine: vLLM in-process (its CPU build here), float32
   rsft_openai_served      (--vllm) rsft's openai engine against `vllm serve` on the same model, started
                           by rsft (managed mode); HTTP and JSON included
   Engine start-up (vLLM load, server start, CTranslate2 conversion) is timed and printed apart.
 
-    python bench/throughput.py [--shape 25m|1m] [--prompts 16] [--k 8] [--new-tokens 32] [--repeats 5]
-                               [--eos-rate 0.05] [--torch-threads N] [--vllm]
+    python bench/throughput.py [--shape 25m|125m|1m] [--prompts 16] [--k 8] [--new-tokens 32] [--repeats 5]
+                               [--eos-rate 0.05] [--torch-threads N] [--vllm] [--only NAME,NAME]
+
+`--only` keeps the named contenders (e.g. `--only rsft_ct2_int8,ct2_direct_int8_tuned` at 125M, where
+the torch contenders take minutes a run). The rsft/direct-tuned ratio is printed twice: of the medians,
+and as the median of per-round ratios (both ran back to back in each round, so a slow patch on a
+shared machine hits both).
 
 `--vllm` needs vLLM importable: run it with .venv-vllm/bin/python (make vllm-venv).
 """
@@ -112,6 +119,7 @@ def main() -> None:
     ap.add_argument("--eos-rate", type=float, default=0.05,
                     help="target mean P(EOS) per step; 0 leaves the model as built")
     ap.add_argument("--vllm", action="store_true", help="add rsft's vllm and openai (vllm serve) engines")
+    ap.add_argument("--only", default="", help="comma-separated contenders to run (default: all)")
     ap.add_argument("--torch-threads", type=int, default=0,
                     help="torch threads for the torch contenders (0: torch's default). On a machine whose cores are "
                          "busy with other work, multi-threaded torch waits on descheduled threads at every op")
@@ -129,7 +137,8 @@ def main() -> None:
         path = str(build_biased_model(Path(tmp) / "m", args.shape, args.eos_rate, texts, new))
         hf = TransformersEngine.from_path(path)
         engines = {}
-        for ct in ("int8", "float32"):
+        only = set(filter(None, args.only.split(",")))
+        for ct in ("int8", "float32") if not only or "rsft_ct2_float32" in only else ("int8",):
             t0 = time.perf_counter()
             engines[ct] = CTranslate2Engine.from_path(path, compute_type=ct, cache_dir=Path(tmp) / "ct2")
             print(f"conversion to ctranslate2 {ct}: {time.perf_counter() - t0:.1f} s")
@@ -155,13 +164,19 @@ def main() -> None:
             "hf_generate": lambda: hf_generate(hf, texts, k, new),
             "rsft_transformers": engine_fn(hf),
             "rsft_ct2_int8": engine_fn(engines["int8"]),
-            "rsft_ct2_float32": engine_fn(engines["float32"]),
             "ct2_direct_int8": lambda: count(direct.generate_batch(start, num_hypotheses=k, **ct2_opts)),
             "ct2_direct_int8_repl": lambda: count(direct.generate_batch([s for s in start for _ in range(k)],
                                                                         **ct2_opts)),
             "ct2_direct_int8_tuned": lambda: count(tuned.generate_batch(
                 start, num_hypotheses=k, max_batch_size=math.ceil(len(start) / cores), **ct2_opts)),
         }
+        if "float32" in engines:
+            contenders["rsft_ct2_float32"] = engine_fn(engines["float32"])
+        if only:
+            unknown = only - set(contenders) - {"rsft_vllm", "rsft_openai_served"}
+            if unknown:
+                ap.error(f"--only: unknown contenders {sorted(unknown)}")
+            contenders = {name: fn for name, fn in contenders.items() if name in only}
         tokens: dict[str, int] = {}
 
         def recording(name: str, fn: Callable[[], int]) -> Callable[[], int]:
@@ -203,17 +218,25 @@ def main() -> None:
               f"runs: {', '.join(f'{x:.0f}' for x in xs)}")
     m = {name: median(xs) for name, xs in rates.items()}
     for name in ("rsft_transformers", "rsft_ct2_int8", "rsft_ct2_float32"):
-        print(f"rsft {name.removeprefix('rsft_')} vs HF generate: {m[name] / m['hf_generate']:.2f}x")
+        if name in m and "hf_generate" in m:
+            print(f"rsft {name.removeprefix('rsft_')} vs HF generate: {m[name] / m['hf_generate']:.2f}x")
     default = f"rsft_ct2_{auto}"
-    print(f"rsft default CPU engine (ctranslate2, compute_type auto = {auto}) vs HF generate: "
-          f"{m[default] / m['hf_generate']:.2f}x")
-    best_direct = max(("ct2_direct_int8", "ct2_direct_int8_repl"), key=m.get)
-    print(f"rsft ctranslate2 vs CTranslate2 direct: {m['rsft_ct2_int8'] / m[best_direct]:.2f}x "
-          f"(int8, against the faster plain direct call, {best_direct})")
-    print(f"rsft ctranslate2 vs CTranslate2 direct with tuned threads and batching: "
-          f"{m['rsft_ct2_int8'] / m['ct2_direct_int8_tuned']:.2f}x")
+    if default in m and "hf_generate" in m:
+        print(f"rsft default CPU engine (ctranslate2, compute_type auto = {auto}) vs HF generate: "
+              f"{m[default] / m['hf_generate']:.2f}x")
+    plain = [name for name in ("ct2_direct_int8", "ct2_direct_int8_repl") if name in m]
+    if plain and "rsft_ct2_int8" in m:
+        best_direct = max(plain, key=m.get)
+        print(f"rsft ctranslate2 vs CTranslate2 direct: {m['rsft_ct2_int8'] / m[best_direct]:.2f}x "
+              f"(int8, against the faster plain direct call, {best_direct})")
+    if "rsft_ct2_int8" in m and "ct2_direct_int8_tuned" in m:
+        paired = [a / b for a, b in zip(rates["rsft_ct2_int8"], rates["ct2_direct_int8_tuned"])]
+        print(f"per-round ratios rsft/direct tuned: {', '.join(f'{x:.2f}' for x in paired)}")
+        print(f"rsft ctranslate2 vs CTranslate2 direct tuned ({args.shape}): "
+              f"{m['rsft_ct2_int8'] / m['ct2_direct_int8_tuned']:.2f}x (of the medians; median of the per-round "
+              f"ratios {median(paired):.2f}x)")
     for name in ("rsft_vllm", "rsft_openai_served"):
-        if name in m:
+        if name in m and {"hf_generate", "rsft_ct2_int8", "rsft_ct2_float32"} <= set(m):
             print(f"{name} vs HF generate: {m[name] / m['hf_generate']:.2f}x; vs rsft ctranslate2 int8: "
                   f"{m[name] / m['rsft_ct2_int8']:.2f}x; vs rsft ctranslate2 float32: "
                   f"{m[name] / m['rsft_ct2_float32']:.2f}x")
