@@ -74,3 +74,18 @@ def test_carry_skips_prompts_kept_before_and_resumes_to_the_same_samples(tmp_pat
     (r1 / "samples.jsonl").write_bytes(b"".join(lines[: len(lines) // 2]))
     run(build_config(data))
     assert (r1 / "samples.jsonl").read_bytes() == reference
+
+
+def test_carry_round_that_skips_every_prompt_trains_on_replay(tmp_path):
+    # everything is kept in round 0 (passes min 0), so round 1 samples nothing and trains on the replayed rows
+    data = yaml.safe_load((ROOT / "tests" / "e2e" / "mini.yaml").read_text())
+    data.update({"output_dir": str(tmp_path), "name": "carry-all", "eval": {"enabled": False}})
+    data["task"]["params"].update({"n_train": 8})
+    data["selection"]["rules"] = [{"rule": "passes", "min": 0.0}, {"rule": "dedup"}, {"rule": "top_k", "k": 1}]
+    data["sampling"].update({"allocation": "carry", "n": 2, "wave": 1, "target_accepted": 1, "engine": "transformers"})
+    r1 = run(build_config(data)) / "round-001"
+    assert all(not g["samples"] for g in read_jsonl(r1 / "samples.jsonl"))
+    selection = json.loads((r1 / "selection.json").read_text())
+    assert selection["kept"] == 0 and selection["replayed"] == 8 and selection["selection_score"] is None
+    assert json.loads((r1 / "metrics.json").read_text())["tokens_generated"] == 0
+    assert (r1 / "model" / "model.safetensors").exists()
