@@ -40,12 +40,14 @@ shared machine hits both).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import ctranslate2
@@ -158,7 +160,11 @@ def main() -> None:
             return sum(len(s) for r in results for s in r.sequences_ids)
 
         def engine_fn(engine) -> Callable[[], int]:
-            return lambda: sum(s.num_tokens for g in engine.generate(prompts, k, params) for s in g)
+            """A new seed each call: rsft's engines are reproducible, so a fixed seed would time one fixed draw
+            of sample lengths every run (tok/s grows with them), while the direct calls draw afresh."""
+            calls = itertools.count()
+            return lambda: sum(s.num_tokens for g in engine.generate(prompts, k, replace(params, seed=next(calls)))
+                               for s in g)
 
         contenders: dict[str, Callable[[], int]] = {
             "hf_generate": lambda: hf_generate(hf, texts, k, new),
@@ -177,12 +183,12 @@ def main() -> None:
             if unknown:
                 ap.error(f"--only: unknown contenders {sorted(unknown)}")
             contenders = {name: fn for name, fn in contenders.items() if name in only}
-        tokens: dict[str, int] = {}
+        tokens: dict[str, list[int]] = {}  # every run's, warm-up included
 
         def recording(name: str, fn: Callable[[], int]) -> Callable[[], int]:
             def run() -> int:
-                tokens[name] = fn()
-                return tokens[name]
+                tokens.setdefault(name, []).append(fn())
+                return tokens[name][-1]
             return run
 
         closers = []
@@ -214,7 +220,8 @@ def main() -> None:
     print(f"setup: {args.prompts} prompts x K={k}, {new} new tokens, T=1, EOS allowed, median of {args.repeats} "
           f"interleaved runs; rsft ctranslate2: inter_threads={e8.inter_threads}, intra_threads={e8.intra_threads}")
     for name, xs in rates.items():
-        print(f"{name:22s} {median(xs):8.0f} tok/s   mean length {tokens[name] / (args.prompts * k):5.1f}   "
+        length = sum(tokens[name]) / len(tokens[name]) / (args.prompts * k)
+        print(f"{name:22s} {median(xs):8.0f} tok/s   mean length {length:5.1f}   "
               f"runs: {', '.join(f'{x:.0f}' for x in xs)}")
     m = {name: median(xs) for name, xs in rates.items()}
     for name in ("rsft_transformers", "rsft_ct2_int8", "rsft_ct2_float32"):
