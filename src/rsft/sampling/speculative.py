@@ -16,7 +16,8 @@ What one step does for every live row (Leviathan et al. 2023; Chen et al. 2023):
 Every emitted token is then distributed exactly as plain sampling from p would give. Greedy (T=0) is
 the same rule on one-hot p and q: a draft token is kept iff it is the model's argmax, so the output is
 plain greedy's. Rejected tokens stay in both KV caches as masked holes (explicit position ids), so
-rows of one batch may accept different numbers of tokens without cropping or copying the caches.
+rows of one batch may accept different numbers of tokens without cropping or copying the caches; the
+engine's `max_batch_tokens` budget counts emitted tokens, not these holes (at most k per step).
 
 Randomness stays per sample: each row's generator (seeded by `sample_seed`) gives 2k+1 uniforms per
 step (k for the draft, k for the acceptance tests, 1 for the final draw), whatever the batch, and a
