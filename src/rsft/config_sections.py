@@ -9,6 +9,7 @@ also available.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -236,8 +237,17 @@ class TrainConfig(Section):
     replay: Literal["none", "all_rounds"] = Field(
         "none", description="Also train on the best sample per prompt from every earlier round (Llama 2)."
     )
-    epochs: float = Field(1.0, description="Passes over the selected data (ignored when max_steps > 0).", gt=0)
-    max_steps: int = Field(-1, description="Optimizer steps per round; -1 uses `epochs`.")
+    epochs: float = Field(
+        1.0, description="Passes over the round's training rows; the steps they give are bounded by min_steps and "
+        "step_cap (ignored when max_steps > 0).", gt=0)
+    min_steps: int = Field(
+        0, description="Floor on the optimizer steps `epochs` gives, so a round with few rows still learns.", ge=0)
+    step_cap: int = Field(
+        0, description="Cap on the optimizer steps `epochs` gives, so a round with many rows stays bounded "
+        "(0: no cap).", ge=0)
+    max_steps: int = Field(
+        -1, description="Exactly this many optimizer steps per round, whatever the rows (TRL's max_steps); "
+        "-1 uses `epochs`.")
     batch_size: int = Field(16, description="Per-device train batch size.", gt=0)
     grad_accum: int = Field(1, description="Gradient accumulation steps.", gt=0)
     learning_rate: float = Field(1e-5, description="Peak learning rate.", gt=0)
@@ -246,6 +256,13 @@ class TrainConfig(Section):
         0.0, description="Fraction of the round's steps spent warming up (needs a scheduler with warmup).", ge=0, lt=1)
     weight_decay: float = Field(0.0, description="AdamW weight decay.", ge=0)
     max_length: int = Field(1024, description="Truncate prompt+completion to this many tokens.", gt=0)
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field(
+        "auto", description="Autocast while training. auto: bf16 on a GPU that has it, and on a CPU with native bf16 "
+        "instructions (AVX512_BF16, AMX) for a model at least 512 wide; else none (fp32). Emulated bf16 is "
+        "several times slower, and on narrower models the casts cost more than they save.")
+    group_by_length: bool = Field(
+        True, description="Draw batches of similar length (transformers' LengthGroupedSampler), so rows of mixed "
+        "lengths are not padded to the longest; false draws them uniformly at random.")
     save_steps: int = Field(200, description="Checkpoint every N steps so a killed round resumes.", gt=0)
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter with peft instead of all weights.")
     extra: dict[str, Any] = Field(
@@ -264,6 +281,26 @@ class TrainConfig(Section):
         """The name resolves through the registry as the config loads (a typo is one line naming the key)."""
         resolve("launcher", value, key="train.launcher")
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_count_steps(self) -> TrainConfig:
+        """max_steps fixes the steps; min_steps and step_cap bound the steps `epochs` gives. Both at once would
+        leave one of them silently unused."""
+        if self.max_steps > 0 and (self.min_steps or self.step_cap):
+            raise ValueError("max_steps fixes the steps of a round; min_steps and step_cap bound the steps `epochs` "
+                             "gives: set max_steps: -1, or drop min_steps/step_cap")
+        if self.step_cap and self.min_steps > self.step_cap:
+            raise ValueError(f"min_steps {self.min_steps} is above step_cap {self.step_cap}")
+        return self
+
+    def steps_for(self, rows: int, world_size: int = 1) -> int:
+        """The optimizer steps for `rows` training rows: max_steps when set, else `epochs` passes at the
+        global batch (batch_size × grad_accum × world_size), bounded by min_steps and step_cap, at least 1."""
+        if self.max_steps > 0:
+            return self.max_steps
+        per_step = self.batch_size * self.grad_accum * max(1, world_size)
+        steps = max(1, math.ceil(self.epochs * rows / per_step - 1e-9), self.min_steps)
+        return min(steps, self.step_cap) if self.step_cap else steps
 
     @field_validator("warmup_ratio")
     @classmethod

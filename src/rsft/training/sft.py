@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -63,11 +64,14 @@ class TrainResult:
 
 
 def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = (),
-               assistant_only: bool = False) -> Any:
-    """TRL's SFTConfig for a round; `assistant_only` (agent trajectories) also masks the tool messages
-    inside the completion, through TRL's `assistant_only_loss` and the template's generation markers."""
+               assistant_only: bool = False, rows: int | None = None, width: int | None = None) -> Any:
+    """TRL's SFTConfig for a round of `rows` training rows (their count sets the steps: `cfg.steps_for`;
+    None leaves TRL to count epochs) on a model of hidden size `width` (it decides `auto` precision);
+    `assistant_only` (agent trajectories) also masks the tool messages inside the completion, through
+    TRL's `assistant_only_loss` and the template's generation markers."""
     from trl import SFTConfig
 
+    precision = autocast(cfg.mixed_precision, width)
     kwargs: dict[str, Any] = dict(
         output_dir=str(out_dir),
         per_device_train_batch_size=cfg.batch_size,
@@ -77,12 +81,13 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a value below 1 as a fraction of the steps
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
+        max_steps=cfg.max_steps if rows is None else cfg.steps_for(rows, world_size()),
         max_length=cfg.max_length,
         completion_only_loss=True,
         assistant_only_loss=assistant_only,
-        bf16=False,  # TRL defaults to bf16 autocast, which is >10x slower on CPUs without bf16 units
-        fp16=False,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=None,  # the checkpoint ledger keeps the newest complete one (rsft.training.checkpoints)
@@ -105,6 +110,48 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
     return SFTConfig(**kwargs)
 
 
+BF16_MIN_WIDTH = 512  # hidden size from which bf16 autocast pays on a CPU (bench/train.py, BENCHMARKS.md)
+
+
+def autocast(setting: str, width: int | None = None) -> str:
+    """What `train.mixed_precision` means on this machine for a model of hidden size `width`: bf16, fp16
+    or no (fp32).
+
+    `auto` takes bf16 where the hardware computes it natively: a GPU with bf16 support, or a CPU with
+    AVX512_BF16 or AMX instructions for a model at least BF16_MIN_WIDTH wide. bench/train.py measured
+    on such a CPU: 1.8x fp32's tokens/s at 25M (hidden 512), but 0.86x at 1M (hidden 128), where the
+    casts cost more than the small matrix products save. TRL's own default, bf16 everywhere, is
+    several times slower than fp32 on a CPU that only emulates bf16. `auto` never picks fp16, which
+    needs loss scaling to be safe."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    wide = width is None or width >= BF16_MIN_WIDTH
+    return "bf16" if wide and cpu_has_native_bf16() else "no"
+
+
+@functools.cache
+def _say_precision(precision: str) -> None:
+    """Once per process: the precision `auto` chose, when it is not plain fp32."""
+    if precision != "no":
+        notice(f"train: {precision} autocast (train.mixed_precision: auto; this hardware computes {precision} "
+               "natively); set train.mixed_precision: no for fp32")
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """The CPU advertises bf16 arithmetic (avx512_bf16 or amx_bf16 in /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of a block, and put back what was there."""
@@ -120,11 +167,16 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def world_size() -> int:
+    """The number of ranks training together (a launcher sets WORLD_SIZE; 1 in the rsft process itself)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def distributed() -> bool:
     """This process is one rank of several (a launcher set WORLD_SIZE). Only then is a DDP backend named:
     TrainingArguments refuses one outside a process group, and on CPU accelerate would take MPI over gloo
     when torch has it."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return world_size() > 1
 
 
 def _cpu_only() -> bool:
@@ -158,9 +210,12 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     tokenizer = load_tokenizer(init_path)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     assistant_only = any(is_trajectory_row(r) for r in rows)
+    width = getattr(model.config.get_text_config(), "hidden_size", None)
+    if cfg.mixed_precision == "auto" and label is not None:
+        _say_precision(autocast("auto", width))
     bar = [rich_train_callback(label)] if label is not None else []
     trainer = SFTTrainer(
-        model=model, args=sft_config(cfg, work, seed, report_to, assistant_only), train_dataset=dataset,
+        model=model, args=sft_config(cfg, work, seed, report_to, assistant_only, len(rows), width), train_dataset=dataset,
         processing_class=tokenizer, peft_config=peft_config(cfg),
         # the guard first (nothing has started when it stops a finished run), the ledger last (it sees what
         # the others decided)

@@ -1,0 +1,88 @@
+"""Steps that follow the data (epochs with a floor and a cap), batches grouped by length, and the
+precision `train.mixed_precision: auto` picks: each checked on a real TRL trainer."""
+
+from __future__ import annotations
+
+import pytest
+
+from rsft.config import TrainConfig, build_config
+from rsft.errors import ConfigError
+from rsft.training import sft
+from rsft.training.sft import autocast, make_sft_trainer, train_sft
+
+
+def rows(n: int, length: int = 4) -> list[dict[str, str]]:
+    return [{"prompt": f"{i % 10}+{i % 7}=", "completion": "1" * length} for i in range(n)]
+
+
+@pytest.mark.parametrize(("cfg", "n_rows", "world", "steps"), [
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 417, 1, 60),     # 52.1 -> floor 60
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1000, 1, 125),   # 125 exactly
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1798, 1, 200),   # 224.75 -> cap 200
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1001, 1, 126),   # 125.1 rounds up
+    (dict(epochs=8, batch_size=32, grad_accum=2), 1000, 2, 63),                  # global batch 128: 62.5
+    (dict(epochs=0.5, batch_size=16), 10, 1, 1),                                 # at least one step
+    (dict(max_steps=400, batch_size=64), 417, 1, 400),                           # TRL's max_steps: exact
+])
+def test_steps_follow_the_rows(cfg, n_rows, world, steps):
+    assert TrainConfig(**cfg).steps_for(n_rows, world) == steps
+
+
+def test_a_fixed_max_steps_with_bounds_is_one_line_naming_the_keys():
+    with pytest.raises(ConfigError) as err:
+        build_config({"task": {"name": "addition"}, "train": {"max_steps": 400, "min_steps": 60}})
+    assert "train" in str(err.value) and "max_steps" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="step_cap"):
+        build_config({"task": {"name": "addition"}, "train": {"min_steps": 300, "step_cap": 200}})
+
+
+@pytest.mark.parametrize(("changes", "steps"), [({}, 5), ({"min_steps": 7}, 7), ({"step_cap": 3}, 3)])
+def test_a_real_training_runs_the_steps_its_rows_give(model_dir, tmp_path, changes, steps):
+    cfg = TrainConfig(epochs=2, batch_size=4, learning_rate=1e-3, save_steps=100, **changes)
+    result = train_sft(rows(10), str(model_dir), tmp_path / "out", cfg, label=None)
+    assert result.steps == steps  # 2 epochs x 10 rows / batch 4 = 5 steps, then the floor or the cap
+
+
+def padded_tokens(trainer) -> tuple[int, int]:
+    """(positions in the padded batches, real tokens) over one epoch of the trainer's own dataloader."""
+    positions = real = 0
+    for batch in trainer.get_train_dataloader():
+        positions += batch["input_ids"].numel()
+        real += int(batch["attention_mask"].sum())
+    return positions, real
+
+
+def test_grouped_batches_pad_less_than_random_ones(model_dir, tmp_path):
+    # half the rows 3 tokens long, half 40: random batches of 4 almost always mix them and pad to 40+
+    data = [{"prompt": "1+2=", "completion": "3" * (3 if i % 2 else 40)} for i in range(32)]
+    grouped = make_sft_trainer(data, str(model_dir), tmp_path / "g", TrainConfig(batch_size=4), label=None)
+    uniform = make_sft_trainer(data, str(model_dir), tmp_path / "u", TrainConfig(batch_size=4, group_by_length=False),
+                               label=None)
+    assert grouped.args.train_sampling_strategy == "group_by_length"
+    g_pos, g_real = padded_tokens(grouped)
+    u_pos, u_real = padded_tokens(uniform)
+    assert g_real == u_real  # the same rows, once each
+    assert g_pos < 0.7 * u_pos  # grouped: batches of one length; random: mixed, padded to the longest
+
+
+def test_auto_precision_is_bf16_only_where_it_pays(monkeypatch):
+    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: True)
+    assert autocast("auto", 512) == "bf16"
+    assert autocast("auto", 128) == "no"  # narrow models: the casts cost more than they save
+    assert autocast("no", 4096) == "no" and autocast("bf16", 64) == "bf16"
+    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: False)
+    assert autocast("auto", 4096) == "no"  # emulated bf16 is several times slower
+
+
+def test_auto_bf16_reaches_the_trainer_and_is_said_once(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(sft, "BF16_MIN_WIDTH", 64)  # the test model is 64 wide
+    sft._say_precision.cache_clear()
+    trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w", TrainConfig(batch_size=4))
+    make_sft_trainer(rows(8), str(model_dir), tmp_path / "w2", TrainConfig(batch_size=4))
+    assert trainer.args.bf16 and not trainer.args.fp16
+    err = capsys.readouterr().err
+    assert err.count("bf16 autocast") == 1 and "train.mixed_precision: no" in err
+    fp32 = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w3", TrainConfig(batch_size=4, mixed_precision="no"))
+    assert not fp32.args.bf16
+    sft._say_precision.cache_clear()
