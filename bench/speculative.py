@@ -16,7 +16,8 @@ Contenders, all T=1 with no top-k/top-p, `--new-tokens` at most, prompts "a+b=" 
 in two regimes: `batch` (--prompts prompts x K=--k-samples in one call, as a round samples) and
 `single` (the first --single-prompts prompts one at a time, K=1: one row per model pass, as an
 interactive call). Tokens/s is
-generated tokens over wall time, the median of --repeats interleaved runs after one warm-up.
+generated tokens over wall time, the median of --repeats interleaved runs after one warm-up; every
+call draws with a new seed, so no contender is timed on one fixed draw of sample lengths.
 Acceptance is accepted draft tokens / draft tokens tested (up to and including the first rejection),
 summed over every run; tokens per pass is emitted tokens per row per pass of the 25M model.
 Also timed: one pass of the 25M model over 1 and k+1 tokens per row, and one 1M draft pass, at each
@@ -132,7 +133,11 @@ def main() -> None:
 
     rng = random.Random(12345)  # held-out facts: another stream than training's
     prompts = [Prompt(f"s{i}", text=fact(rng).split("=")[0] + "=") for i in range(args.prompts)]
-    params = SamplingParams(temperature=1.0, max_new_tokens=args.new_tokens, seed=0)
+    runs = {"n": 0}
+
+    def params() -> SamplingParams:  # a new seed every call: each run times its own draw of sample lengths
+        runs["n"] += 1
+        return SamplingParams(temperature=1.0, max_new_tokens=args.new_tokens, seed=runs["n"])
     k = args.k
     engines = {"plain": TransformersEngine.from_path(str(target)),
                "draft": TransformersEngine.from_path(str(target), draft=str(draft), draft_tokens=k),
@@ -142,14 +147,14 @@ def main() -> None:
 
     def batch(name):
         def run() -> int:
-            out = engines[name].generate(prompts, args.k_samples, params)
+            out = engines[name].generate(prompts, args.k_samples, params())
             lengths.setdefault(f"batch/{name}", []).extend(s.num_tokens for g in out for s in g)
             return sum(s.num_tokens for g in out for s in g)
         return run
 
     def single(name):
         def run() -> int:
-            out = [engines[name].generate([p], 1, params)[0][0] for p in prompts[: args.single_prompts]]
+            out = [engines[name].generate([p], 1, params())[0][0] for p in prompts[: args.single_prompts]]
             lengths.setdefault(f"single/{name}", []).extend(s.num_tokens for s in out)
             return sum(s.num_tokens for s in out)
         return run
