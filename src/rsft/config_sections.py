@@ -241,10 +241,11 @@ class TrainConfig(Section):
         1.0, description="Passes over the round's training rows; the steps they give are bounded by min_steps and "
         "step_cap (ignored when max_steps > 0).", gt=0)
     min_steps: int = Field(
-        0, description="Floor on the optimizer steps `epochs` gives, so a round with few rows still learns.", ge=0)
+        0, description="Floor on the optimizer steps `epochs` gives, so a round with few rows still learns "
+        "(ignored when max_steps > 0).", ge=0)
     step_cap: int = Field(
         0, description="Cap on the optimizer steps `epochs` gives, so a round with many rows stays bounded "
-        "(0: no cap).", ge=0)
+        "(0: no cap; ignored when max_steps > 0).", ge=0)
     max_steps: int = Field(
         -1, description="Exactly this many optimizer steps per round, whatever the rows (TRL's max_steps); "
         "-1 uses `epochs`.")
@@ -283,12 +284,9 @@ class TrainConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _one_way_to_count_steps(self) -> TrainConfig:
-        """max_steps fixes the steps; min_steps and step_cap bound the steps `epochs` gives. Both at once would
-        leave one of them silently unused."""
-        if self.max_steps > 0 and (self.min_steps or self.step_cap):
-            raise ValueError("max_steps fixes the steps of a round; min_steps and step_cap bound the steps `epochs` "
-                             "gives: set max_steps: -1, or drop min_steps/step_cap")
+    def _bounds_in_order(self) -> TrainConfig:
+        """min_steps and step_cap bound the steps `epochs` gives; like `epochs`, they do not apply when
+        max_steps fixes the steps (as in transformers, where max_steps overrides num_train_epochs)."""
         if self.step_cap and self.min_steps > self.step_cap:
             raise ValueError(f"min_steps {self.min_steps} is above step_cap {self.step_cap}")
         return self

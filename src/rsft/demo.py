@@ -17,18 +17,21 @@ from rsft.config import RunConfig, build_config
 DEMO: dict[str, Any] = {
     "name": "demo",
     "seed": 0,
-    "rounds": 5,
+    "rounds": 4,
     "model": {"path": "tiny", "tiny": {"hidden_size": 128, "num_layers": 4, "num_heads": 4}},
     "task": {"name": "addition", "params": {"digits": 3, "n_train": 2000, "n_eval": 500, "n_gold": 2000}},
-    "warm_start": {"enabled": True, "examples": 700, "max_steps": 2000, "target_pass1": 0.05,
-                   "check_every": 50, "batch_size": 64, "learning_rate": 1e-3, "eval_prompts": 200},
+    # learning is sharp here (0.5% to 45% dev pass@1 within 50 steps), so the check runs every 10 steps
+    "warm_start": {"enabled": True, "examples": 700, "max_steps": 2000, "target_pass1": 0.03,
+                   "check_every": 10, "batch_size": 64, "learning_rate": 1e-3, "eval_prompts": 200},
     # The transformers engine's per-sample seeds make the demo's table reproducible draw for draw,
     # whatever the batching; `engine: auto` would pick ctranslate2 here.
     "sampling": {"engine": "transformers", "n": 8, "temperature": 1.0, "max_new_tokens": 6, "batch_size": 256},
     "selection": {"rules": [{"rule": "passes", "min": 1.0}, {"rule": "drop_truncated"}, {"rule": "dedup"},
                             {"rule": "cap", "n": 10}]},
-    "train": {"init": "previous", "replay": "all_rounds", "max_steps": 400, "batch_size": 64,
-              "learning_rate": 1e-3, "save_steps": 200},
+    # steps follow the kept rows: 4 epochs, at least 40 steps, at most 150 (round 0 keeps ~190 rows, the
+    # last ~2,000); the cosine schedule ends each round at a settled model rather than a noisy one
+    "train": {"init": "previous", "replay": "all_rounds", "epochs": 4, "min_steps": 40, "step_cap": 150,
+              "batch_size": 64, "learning_rate": 1e-3, "lr_scheduler": "cosine", "save_steps": 200},
     "eval": {"n": 8, "k": [1, 8]},
 }
 

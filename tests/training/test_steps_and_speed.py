@@ -22,18 +22,16 @@ def rows(n: int, length: int = 4) -> list[dict[str, str]]:
     (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1001, 1, 126),   # 125.1 rounds up
     (dict(epochs=8, batch_size=32, grad_accum=2), 1000, 2, 63),                  # global batch 128: 62.5
     (dict(epochs=0.5, batch_size=16), 10, 1, 1),                                 # at least one step
-    (dict(max_steps=400, batch_size=64), 417, 1, 400),                           # TRL's max_steps: exact
+    (dict(max_steps=400, batch_size=64, min_steps=60, step_cap=200), 417, 1, 400),  # max_steps: exact
 ])
 def test_steps_follow_the_rows(cfg, n_rows, world, steps):
     assert TrainConfig(**cfg).steps_for(n_rows, world) == steps
 
 
-def test_a_fixed_max_steps_with_bounds_is_one_line_naming_the_keys():
+def test_bounds_out_of_order_are_one_line_naming_the_keys():
     with pytest.raises(ConfigError) as err:
-        build_config({"task": {"name": "addition"}, "train": {"max_steps": 400, "min_steps": 60}})
-    assert "train" in str(err.value) and "max_steps" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="step_cap"):
         build_config({"task": {"name": "addition"}, "train": {"min_steps": 300, "step_cap": 200}})
+    assert "train" in str(err.value) and "step_cap" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(("changes", "steps"), [({}, 5), ({"min_steps": 7}, 7), ({"step_cap": 3}, 3)])
@@ -54,7 +52,8 @@ def padded_tokens(trainer) -> tuple[int, int]:
 
 def test_grouped_batches_pad_less_than_random_ones(model_dir, tmp_path):
     # half the rows 3 tokens long, half 40: random batches of 4 almost always mix them and pad to 40+
-    data = [{"prompt": "1+2=", "completion": "3" * (3 if i % 2 else 40)} for i in range(32)]
+    # (320 rows: transformers sorts by length within megabatches of up to 50 batches, fewer on small data)
+    data = [{"prompt": "1+2=", "completion": "3" * (3 if i % 2 else 40)} for i in range(320)]
     grouped = make_sft_trainer(data, str(model_dir), tmp_path / "g", TrainConfig(batch_size=4), label=None)
     uniform = make_sft_trainer(data, str(model_dir), tmp_path / "u", TrainConfig(batch_size=4, group_by_length=False),
                                label=None)
