@@ -36,12 +36,13 @@ def test_what_is_trained_on_is_verified_and_complete(learned):
 
 
 @pytest.mark.slow
-def test_the_demo_reaches_90_percent(tmp_path):
-    """The README's demo, as `make demo` runs it (several minutes)."""
+def test_the_demo_reaches_95_percent_from_a_low_warm_start(tmp_path):
+    """The README's demo, as `make demo` runs it (about 2 minutes): a warm start at <= 10%, at least 3
+    rounds, >= 95% held-out greedy pass@1 at the end (the run time is BENCHMARKS.md's, not a test's)."""
     run_cli("demo", f"output_dir={tmp_path}", check=True, timeout=1800)
     rows = json.loads(run_cli("metrics", str(tmp_path / "demo"), "--json", check=True).stdout)
     curve = [r["eval"]["greedy_pass@1"] for r in rows]
-    assert curve[0] <= 0.10 and curve[-1] >= 0.90, curve
+    assert len(curve) >= 4 and curve[0] <= 0.10 and curve[-1] >= 0.95, curve
 
 
 def test_a_teacher_samples_round_0_and_the_student_learns_from_it(learned, tmp_path):
