@@ -8,6 +8,7 @@ import pytest
 from rsft.config import TrainConfig, build_config
 from rsft.errors import ConfigError
 from rsft.training import sft
+from rsft.training.batching import grouped_order
 from rsft.training.sft import autocast, make_sft_trainer, train_sft
 
 
@@ -57,7 +58,6 @@ def test_grouped_batches_pad_less_than_random_ones(model_dir, tmp_path):
     grouped = make_sft_trainer(data, str(model_dir), tmp_path / "g", TrainConfig(batch_size=4), label=None)
     uniform = make_sft_trainer(data, str(model_dir), tmp_path / "u", TrainConfig(batch_size=4, group_by_length=False),
                                label=None)
-    assert grouped.args.train_sampling_strategy == "group_by_length"
     g_pos, g_real = padded_tokens(grouped)
     u_pos, u_real = padded_tokens(uniform)
     assert g_real == u_real  # the same rows, once each
@@ -85,3 +85,14 @@ def test_auto_bf16_reaches_the_trainer_and_is_said_once(model_dir, tmp_path, mon
     fp32 = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w3", TrainConfig(batch_size=4, mixed_precision="no"))
     assert not fp32.args.bf16
     sft._say_precision.cache_clear()
+
+
+def test_the_grouped_order_covers_every_row_once_per_epoch_and_depends_only_on_the_seed():
+    lengths = [5, 40] * 50 + [7]  # 101 rows, batch 4: the epoch's last batch is topped up to 4
+    order = grouped_order(lengths, 4, 3 * 104, seed=3)
+    assert order == grouped_order(lengths, 4, 3 * 104, seed=3) != grouped_order(lengths, 4, 3 * 104, seed=4)
+    for epoch in range(3):
+        part = order[epoch * 104:(epoch + 1) * 104]
+        assert set(part) == set(range(101))  # every row, 3 of them drawn again to fill the last batch
+    batches = [order[i:i + 4] for i in range(0, 100, 4)]  # the first epoch's full batches
+    assert sum(len({lengths[i] for i in b}) == 1 for b in batches) >= 23  # batches of one length

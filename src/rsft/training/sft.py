@@ -46,6 +46,7 @@ from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback, notice
+from rsft.training.batching import FixedOrder, grouped_order, row_length
 from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
@@ -87,7 +88,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         assistant_only_loss=assistant_only,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=None,  # the checkpoint ledger keeps the newest complete one (rsft.training.checkpoints)
@@ -203,19 +204,25 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     marked, the older ones removed); with a `label`, a progress bar by that name."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
 
     quiet_hf()
     model = load_model(init_path, dtype)
     tokenizer = load_tokenizer(init_path)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    assistant_only = any(is_trajectory_row(r) for r in rows)
     width = getattr(model.config.get_text_config(), "hidden_size", None)
+    args = sft_config(cfg, work, seed, report_to, any(is_trajectory_row(r) for r in rows), len(rows), width)
+    order = None
+    if cfg.group_by_length and "train_sampling_strategy" not in cfg.extra:  # rsft's own grouped order
+        # grouped by what the ranks take together (accelerate deals rank r the micro-batches r, r + world, ...),
+        # so 2 ranks x 4 rows train on the same batches as 1 x 8
+        micro = args.per_device_train_batch_size * world_size()
+        order = grouped_order([row_length(r) for r in rows], micro,
+                              args.max_steps * micro * args.gradient_accumulation_steps, seed)
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     if cfg.mixed_precision == "auto" and label is not None:
         _say_precision(autocast("auto", width))
     bar = [rich_train_callback(label)] if label is not None else []
-    trainer = SFTTrainer(
-        model=model, args=sft_config(cfg, work, seed, report_to, assistant_only, len(rows), width), train_dataset=dataset,
+    trainer = _trainer_class(order)(
+        model=model, args=args, train_dataset=dataset,
         processing_class=tokenizer, peft_config=peft_config(cfg),
         # the guard first (nothing has started when it stops a finished run), the ledger last (it sees what
         # the others decided)
@@ -223,6 +230,20 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
     return trainer
+
+
+def _trainer_class(order: list[int] | None) -> Any:
+    """TRL's SFTTrainer, drawing its batches from `order` when given (rsft.training.batching)."""
+    from trl import SFTTrainer
+
+    if order is None:
+        return SFTTrainer
+
+    class GroupedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return FixedOrder(order)
+
+    return GroupedSFTTrainer
 
 
 def fingerprint(rows: list[dict[str, Any]], init_path: str, cfg: TrainConfig, seed: int, dtype: str) -> str:
