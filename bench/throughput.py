@@ -35,6 +35,11 @@ and as the median of per-round ratios (both ran back to back in each round, so a
 shared machine hits both).
 
 `--vllm` needs vLLM importable: run it with .venv-vllm/bin/python (make vllm-venv).
+
+    python bench/throughput.py --speculative [options of bench/speculative.py]
+
+runs speculative sampling's bench instead (rsft's transformers engine with a 1M draft and with
+n-gram prompt lookup against plain sampling, on a trained 25M model; see bench/speculative.py).
 """
 
 from __future__ import annotations
@@ -112,6 +117,12 @@ def build_biased_model(path: Path, shape: str, target: float, texts: list[str], 
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--speculative"]:  # its own models and contenders: bench/speculative.py
+        import speculative
+
+        sys.argv = [f"{sys.argv[0]} --speculative", *sys.argv[2:]]
+        speculative.main()
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="25m", choices=sorted(SHAPES))
     ap.add_argument("--prompts", type=int, default=16)
