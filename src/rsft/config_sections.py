@@ -262,8 +262,8 @@ class TrainConfig(Section):
         "instructions (AVX512_BF16, AMX) for a model at least 512 wide; else none (fp32). Emulated bf16 is "
         "several times slower, and on narrower models the casts cost more than they save.")
     group_by_length: bool = Field(
-        True, description="Draw batches of similar length (transformers' LengthGroupedSampler), so rows of mixed "
-        "lengths are not padded to the longest; false draws them uniformly at random.")
+        True, description="Draw batches of similar length, in an order rsft works out from the seed (resume-exact), "
+        "so rows of mixed lengths are not padded to the longest; false draws them uniformly at random.")
     save_steps: int = Field(200, description="Checkpoint every N steps so a killed round resumes.", gt=0)
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter with peft instead of all weights.")
     extra: dict[str, Any] = Field(
@@ -291,12 +291,13 @@ class TrainConfig(Section):
             raise ValueError(f"min_steps {self.min_steps} is above step_cap {self.step_cap}")
         return self
 
-    def steps_for(self, rows: int, world_size: int = 1) -> int:
-        """The optimizer steps for `rows` training rows: max_steps when set, else `epochs` passes at the
-        global batch (batch_size × grad_accum × world_size), bounded by min_steps and step_cap, at least 1."""
+    def steps_for(self, rows: int, global_batch: int | None = None) -> int:
+        """The optimizer steps for `rows` training rows: max_steps when set, else `epochs` passes at
+        `global_batch` rows a step (default batch_size × grad_accum: one process), bounded by min_steps
+        and step_cap, at least 1."""
         if self.max_steps > 0:
             return self.max_steps
-        per_step = self.batch_size * self.grad_accum * max(1, world_size)
+        per_step = global_batch or self.batch_size * self.grad_accum
         steps = max(1, math.ceil(self.epochs * rows / per_step - 1e-9), self.min_steps)
         return min(steps, self.step_cap) if self.step_cap else steps
 

@@ -28,7 +28,7 @@ DEMO: dict[str, Any] = {
     "sampling": {"engine": "transformers", "n": 8, "temperature": 1.0, "max_new_tokens": 6, "batch_size": 256},
     "selection": {"rules": [{"rule": "passes", "min": 1.0}, {"rule": "drop_truncated"}, {"rule": "dedup"},
                             {"rule": "cap", "n": 10}]},
-    # steps follow the kept rows: 4 epochs, at least 40 steps, at most 150 (round 0 keeps ~190 rows, the
+    # steps follow the kept rows: 4 epochs, at least 40 steps, at most 150 (round 0 keeps ~240 rows, the
     # last ~2,000); the cosine schedule ends each round at a settled model rather than a noisy one
     "train": {"init": "previous", "replay": "all_rounds", "epochs": 4, "min_steps": 40, "step_cap": 150,
               "batch_size": 64, "learning_rate": 1e-3, "lr_scheduler": "cosine", "save_steps": 200},

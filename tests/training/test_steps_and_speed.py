@@ -16,17 +16,17 @@ def rows(n: int, length: int = 4) -> list[dict[str, str]]:
     return [{"prompt": f"{i % 10}+{i % 7}=", "completion": "1" * length} for i in range(n)]
 
 
-@pytest.mark.parametrize(("cfg", "n_rows", "world", "steps"), [
-    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 417, 1, 60),     # 52.1 -> floor 60
-    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1000, 1, 125),   # 125 exactly
-    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1798, 1, 200),   # 224.75 -> cap 200
-    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1001, 1, 126),   # 125.1 rounds up
-    (dict(epochs=8, batch_size=32, grad_accum=2), 1000, 2, 63),                  # global batch 128: 62.5
-    (dict(epochs=0.5, batch_size=16), 10, 1, 1),                                 # at least one step
-    (dict(max_steps=400, batch_size=64, min_steps=60, step_cap=200), 417, 1, 400),  # max_steps: exact
+@pytest.mark.parametrize(("cfg", "n_rows", "global_batch", "steps"), [
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 417, None, 60),     # 52.1 -> floor 60
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1000, None, 125),   # 125 exactly
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1798, None, 200),   # 224.75 -> cap 200
+    (dict(epochs=8, batch_size=64, min_steps=60, step_cap=200), 1001, None, 126),   # 125.1 rounds up
+    (dict(epochs=8, batch_size=32, grad_accum=2), 1000, 128, 63),                # 2 ranks: 62.5
+    (dict(epochs=0.5, batch_size=16), 10, None, 1),                                 # at least one step
+    (dict(max_steps=400, batch_size=64, min_steps=60, step_cap=200), 417, None, 400),  # max_steps: exact
 ])
-def test_steps_follow_the_rows(cfg, n_rows, world, steps):
-    assert TrainConfig(**cfg).steps_for(n_rows, world) == steps
+def test_steps_follow_the_rows(cfg, n_rows, global_batch, steps):
+    assert TrainConfig(**cfg).steps_for(n_rows, global_batch) == steps
 
 
 def test_bounds_out_of_order_are_one_line_naming_the_keys():
@@ -96,3 +96,25 @@ def test_the_grouped_order_covers_every_row_once_per_epoch_and_depends_only_on_t
         assert set(part) == set(range(101))  # every row, 3 of them drawn again to fill the last batch
     batches = [order[i:i + 4] for i in range(0, 100, 4)]  # the first epoch's full batches
     assert sum(len({lengths[i] for i in b}) == 1 for b in batches) >= 23  # batches of one length
+
+
+def test_a_row_trl_drops_is_never_drawn(model_dir, tmp_path):
+    # a prompt that fills max_length leaves no completion token to learn: TRL drops the row, and the
+    # grouped order is worked out from what TRL kept (an order over the given rows would index past it)
+    data = rows(6) + [{"prompt": "1+2=" * 20, "completion": "3"}] * 2
+    trainer = make_sft_trainer(data, str(model_dir), tmp_path / "w", TrainConfig(batch_size=4, max_length=32),
+                               label=None)
+    assert len(trainer.train_dataset) == 6
+    seen = [b["input_ids"].shape[0] for b in trainer.get_train_dataloader()]
+    assert sum(seen) == trainer.args.max_steps * 4
+
+
+def test_extra_precision_and_steps_decide_when_given(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(sft, "BF16_MIN_WIDTH", 64)
+    cfg = TrainConfig(batch_size=4, extra={"fp16": False, "bf16": False})
+    trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "a", cfg, label=None)
+    assert not trainer.args.bf16 and not trainer.args.fp16  # extra set the flags: rsft adds neither
+    cfg = TrainConfig(batch_size=4, epochs=1, extra={"num_train_epochs": 3})
+    trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "b", cfg, label=None)
+    assert trainer.args.max_steps == -1 and trainer.args.num_train_epochs == 3  # TRL counts epochs then

@@ -34,7 +34,8 @@ def base_stage(run: Run) -> None:
     if ws.enabled:
         dev = dev_prompts(run.task.gold, run.task.train, ws.examples, ws.eval_prompts)
         info["warm_start"] = warm_start(init, Path(run.base_model), run.task.gold, dev, run.eval_scorer, ws,
-                                        run.sampling_params(-1), seed=run.cfg.seed, agent=run.agent)
+                                        run.sampling_params(-1), seed=run.cfg.seed, agent=run.agent,
+                                        rounds=run.cfg.train)
     else:
         replace_dir(Path(init), Path(run.base_model))
     info["seconds"] = round(time.perf_counter() - t0, 3)

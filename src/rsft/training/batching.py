@@ -11,28 +11,19 @@ order is the same in every process.
 
 Within an epoch: a seeded permutation is cut into megabatches of 50 batches,
 each sorted by length and cut into batches, and the batches of the epoch are
-shuffled; a last, short batch goes last, topped up with rows drawn again, so
-batches stay aligned with the trainer's. It does not look at token counts (the rows are not tokenized yet): a
-row's length is its text's length, which orders rows the same way for any
-tokenizer closely enough to group them.
+shuffled; a last, short batch goes last, topped up with other rows of the
+epoch drawn again, so batches stay aligned with the trainer's. Lengths are the
+tokenized rows' (what the trainer prepared, after any row it dropped).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
 MEGABATCH = 50  # batches sorted together: as transformers' LengthGroupedSampler
-
-
-def row_length(row: dict[str, Any]) -> int:
-    """Characters of the prompt and completion (chat messages as their JSON)."""
-    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, ensure_ascii=False))
-               for v in (row.get("prompt"), row.get("completion")) if v is not None)
 
 
 def grouped_order(lengths: list[int], batch: int, total: int, seed: int) -> list[int]:
@@ -46,11 +37,16 @@ def grouped_order(lengths: list[int], batch: int, total: int, seed: int) -> list
         batches: list[list[int]] = []
         for start in range(0, len(perm), size):
             mega = sorted(perm[start:start + size], key=lambda i: -lengths[i])
-            batches.extend(mega[i:i + batch] for i in range(0, len(mega), batch))
+            for i in range(0, len(mega), batch):
+                group = mega[i:i + batch]
+                rng.shuffle(group)  # in DDP each rank takes a slice: not always the longer one to rank 0
+                batches.append(group)
         short = batches.pop() if len(batches[-1]) < batch else None
         rng.shuffle(batches)
         if short is not None:  # topped up with rows drawn again, so the next epoch's batches stay aligned
-            short += rng.sample(perm, batch - len(short)) if len(perm) >= batch else rng.choices(perm, k=batch - len(short))
+            others = [i for i in perm if i not in set(short)]
+            need = batch - len(short)
+            short += rng.sample(others, need) if len(others) >= need else rng.choices(perm, k=need)
             batches.append(short)
         out.extend(i for b in batches for i in b)
     return out[:total]

@@ -46,7 +46,7 @@ from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback, notice
-from rsft.training.batching import FixedOrder, grouped_order, row_length
+from rsft.training.batching import FixedOrder, grouped_order
 from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
@@ -72,7 +72,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
     TRL's `assistant_only_loss` and the template's generation markers."""
     from trl import SFTConfig
 
-    precision = autocast(cfg.mixed_precision, width)
+    precision = precision_for(cfg, width)
     kwargs: dict[str, Any] = dict(
         output_dir=str(out_dir),
         per_device_train_batch_size=cfg.batch_size,
@@ -82,7 +82,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a value below 1 as a fraction of the steps
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if rows is None else cfg.steps_for(rows, world_size()),
+        max_steps=cfg.max_steps,
         max_length=cfg.max_length,
         completion_only_loss=True,
         assistant_only_loss=assistant_only,
@@ -108,13 +108,26 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
     if distributed():
         kwargs["ddp_backend"] = "gloo" if kwargs["use_cpu"] else "nccl"
     kwargs.update(cfg.extra)
-    return SFTConfig(**kwargs)
+    args = SFTConfig(**kwargs)
+    if rows is not None and not {"max_steps", "num_train_epochs"} & cfg.extra.keys():
+        # the global batch as the Trainer will draw it (per device x GPUs in DataParallel, x accumulation, x ranks)
+        args.max_steps = cfg.steps_for(rows, args.train_batch_size * args.gradient_accumulation_steps * args.world_size)
+    return args
+
+
+def precision_for(cfg: TrainConfig, width: int | None) -> str:
+    """`train.mixed_precision` resolved, unless `train.extra` sets bf16 or fp16 itself: then extra decides
+    and rsft adds neither flag."""
+    if {"bf16", "fp16"} & cfg.extra.keys():
+        return "no"
+    cpu = bool(cfg.extra.get("use_cpu", _cpu_only()))
+    return autocast(cfg.mixed_precision, width, cpu)
 
 
 BF16_MIN_WIDTH = 512  # hidden size from which bf16 autocast pays on a CPU (bench/train.py, BENCHMARKS.md)
 
 
-def autocast(setting: str, width: int | None = None) -> str:
+def autocast(setting: str, width: int | None = None, cpu: bool | None = None) -> str:
     """What `train.mixed_precision` means on this machine for a model of hidden size `width`: bf16, fp16
     or no (fp32).
 
@@ -128,7 +141,7 @@ def autocast(setting: str, width: int | None = None) -> str:
         return setting
     import torch
 
-    if torch.cuda.is_available():
+    if not (_cpu_only() if cpu is None else cpu):
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
     wide = width is None or width >= BF16_MIN_WIDTH
     return "bf16" if wide and cpu_has_native_bf16() else "no"
@@ -210,18 +223,13 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     tokenizer = load_tokenizer(init_path)
     width = getattr(model.config.get_text_config(), "hidden_size", None)
     args = sft_config(cfg, work, seed, report_to, any(is_trajectory_row(r) for r in rows), len(rows), width)
-    order = None
-    if cfg.group_by_length and "train_sampling_strategy" not in cfg.extra:  # rsft's own grouped order
-        # grouped by what the ranks take together (accelerate deals rank r the micro-batches r, r + world, ...),
-        # so 2 ranks x 4 rows train on the same batches as 1 x 8
-        micro = args.per_device_train_batch_size * world_size()
-        order = grouped_order([row_length(r) for r in rows], micro,
-                              args.max_steps * micro * args.gradient_accumulation_steps, seed)
+    grouped = (cfg.group_by_length and "train_sampling_strategy" not in cfg.extra and args.max_steps > 0
+               and not args.packing and not args.padding_free)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     if cfg.mixed_precision == "auto" and label is not None:
-        _say_precision(autocast("auto", width))
+        _say_precision(precision_for(cfg, width))
     bar = [rich_train_callback(label)] if label is not None else []
-    trainer = _trainer_class(order)(
+    trainer = trainer_class(grouped)(
         model=model, args=args, train_dataset=dataset,
         processing_class=tokenizer, peft_config=peft_config(cfg),
         # the guard first (nothing has started when it stops a finished run), the ledger last (it sees what
@@ -232,16 +240,26 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     return trainer
 
 
-def _trainer_class(order: list[int] | None) -> Any:
-    """TRL's SFTTrainer, drawing its batches from `order` when given (rsft.training.batching)."""
+@functools.cache
+def trainer_class(grouped: bool) -> Any:
+    """TRL's SFTTrainer; `grouped`: one drawing its batches in rsft's grouped order
+    (rsft.training.batching), worked out from the dataset TRL prepared (so a row it dropped is never
+    drawn) and its token lengths."""
     from trl import SFTTrainer
 
-    if order is None:
+    if not grouped:
         return SFTTrainer
 
     class GroupedSFTTrainer(SFTTrainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            return FixedOrder(order)
+            data = train_dataset if train_dataset is not None else self.train_dataset
+            a = self.args
+            # grouped by what the ranks take together (accelerate deals rank r the micro-batches r, r + world,
+            # ...), so 2 ranks x 4 rows train on the same batches as 1 x 8
+            micro = a.train_batch_size * a.world_size
+            lengths = [len(ids) for ids in data["input_ids"]]
+            return FixedOrder(grouped_order(lengths, micro, a.max_steps * micro * a.gradient_accumulation_steps,
+                                            a.seed))
 
     return GroupedSFTTrainer
 

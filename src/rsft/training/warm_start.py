@@ -70,10 +70,11 @@ def dev_prompts(gold: list[tuple[Prompt, Any]], train: list[Prompt], trained: in
 
 def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev: list[Prompt],
                judge: Any, cfg: WarmStartConfig, params: SamplingParams, seed: int = 0,
-               agent: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+               agent: Callable[[Any], Any] | None = None, rounds: TrainConfig | None = None) -> dict[str, Any]:
     """SFT `init_path` on gold pairs into `out_dir`, checking greedy pass@1 on `dev` with `judge`
-    (through `agent`, which wraps an engine to draw trajectories, for an agent task);
-    returns the pass@1 history of the checks."""
+    (through `agent`, which wraps an engine to draw trajectories, for an agent task); it trains with the
+    rounds' precision and batching settings (`rounds`: the run's train section). Returns the pass@1
+    history of the checks."""
     from rsft.modeling import load_tokenizer
     from rsft.training.sft import train_sft
 
@@ -86,6 +87,8 @@ def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev
     train = TrainConfig(
         max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         lr_scheduler="constant", save_steps=max(cfg.check_every, 100),
+        mixed_precision=rounds.mixed_precision if rounds else "auto",
+        group_by_length=rounds.group_by_length if rounds else True,
     )
     stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params, agent)
     result = train_sft(rows, init_path, out_dir, train, seed=seed, label="warm start", callbacks=[stopper])
