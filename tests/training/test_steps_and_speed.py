@@ -7,9 +7,10 @@ import pytest
 
 from rsft.config import TrainConfig, build_config
 from rsft.errors import ConfigError
-from rsft.training import sft
+from rsft.training import precision
 from rsft.training.batching import grouped_order
-from rsft.training.sft import autocast, make_sft_trainer, train_sft
+from rsft.training.precision import autocast
+from rsft.training.sft import make_sft_trainer, train_sft
 
 
 def rows(n: int, length: int = 4) -> list[dict[str, str]]:
@@ -65,18 +66,18 @@ def test_grouped_batches_pad_less_than_random_ones(model_dir, tmp_path):
 
 
 def test_auto_precision_is_bf16_only_where_it_pays(monkeypatch):
-    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert autocast("auto", 512) == "bf16"
     assert autocast("auto", 128) == "no"  # narrow models: the casts cost more than they save
     assert autocast("no", 4096) == "no" and autocast("bf16", 64) == "bf16"
-    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert autocast("auto", 4096) == "no"  # emulated bf16 is several times slower
 
 
 def test_auto_bf16_reaches_the_trainer_and_is_said_once(model_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(sft, "BF16_MIN_WIDTH", 64)  # the test model is 64 wide
-    sft._say_precision.cache_clear()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "BF16_MIN_WIDTH", 64)  # the test model is 64 wide
+    precision.say_precision.cache_clear()
     trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w", TrainConfig(batch_size=4))
     make_sft_trainer(rows(8), str(model_dir), tmp_path / "w2", TrainConfig(batch_size=4))
     assert trainer.args.bf16 and not trainer.args.fp16
@@ -84,7 +85,7 @@ def test_auto_bf16_reaches_the_trainer_and_is_said_once(model_dir, tmp_path, mon
     assert err.count("bf16 autocast") == 1 and "train.mixed_precision: no" in err
     fp32 = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w3", TrainConfig(batch_size=4, mixed_precision="no"))
     assert not fp32.args.bf16
-    sft._say_precision.cache_clear()
+    precision.say_precision.cache_clear()
 
 
 def test_the_grouped_order_covers_every_row_once_per_epoch_and_depends_only_on_the_seed():
@@ -110,8 +111,8 @@ def test_a_row_trl_drops_is_never_drawn(model_dir, tmp_path):
 
 
 def test_extra_precision_and_steps_decide_when_given(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(sft, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(sft, "BF16_MIN_WIDTH", 64)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "BF16_MIN_WIDTH", 64)
     cfg = TrainConfig(batch_size=4, extra={"fp16": False, "bf16": False})
     trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "a", cfg, label=None)
     assert not trainer.args.bf16 and not trainer.args.fp16  # extra set the flags: rsft adds neither

