@@ -20,6 +20,7 @@ from rsft.progress import notice, quiet_hf, table_console
 from rsft.preflight import check_run
 from rsft.rundir import atomic_write_text, remove_stale_temps, round_dirs, stage_times_file
 from rsft.rundir import round_rows
+from rsft.runlock import LOCK_FILE, acquire, release
 from rsft.stages.monitor import monitor_action
 from rsft.stages.run import Run
 from rsft.stages.runner import check_ready, run_base_stage, run_stage
@@ -46,6 +47,7 @@ def run(cfg: RunConfig) -> Path:
                 break
     finally:
         run.release_engines()
+        release(run.lock)
     return run.dir
 
 
@@ -86,7 +88,9 @@ def open_run(cfg: RunConfig) -> Run:
     On a resume, the keys the user gave (file and overrides) must agree with the run's own config.yaml,
     except `rounds`, which may grow; every other key keeps the run's own value, so a default that changed
     in a newer rsft does not stop an older run. Everything checkable is checked first (`rsft.preflight`),
-    on a fresh run and on a resume, so a mistake leaves no run directory behind and costs no work."""
+    on a fresh run and on a resume, so a mistake leaves no run directory behind and costs no work. Then
+    it takes the run directory's lock (`rsft.runlock`): a second rsft process on the same directory is
+    refused in one line before it changes anything; `run` gives the lock back when it ends."""
     run_dir = cfg.run_dir
     cfg_path = run_dir / "config.yaml"
     bookkeeping: list[Path] = []
@@ -101,7 +105,7 @@ def open_run(cfg: RunConfig) -> Run:
             where["train"].pop("processes", None), where["train"].pop("launcher", None)
         bookkeeping = [f for f in run_dir.iterdir() if f == stage_times_file(run_dir) or f.name.endswith(".done")
                        or f.name.startswith(".")]
-        produced = [f for f in run_dir.iterdir() if f.name != "config.yaml" and f not in bookkeeping]
+        produced = [f for f in run_dir.iterdir() if f.name not in ("config.yaml", LOCK_FILE) and f not in bookkeeping]
         if old != new and produced:
             diff = _first_difference(old, new)
             raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
@@ -117,6 +121,7 @@ def open_run(cfg: RunConfig) -> Run:
         # else: nothing produced yet (an early failure): the new config replaces it, markers and all
     run = Run(cfg, run_dir)
     check_run(run)
+    run.lock = acquire(run_dir)
     for f in bookkeeping:
         f.unlink(missing_ok=True)
     clean_after_kill(run_dir)
@@ -156,9 +161,11 @@ def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False
     run = Run.open(run_dir)
     check_ready(run, r, stage)
     check_run(run)
-    clean_after_kill(run.dir)
+    lock = acquire(run.dir)
     try:
+        clean_after_kill(run.dir)
         run_base_stage(run, "base")
         return run_stage(run, r, stage, force=force)
     finally:
         run.release_engines()
+        release(lock)

@@ -27,7 +27,8 @@ from rsft.rundir import read_jsonl
 
 ROUND_STAGES = ("sample", "score", "select", "train", "eval", "metrics", "monitor")
 # files whose bytes may differ between two runs of the same config, and why
-VOLATILE_FILES = {"stage_times.json": "wall-clock seconds per stage", "report.html": "plots the stage timings"}
+VOLATILE_FILES = {"stage_times.json": "wall-clock seconds per stage", "report.html": "plots the stage timings",
+                  "rsft.lock": "the pid and command of the process that last held the run (rsft.runlock)"}
 # inside JSON files: wall-clock figures, the training inputs' fingerprint (it hashes the init model's
 # absolute path, which differs between the two run directories compared here), and the checkpoint step a
 # training resumed from (a record of the resume itself)

@@ -33,6 +33,7 @@ class Run:
     cfg: RunConfig
     dir: Path
     _engines: dict[str, tuple[str, Engine]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    lock: Path | None = field(default=None, init=False, repr=False, compare=False)  # rsft.runlock, when held
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Run:
