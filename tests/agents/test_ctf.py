@@ -73,9 +73,19 @@ def host_secret(tmp_path, monkeypatch):
     return path
 
 
-def test_a_hostile_agent_is_contained(host_secret):
+def test_a_hostile_agent_is_contained(host_secret, tmp_path, monkeypatch):
+    """Nothing the agent does reaches the host. The checks look only at what this test owns: the
+    sandbox's own temporary directory (tempfile's, pointed at a private folder here), a leak file and a
+    background process named uniquely for this run; never the system-wide /tmp or process table, where
+    other jobs come and go."""
+    import secrets
     import socket
 
+    host_tmp = tmp_path / "host-tmp"
+    host_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(host_tmp))  # where the sandbox makes its host-side files
+    token = secrets.token_hex(6)
+    sleep_for = f"120.{int(token[:4], 16)}"  # a duration no other process on the machine is sleeping
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -84,13 +94,12 @@ def test_a_hostile_agent_is_contained(host_secret):
     p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
     env = CtfEnv(p, timeout=2.0, output_limit=400)
     assert env.tool.box.mode == "bwrap"  # this machine has it; the README promises it
-    before = set(os.listdir(tempfile.gettempdir()))
     attempts = [
         f"cat {host_secret}", f"ls {host_secret.parent}", "env", "cat /proc/1/environ",
         f"grep -r {SECRET} / 2>/dev/null | head -3",
         f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2); print('NET OPEN')\"",
-        "echo leak > /tmp/rsft-leak-file; echo leak > leak-here; ls /tmp",
-        "sleep 120 & echo started",
+        f"echo leak > /tmp/rsft-leak-{token}; echo leak > leak-here; ls /tmp",
+        f"sleep {sleep_for} & echo started",
     ]
     seen = [env.step(a)[0] for a in attempts]
     assert not any(SECRET in s for s in seen), seen
@@ -99,9 +108,9 @@ def test_a_hostile_agent_is_contained(host_secret):
         listener.accept()
     listener.close()
     assert "No such file" in seen[0] and "No such file" in seen[1]
-    assert not Path("/tmp/rsft-leak-file").exists()
-    assert set(os.listdir(tempfile.gettempdir())) - before == set()  # no work directory left behind
-    alive = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True).stdout.split()
+    assert not Path(f"/tmp/rsft-leak-{token}").exists()
+    assert list(host_tmp.iterdir()) == []  # no work directory or output file left behind
+    alive = subprocess.run(["pgrep", "-f", f"sleep {sleep_for}"], capture_output=True, text=True).stdout.split()
     assert alive == [], "a background process outlived its tool call"
     # and the next call starts from the episode's files again
     assert env.step("ls")[0].split() == sorted(p.fields["files"])

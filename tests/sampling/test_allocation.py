@@ -41,6 +41,27 @@ def test_largest_remainder_keeps_the_total_within_caps(total, weights, caps):
     assert all(c == 0 for c, w in zip(counts, weights) if w == 0)
 
 
+@pytest.mark.parametrize("total, weights, caps, expected", [
+    # worked by hand: shares 10 * [0.1, 0.3, 0.6] = [1, 3, 6], exact
+    (10, [1, 3, 6], [100] * 3, [1, 3, 6]),
+    # shares 7 * [0.5, 0.25, 0.25] = [3.5, 1.75, 1.75]: floors [3, 1, 1], the two largest remainders
+    # (0.75, 0.75) get one more each; a fill-in-order function would give [7, 0, 0]
+    (7, [0.5, 0.25, 0.25], [100] * 3, [3, 2, 2]),
+    # the heavy last prompt is capped at 2: shares 9 * [1/3, 0, 2/3] = [3, 0, 6], the cap refuses 4,
+    # which go to the only other open prompt
+    (9, [1, 0, 2], [100, 100, 2], [7, 0, 2]),
+    # 12 * [5, 1, 2] / 8 = [7.5, 1.5, 3]: floors [7, 1, 3], the one left goes to the tied 0.5 remainders'
+    # earlier prompt; reversed, 12 * [2, 1, 5] / 8 = [3, 1.5, 7.5] gives [3, 2, 7] by the same tie rule
+    (12, [5, 1, 2], [100] * 3, [8, 1, 3]),
+    (12, [2, 1, 5], [100] * 3, [3, 2, 7]),
+])
+def test_largest_remainder_is_proportional_to_the_weights(total, weights, caps, expected):
+    """Counts follow the weights (Hamilton's method), not the order prompts come in: a weight-blind
+    function that fills prompts in order up to their caps passes the total and cap checks above but not
+    these. Ties between equal remainders go to the earlier prompt."""
+    assert largest_remainder(total, weights, caps) == expected
+
+
 def test_early_stop_stops_each_prompt_at_m_distinct_accepted():
     easy = prompt("easy", ["a1", "a2", "b", "b"])
     hard = prompt("hard", ["b", "b", "b", "a1", "b", "b", "a1", "a2"])

@@ -66,12 +66,25 @@ def test_grouped_batches_pad_less_than_random_ones(model_dir, tmp_path):
 
 
 def test_auto_precision_is_bf16_only_where_it_pays(monkeypatch):
+    """The CPU rule, asked for the CPU explicitly (cpu=True), so that a CUDA machine running this test
+    checks the same thing; the GPU rule is checked below with the device's answers faked."""
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert autocast("auto", 512) == "bf16"
-    assert autocast("auto", 128) == "no"  # narrow models: the casts cost more than they save
-    assert autocast("no", 4096) == "no" and autocast("bf16", 64) == "bf16"
+    assert autocast("auto", 512, cpu=True) == "bf16"
+    assert autocast("auto", 128, cpu=True) == "no"  # narrow models: the casts cost more than they save
+    assert autocast("no", 4096, cpu=True) == "no" and autocast("bf16", 64, cpu=True) == "bf16"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    assert autocast("auto", 4096) == "no"  # emulated bf16 is several times slower
+    assert autocast("auto", 4096, cpu=True) == "no"  # emulated bf16 is several times slower
+
+
+def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch):
+    """On a GPU, width does not matter: bf16 where the card has it, else fp32 (never fp16)."""
+    import torch
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast("auto", 64, cpu=False) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast("auto", 4096, cpu=False) == "no"
 
 
 def test_auto_bf16_reaches_the_trainer_and_is_said_once(model_dir, tmp_path, monkeypatch, capsys):
