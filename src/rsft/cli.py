@@ -164,6 +164,33 @@ def graduate(
     typer.echo(f"GRPO model: {run_graduate(run_dir, max_steps)}")
 
 
+@app.command()
+def convert(
+    gguf_path: Annotated[Path, typer.Argument(help="A .gguf file (or a directory holding one).")],
+    dtype: Annotated[str, typer.Option(help="float32 (the dequantized weights exactly), bfloat16 or float16.")]
+    = "float32",
+    output: Annotated[Optional[Path], typer.Option(help="Also copy the checkpoint here (default: the cache).")]
+    = None,
+) -> None:
+    """Convert a GGUF file into an HF checkpoint with a corrected tokenizer (cached by the file's sha256); a
+    config's model.path may name the .gguf directly, and rsft does this on its own."""
+    from rsft.gguf import convert_gguf, gguf_file
+
+    source = gguf_file(gguf_path)
+    if source is None:
+        raise RsftError(f"{gguf_path}: not a GGUF file or a directory holding one")
+    out = convert_gguf(source, dtype)
+    if output is not None:
+        import shutil
+
+        from rsft.rundir import check_output
+
+        check_output(output, "--output", is_dir=True)
+        shutil.copytree(out, output, dirs_exist_ok=True)
+        out = output
+    typer.echo(str(out))
+
+
 export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)
 reward_app = typer.Typer(help="Preference / reward models.", no_args_is_help=True)
 app.add_typer(export_app, name="export")

@@ -194,7 +194,7 @@ def model_parts(run: Run) -> tuple[Any, Any]:
         tokenizer = char_tokenizer(run.task.alphabet, run.task.chat_template)
         return tokenizer, tiny_config(tokenizer, m.tiny)
     built = is_done(run.dir, "base") and Path(run.base_model).is_dir()
-    path, what = (run.base_model, "base model") if built else (m.path, "model.path")
+    path, what = (run.base_model, "base model") if built else (run.model_path, "model.path")
     if m.tokenizer is not None and not built:
         check_model_path(m.tokenizer, "model.tokenizer", need_config=False)
     check_safetensors(Path(path))

@@ -94,3 +94,26 @@ def check_prompt_lengths(prompts: list[Prompt], tokenizer: Any, limit: int | Non
         if n + new_tokens > limit:
             raise RsftError(f"{where} prompt {p.id!r}: {n} tokens + {new_tokens} new tokens exceed the model's "
                             f"context of {limit} tokens; shorten or drop the prompt, or lower max_new_tokens")
+
+
+def end_of_turn_token(tokenizer: Any) -> str | None:
+    """The special token the chat template writes right after an assistant message (``<|im_end|>``,
+    ``<|eot_id|>``, ``<end_of_turn>``...), found by rendering a short conversation; None without a template
+    or when what follows the message is not a special token."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "rsft-end-of-turn-probe"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that needs other roles or tools: no answer
+        return None
+    if not isinstance(text, str) or marker not in text:
+        return None
+    after = text[text.rindex(marker) + len(marker):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+    if not ids:
+        return None
+    special = set(tokenizer.all_special_ids) | {i for i in tokenizer.added_tokens_decoder
+                                                if tokenizer.added_tokens_decoder[i].special}
+    return tokenizer.convert_ids_to_tokens(ids[0]) if ids[0] in special else None

@@ -62,7 +62,7 @@ import torch
 
 from rsft.data.formats import prompt_ids
 from rsft.errors import RsftError
-from rsft.modeling import adapter_base, load_tokenizer, local_checkpoint
+from rsft.modeling import adapter_base, generation_eos, load_tokenizer, local_checkpoint, stop_token_ids, vocabulary_limit
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
 from rsft.sampling.logits import filter_logits
@@ -252,12 +252,21 @@ class CTranslate2Engine:
                    max_batch_tokens, entropy)
 
     def _check_vocabulary(self, vocab: list[str]) -> None:
-        """Token strings are how prompts reach CTranslate2; its ids must be the tokenizer's ids."""
-        ours = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        """Token strings are how prompts reach CTranslate2: every id the tokenizer and the converted model
+        share must name the same token. The converter pads the vocabulary with ``<extra_id_N>`` up to the
+        embedding's rows and cuts it at them, so sizes may differ (said in one line by
+        `vocabulary_limit`); the ids past the shorter side are suppressed when sampling, and a prompt
+        holding one is refused."""
+        self.vocab = vocabulary_limit(self.tokenizer, len(vocab), "ctranslate2 engine")
+        ours = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab)))
         bad = next((i for i, (a, b) in enumerate(zip(ours, vocab)) if a != b), None)
-        if bad is not None or len(vocab) < len(ours):
+        if bad is not None:
             raise RsftError(f"ctranslate2 model {str(self.model_dir)!r}: its vocabulary does not match the "
-                            f"tokenizer (first difference at id {bad}); pass the tokenizer it was converted with")
+                            f"tokenizer at id {bad} ({vocab[bad]!r} there, {ours[bad]!r} in the tokenizer); pass the "
+                            "tokenizer it was converted with")
+        # embedding rows no token decodes to: never sampled (CTranslate2 suppresses them by name)
+        self.suppress = [[t] for t in vocab[self.vocab:]]
+        self.rows = len(vocab)
 
     def _fresh_generator(self) -> Any:
         """A generator whose workers have not drawn yet. Building one sets the calling thread's OpenMP
@@ -280,6 +289,10 @@ class CTranslate2Engine:
         ids = [prompt_ids(p, tok) for p in prompts]  # what SFT trains on (see rsft.data.formats)
         if any(not x for x in ids):
             raise RsftError("ctranslate2 engine: a prompt encodes to no tokens (empty prompt and no BOS)")
+        for p, x in zip(prompts, ids, strict=True):
+            if max(x) >= self.rows:
+                raise RsftError(f"prompt {p.id!r}: token id {max(x)} ({tok.convert_ids_to_tokens(max(x))}) is past "
+                                f"the model's {self.rows} embedding rows; the model cannot read it")
         if params.max_new_tokens <= 0:
             return [[Sample(p.id, i, "", finish_reason="length") for i in range(n)] for p in prompts]
         greedy = params.greedy or params.top_k == 1
@@ -293,6 +306,8 @@ class CTranslate2Engine:
             sampling_topk=1 if greedy else max(params.top_k, 0), sampling_topp=params.top_p,
             sampling_temperature=1.0 if greedy else params.temperature,
         )
+        if self.suppress:
+            options["suppress_sequences"] = self.suppress
         decode = lambda t: tok.decode(t, skip_special_tokens=True)  # noqa: E731
         rows: dict[int, list[Sample]] = {}
         for wave in waves:
@@ -379,18 +394,5 @@ def _batch_seed(params: SamplingParams, prompt_ids: list[str], n: int) -> int:
 
 
 def _eos_ids(path: Path, tokenizer: Any) -> list[int]:
-    """EOS ids as the transformers engine takes them: the generation config's, plus the tokenizer's."""
-    from transformers import AutoConfig, GenerationConfig
-
-    path = adapter_base(path) or path  # an adapter directory has no model config of its own
-    try:
-        eos = GenerationConfig.from_pretrained(path).eos_token_id
-    except (OSError, ValueError):
-        try:
-            eos = getattr(AutoConfig.from_pretrained(path), "eos_token_id", None)
-        except (OSError, ValueError):
-            eos = None
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return sorted(ids)
+    """The ids that end a completion, as every engine takes them (`rsft.modeling.stop_token_ids`)."""
+    return stop_token_ids(tokenizer, generation_eos(path))

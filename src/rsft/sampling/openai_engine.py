@@ -38,7 +38,7 @@ from typing import Any
 
 from rsft.data.formats import prompt_ids
 from rsft.errors import ConfigError, RsftError
-from rsft.modeling import load_tokenizer
+from rsft.modeling import generation_eos, load_tokenizer, stop_token_ids
 from rsft.progress import notice
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed
@@ -64,6 +64,7 @@ class OpenAIEngine:
         self.server, self.base_root, self.prompt_format = server, base_root, prompt_format
         self.logprobs = min(logprobs, len(tokenizer))  # a server may fail when asked for more than the vocabulary
         self.request_model = model  # the served model, or the round's LoRA adapter on it
+        self.stop_ids = stop_token_ids(tokenizer, None)  # the server's own EOS, plus the template's end of turn
         self._adapters: set[str] = set()
 
     @classmethod
@@ -99,6 +100,8 @@ class OpenAIEngine:
                 server.stop()
             raise
         engine = cls(client, model, tok, "server" if server is None else dtype, server, str(root), prompt_format, logprobs)
+        if Path(model_path).is_dir():
+            engine.stop_ids = stop_token_ids(tok, generation_eos(model_path))
         if server is None and not engine.switch(model_path) and Path(root).resolve() != Path(model_path).resolve():
             notice(f"openai engine: {base_url} serves {root!r}, not {model_path!r}: the samples come from the "
                    "server's model (start it on the round's model, or use serve: true)")
@@ -144,6 +147,8 @@ class OpenAIEngine:
         }
         if params.top_k > 0:
             body["top_k"] = params.top_k
+        if self.stop_ids:  # vLLM's extension; servers that do not know it ignore it and stop on their EOS
+            body["stop_token_ids"] = self.stop_ids
         if params.stop:
             body["stop"] = list(params.stop)
         if self.logprobs:

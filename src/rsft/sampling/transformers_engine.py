@@ -26,7 +26,8 @@ import torch
 from transformers import DynamicCache
 
 from rsft.data.formats import prompt_ids
-from rsft.modeling import load_model, load_tokenizer
+from rsft.errors import RsftError
+from rsft.modeling import load_model, load_tokenizer, stop_token_ids, vocabulary_limit
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
 from rsft.sampling.logits import pick_tokens
@@ -46,11 +47,13 @@ class TransformersEngine:
         self.threads = threads
         self.tokenizer = tokenizer
         self.max_batch_tokens = max_batch_tokens
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
-        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)  # [E]
+        # every id that ends a completion: the tokenizer's EOS, generation_config's, the template's end of turn
+        self.eos_ids = torch.tensor(stop_token_ids(tokenizer, model.generation_config.eos_token_id),
+                                    dtype=torch.long)  # [E]
+        rows = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None \
+            else model.config.get_text_config().vocab_size
+        self.vocab = vocabulary_limit(tokenizer, rows, "transformers engine")  # ids it may sample: [0, vocab)
+        self.rows = rows
 
     @classmethod
     def from_path(cls, model_path: str, tokenizer_path: str | None = None, dtype: str = "float32",
@@ -84,6 +87,10 @@ class TransformersEngine:
         if not prompts:
             return []
         ids = [prompt_ids(p, self.tokenizer) for p in prompts]
+        for p, x in zip(prompts, ids, strict=True):
+            if x and max(x) >= self.rows:
+                raise RsftError(f"prompt {p.id!r}: token id {max(x)} ({self.tokenizer.convert_ids_to_tokens(max(x))}) "
+                                f"is past the model's {self.rows} embedding rows; the model cannot read it")
         lengths = [len(x) for x in ids]
         order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
         out: list[list[Sample] | None] = [None] * len(prompts)
@@ -125,7 +132,7 @@ class TransformersEngine:
         )
         rows = len(prompts) * n
         cache.batch_repeat_interleave(n)
-        logits = out.logits[:, -1, :].repeat_interleave(n, 0)  # [B*n, V]
+        logits = out.logits[:, -1, : self.vocab].repeat_interleave(n, 0)  # [B*n, V'] (only ids a token decodes to)
         mask = mask.repeat_interleave(n, 0)  # [B*n, P]
         next_pos = positions[:, -1:].repeat_interleave(n, 0) + 1  # [B*n, 1]
         live = torch.arange(rows)  # [b] original row of each live row
@@ -165,7 +172,7 @@ class TransformersEngine:
                 input_ids=token.unsqueeze(-1), attention_mask=mask, position_ids=next_pos,
                 past_key_values=cache, use_cache=True,
             )
-            logits = out.logits[:, -1, :]  # [b, V]
+            logits = out.logits[:, -1, : self.vocab]  # [b, V']
             next_pos = next_pos + 1
         return self._samples(prompts, n, params, ids, logprob, entropy_sum, reason)
 

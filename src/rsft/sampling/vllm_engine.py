@@ -8,6 +8,8 @@ What it does:
   prompt id, 0)` plus `first_index`, so sample index i always draws with the same seed, whatever the
   batch and whichever wave of adaptive allocation draws it. vLLM documents per-request seeds as
   reproducible on the same hardware and version; that is the determinism this engine promises.
+- It stops on every id of `rsft.modeling.stop_token_ids` (``stop_token_ids``), as the other engines do,
+  and the id that stopped a sample is its last token id.
 - `Sample.logprob` sums the raw log-probabilities vLLM returns for each sampled token
   (``logprobs_mode: raw_logprobs``, before temperature and filtering), as the other engines do.
 - `Sample.entropy` is an estimate from the top-20 raw log-probabilities of each step, put through
@@ -38,7 +40,7 @@ from typing import Any
 
 from rsft.data.formats import prompt_ids
 from rsft.errors import ConfigError, RsftError
-from rsft.modeling import load_tokenizer
+from rsft.modeling import generation_eos, load_tokenizer, stop_token_ids
 from rsft.records import Prompt, Sample
 from rsft.sampling.base import SamplingParams, sample_seed
 from rsft.sampling.logits import entropy_from_top
@@ -85,8 +87,10 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, llm: Any, tokenizer: Any, dtype: str, base_path: str, lora: bool) -> None:
+    def __init__(self, llm: Any, tokenizer: Any, dtype: str, base_path: str, lora: bool,
+                 stop_ids: list[int] = ()) -> None:
         self.llm, self.tokenizer, self.precision = llm, tokenizer, dtype
+        self.stop_ids = list(stop_ids)  # vLLM stops on its own EOS; these add generation_config's and end-of-turn
         self.base_path, self.lora = base_path, lora
         try:
             vocab = int(llm.llm_engine.model_config.get_vocab_size())
@@ -120,7 +124,7 @@ class VLLMEngine:
                       **options)
         except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; all mean "cannot serve this here"
             raise RsftError(f"vllm could not load {load!r}: {_reason(e)}") from None
-        engine = cls(llm, tok, dtype, load, bool(lora_rank))
+        engine = cls(llm, tok, dtype, load, bool(lora_rank), stop_token_ids(tok, generation_eos(load)))
         if load != model_path and not engine.switch(model_path):
             engine.close()
             raise RsftError(f"vllm: cannot serve {model_path!r} as an adapter of {load!r}")
@@ -166,7 +170,7 @@ class VLLMEngine:
             requests.append(VSamplingParams(
                 n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else 0,
                 max_tokens=params.max_new_tokens, stop=list(params.stop) or None, seed=seed,
-                logprobs=self.top_logprobs, skip_special_tokens=True,
+                stop_token_ids=self.stop_ids or None, logprobs=self.top_logprobs, skip_special_tokens=True,
             ))
         outs = self.llm.generate(inputs, requests, use_tqdm=False, lora_request=self.lora_request)
         return [self._samples(p, out, n, params) for p, out in zip(prompts, outs, strict=True)]

@@ -16,13 +16,13 @@ from rsft.stages.run import Run
 
 
 def base_stage(run: Run) -> None:
-    if run.base_model == run.cfg.model.path:
+    if run.base_model == run.model_path:
         return
     from rsft.tasks.tiny_model import build_tiny
     from rsft.training.warm_start import dev_prompts, warm_start
 
     t0 = time.perf_counter()
-    init = run.cfg.model.path
+    init = run.model_path
     if init == "tiny":
         if run.task.alphabet is None:
             raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "

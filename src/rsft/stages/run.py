@@ -19,6 +19,7 @@ from typing import Any
 
 from rsft.config import RunConfig, load_config
 from rsft.errors import RsftError
+from rsft.modeling import resolve_path
 from rsft.registry import parameters, resolve
 from rsft.rundir import RoundDir, read_json
 from rsft.sampling.base import Engine, SamplingParams
@@ -77,12 +78,19 @@ class Run:
     def round(self, r: int) -> RoundDir:
         return RoundDir(self.dir, r)
 
+    @cached_property
+    def model_path(self) -> str:
+        """`model.path` as the loaders read it: a GGUF file is its converted checkpoint (`rsft.gguf`, cached
+        by the file's sha256 and said in one line); 'tiny' stays 'tiny'."""
+        path = self.cfg.model.path
+        return path if path == "tiny" else resolve_path(path, "model.path")
+
     @property
     def base_model(self) -> str:
         """The model round 0 samples from: the configured path, or the one rsft built/warm-started."""
         if self.cfg.model.path == "tiny" or self.cfg.warm_start.enabled:
             return str(self.dir / "base-model")
-        return self.cfg.model.path
+        return self.model_path
 
     def policy(self, r: int) -> str:
         """The model that samples in round r: the previous round's, the base for round 0, or the round the
@@ -100,7 +108,7 @@ class Run:
         round with teacher_rounds: all; else the policy."""
         s = self.cfg.sampling
         if s.model is not None and (r == 0 or s.teacher_rounds == "all"):
-            return s.model
+            return resolve_path(s.model, "sampling.model")
         return self.policy(r)
 
     def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None,
@@ -118,7 +126,7 @@ class Run:
                 self._engines[key] = (model_path, engine)
                 return self.agent(engine)
             _close(engine)
-        engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == m.path
+        engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == self.model_path
                          else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, key=key, **options)
         self._engines[key] = (model_path, engine)
         return self.agent(engine)

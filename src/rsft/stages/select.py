@@ -117,8 +117,15 @@ def sft_rows(kept: list[Group]) -> list[dict[str, Any]]:
 
 
 def sample_row(prompt: Prompt, sample: Sample) -> dict[str, Any]:
-    """A TRL prompt/completion row for one sample: its text, or its whole trajectory (agent tasks)."""
-    return trajectory_row(prompt, sample) if sample.turns else sft_row(prompt, sample.text)
+    """A TRL prompt/completion row for one sample: its text, or its whole trajectory (agent tasks). A
+    single-turn row also carries the ids the engine sampled (``completion_ids``), which training uses
+    instead of tokenizing the text again (`rsft.training.tokens`); TRL ignores the column."""
+    if sample.turns:
+        return trajectory_row(prompt, sample)
+    row = sft_row(prompt, sample.text)
+    if sample.token_ids:
+        row["completion_ids"] = list(sample.token_ids)
+    return row
 
 
 def _row_key(row: dict[str, Any]) -> tuple[str, str]:

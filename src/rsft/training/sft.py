@@ -44,10 +44,11 @@ from typing import Any
 
 from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
-from rsft.modeling import load_model, load_tokenizer
+from rsft.modeling import DTYPES, checkpoint_dtype, load_model, load_tokenizer, stop_token_ids
 from rsft.progress import quiet_hf, rich_train_callback, notice
 from rsft.training.batching import FixedOrder, grouped_order
 from rsft.training.precision import cpu_only, precision_for, say_precision
+from rsft.training.tokens import token_dataset
 from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
@@ -169,7 +170,10 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     args = sft_config(cfg, work, seed, report_to, any(is_trajectory_row(r) for r in rows), len(rows), width)
     grouped = (cfg.group_by_length and "train_sampling_strategy" not in cfg.extra and args.max_steps > 0
                and not args.packing and not args.padding_free)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    # the sampled token ids when every row has them (rsft.training.tokens), else TRL tokenizes the text
+    tokenized = token_dataset(rows, tokenizer, stop_token_ids(tokenizer, model.generation_config.eos_token_id))
+    dataset = Dataset.from_list(tokenized if tokenized is not None else
+                                [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     if cfg.mixed_precision == "auto" and label is not None:
         say_precision(precision_for(cfg, width))
     bar = [rich_train_callback(label)] if label is not None else []
@@ -324,12 +328,30 @@ def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainCo
                     "train_runtime": 0.0, "train_samples_per_second": 0.0, "train_steps_per_second": 0.0})
     result = TrainResult(steps=steps, loss=loss, rows=len(rows), seconds=time.perf_counter() - t0, log=tuple(log),
                          resumed_from=start_step)
-    save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key})
+    save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key},
+               stored_dtype(init_path, dtype))
     return result
 
 
-def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter: Path, record: dict[str, Any]) -> None:
-    """Write the trained model (merged, for LoRA), its tokenizer and `record` to `final`.
+def stored_dtype(init_path: str, dtype: str) -> str:
+    """The dtype the trained model is saved in: the init checkpoint's own (a bfloat16 checkpoint, loaded in
+    float32 to train on a CPU, is saved back in bfloat16, said once), else the one it was loaded in."""
+    stored = checkpoint_dtype(init_path) or dtype
+    if stored != dtype:
+        say_saved_dtype(stored, dtype)
+    return stored
+
+
+@functools.cache
+def say_saved_dtype(stored: str, dtype: str) -> None:
+    notice(f"train: the checkpoint is stored in {stored}; it trains in {dtype} (model.dtype) and is saved back in "
+           f"{stored}")
+
+
+def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter: Path, record: dict[str, Any],
+               save_dtype: str | None = None) -> None:
+    """Write the trained model (merged, for LoRA) in `save_dtype` (default: `dtype`), its tokenizer and
+    `record` to `final`.
 
     DeepSpeed ZeRO-3 and FSDP shard the weights across ranks, so every rank takes part in the Trainer's
     own save (it gathers them); a LoRA adapter saved that way is merged by rank 0 from disk."""
@@ -339,12 +361,14 @@ def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter:
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         trainer.save_model(str(adapter if cfg.lora is not None else final))
         if main and cfg.lora is not None:
-            load_model(str(adapter), dtype).save_pretrained(final)  # loads the adapter onto its base, merged
+            load_model(str(adapter), save_dtype or dtype).save_pretrained(final)  # the adapter on its base, merged
     elif main:
         trained = trainer.model
         if cfg.lora is not None:
             trained.save_pretrained(adapter)
             trained = trained.merge_and_unload()
+        if save_dtype is not None and save_dtype != dtype:
+            trained = trained.to(DTYPES[save_dtype])
         trained.save_pretrained(final)
     if main:
         trainer.processing_class.save_pretrained(final)
