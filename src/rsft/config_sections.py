@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +21,17 @@ from rsft.registry import resolve
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: Any) -> Any:
+        """pydantic reads YAML's true/false as 1/0 where a number is asked for (`decontaminate: true` would be
+        1-gram decontamination): a yes/no is refused wherever a number is expected."""
+        ann = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and {int, float} & set(typing.get_args(ann) or (ann,)):
+            hint = "; an n-gram size such as 13, or null" if info.field_name == "decontaminate" else ""
+            raise ValueError(f"expected a number, got {str(value).lower()} (a yes/no is not a number here{hint})")
+        return value
 
 
 class TinyModelConfig(Section):
@@ -266,6 +278,10 @@ class TrainConfig(Section):
         "so rows of mixed lengths are not padded to the longest; false draws them uniformly at random.")
     save_steps: int = Field(200, description="Checkpoint every N steps so a killed round resumes.", gt=0)
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter with peft instead of all weights.")
+    save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype the trained model is saved in. auto: the init checkpoint's own (a bfloat16 "
+        "checkpoint trained in float32 on a CPU is saved back in bfloat16; updates smaller than bfloat16's "
+        "resolution, ~0.4% of a weight, round away then: set float32 to keep them).")
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for TRL's SFTConfig (deepspeed, fsdp, "
         "fsdp_config, ... pass through).")

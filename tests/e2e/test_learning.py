@@ -16,12 +16,40 @@ def learned(tmp_path_factory):
     return out / "learn"
 
 
-def test_held_out_greedy_accuracy_rises_by_30_points(learned):
-    rows = json.loads(run_cli("metrics", str(learned), "--json", check=True).stdout)
-    curve = [r["eval"]["greedy_pass@1"] for r in rows]
+GAIN = 0.15  # see test_held_out_greedy_accuracy_rises
+
+
+def curve_of(run_dir):
+    rows = json.loads(run_cli("metrics", str(run_dir), "--json", check=True).stdout)
+    return [r["eval"]["greedy_pass@1"] for r in rows], rows
+
+
+def test_held_out_greedy_accuracy_rises(learned):
+    """Held-out greedy pass@1 rises by at least GAIN = 15 points over 3 rounds, from a base of at most 25%.
+
+    A tiny model's learning curve is chaotic: the last bits of a float differ between CPUs (AVX2 against
+    AVX-512), and the curve then differs as much as it does between seeds. So the margin is set from seeds:
+    learn.yaml with seeds 1..6 on an AMD EPYC (AVX2) gained +65, +25.5, +67, +58.5, +29 and +56.5 points
+    (base 10.5-23.5%); the lowest is 10 points above GAIN. The earlier config (500 prompts, 150 fixed steps
+    a round) gained only +9.5 on that CPU, which this test fails. test_learning_holds_over_seeds (slow)
+    asks the same of three seeds, and +30 of their median."""
+    curve, rows = curve_of(learned)
     assert len(curve) == 4, curve  # base and 3 rounds
-    assert curve[0] <= 0.25 and curve[-1] >= curve[0] + 0.30, curve
+    assert curve[0] <= 0.25 and curve[-1] >= curve[0] + GAIN, curve
     assert [r["acceptance_rate"] for r in rows[1:]] == sorted(r["acceptance_rate"] for r in rows[1:])
+
+
+@pytest.mark.slow
+def test_learning_holds_over_seeds(tmp_path):
+    """Three more seeds of the same run: each gains at least GAIN, their median at least 30 points."""
+    gains = []
+    for seed in (2, 3, 4):
+        run_cli("run", str(ROOT / "tests" / "e2e" / "learn.yaml"), f"output_dir={tmp_path}", f"seed={seed}",
+                f"name=s{seed}", check=True)
+        curve, _ = curve_of(tmp_path / f"s{seed}")
+        assert curve[0] <= 0.25, curve
+        gains.append(curve[-1] - curve[0])
+    assert min(gains) >= GAIN and sorted(gains)[1] >= 0.30, gains
 
 
 def test_what_is_trained_on_is_verified_and_complete(learned):

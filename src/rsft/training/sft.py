@@ -329,14 +329,15 @@ def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainCo
     result = TrainResult(steps=steps, loss=loss, rows=len(rows), seconds=time.perf_counter() - t0, log=tuple(log),
                          resumed_from=start_step)
     save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key},
-               stored_dtype(init_path, dtype))
+               stored_dtype(init_path, dtype, cfg.save_dtype))
     return result
 
 
-def stored_dtype(init_path: str, dtype: str) -> str:
-    """The dtype the trained model is saved in: the init checkpoint's own (a bfloat16 checkpoint, loaded in
-    float32 to train on a CPU, is saved back in bfloat16, said once), else the one it was loaded in."""
-    stored = checkpoint_dtype(init_path) or dtype
+def stored_dtype(init_path: str, dtype: str, setting: str = "auto") -> str:
+    """The dtype the trained model is saved in (`train.save_dtype`): auto is the init checkpoint's own (a
+    bfloat16 checkpoint, loaded in float32 to train on a CPU, is saved back in bfloat16, said once), else
+    the one it was loaded in."""
+    stored = setting if setting != "auto" else checkpoint_dtype(init_path) or dtype
     if stored != dtype:
         say_saved_dtype(stored, dtype)
     return stored
@@ -344,8 +345,8 @@ def stored_dtype(init_path: str, dtype: str) -> str:
 
 @functools.cache
 def say_saved_dtype(stored: str, dtype: str) -> None:
-    notice(f"train: the checkpoint is stored in {stored}; it trains in {dtype} (model.dtype) and is saved back in "
-           f"{stored}")
+    notice(f"train: the model trains in {dtype} (model.dtype) and is saved in {stored}, the checkpoint's own dtype; "
+           f"updates below {stored}'s resolution round away (train.save_dtype: {dtype} keeps them)")
 
 
 def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter: Path, record: dict[str, Any],
@@ -366,6 +367,7 @@ def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter:
         trained = trainer.model
         if cfg.lora is not None:
             trained.save_pretrained(adapter)
+            trainer.processing_class.save_pretrained(adapter)  # an adapter directory loads on its own too
             trained = trained.merge_and_unload()
         if save_dtype is not None and save_dtype != dtype:
             trained = trained.to(DTYPES[save_dtype])
