@@ -204,7 +204,8 @@ def export_pairs_cmd(
                                                        min=0)] = None,
     output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: RUN/exports/pairs-round-NNN.jsonl, or pairs-all-rounds.jsonl).")] = None,
     all_pairs: Annotated[bool, typer.Option("--all-pairs", help="Every accepted x rejected pair, not just best vs worst.")] = False,
-    threshold: Annotated[float, typer.Option(help="With --all-pairs: the score that makes a sample accepted.")] = 1.0,
+    threshold: Annotated[Optional[float], typer.Option(help="With --all-pairs: the score that makes a sample "
+                                                            "accepted (default 1.0).")] = None,
     cap: Annotated[int, typer.Option(help="At most this many pairs per prompt.", min=1)] = 16,
     tau: Annotated[Optional[float], typer.Option(help="Write soft labels p = sigmoid(gap / tau) in place of the "
                                                       "margin (tau > 0).", min=0.0)] = None,
@@ -212,7 +213,11 @@ def export_pairs_cmd(
     """Chosen/rejected pairs (TRL DPO format, with reward margins) from a run's scored samples."""
     from rsft.commands.export import export_pairs
 
-    path, count = export_pairs(run_dir, round_index, output, all_pairs, threshold, cap, tau)
+    if threshold is not None and not all_pairs:  # best vs worst takes no threshold: it would be ignored
+        raise RsftError(f"--threshold {threshold:g} applies with --all-pairs (it decides which samples count as "
+                        "accepted); the default pairs are each prompt's best against its worst, whatever the scores")
+    path, count = export_pairs(run_dir, round_index, output, all_pairs, 1.0 if threshold is None else threshold, cap,
+                               tau)
     typer.echo(f"wrote {count} pairs to {path}")
 
 

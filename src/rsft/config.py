@@ -12,6 +12,7 @@ checked when a run opens, since building them reads files and imports code.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,39 @@ class RunConfig(Section):
                              f"train.replay: all_rounds (got {self.train.replay!r})")
         return self
 
+    @model_validator(mode="after")
+    def _reward_hacking_needs_a_judge(self) -> RunConfig:
+        """reward_hacking compares the rounds' scorer with a second one, eval.scorer: without it there is no
+        judge whose verdict could part ways with the selection score, and the trigger would sit there unused."""
+        for i, t in enumerate(self.monitor.triggers):
+            if t.trigger == "reward_hacking" and self.eval.scorer is None:
+                raise ValueError(f"monitor.triggers.{i}: reward_hacking compares the selection score with a judge, "
+                                 "and eval.scorer is not set, so it can never fire; set eval.scorer to a verifier "
+                                 "(a scorer other than `scorer`), or drop the trigger")
+        return self
+
+    @model_validator(mode="after")
+    def _teacher_rounds_need_a_teacher(self) -> RunConfig:
+        """teacher_rounds says which rounds the teacher samples; with no teacher it would silently do nothing.
+        (A written-out config.yaml holds both keys, with model: null: that is not a user's setting.)"""
+        s = self.sampling
+        given = "teacher_rounds" in s.model_fields_set and "model" not in s.model_fields_set
+        if s.model is None and (s.teacher_rounds == "all" or given):
+            raise ValueError(f"sampling.teacher_rounds: {s.teacher_rounds!r} is set, but there is no teacher to "
+                             "sample from; set sampling.model to the teacher model, or drop teacher_rounds")
+        return self
+
+    @model_validator(mode="after")
+    def _warm_start_checks_before_it_ends(self) -> RunConfig:
+        """The warm start checks its target every check_every steps: past max_steps it never checks, and runs
+        to max_steps whatever the model has learnt."""
+        ws = self.warm_start
+        if ws.enabled and ws.check_every > ws.max_steps:
+            raise ValueError(f"warm_start.check_every: {ws.check_every} is more than warm_start.max_steps "
+                             f"({ws.max_steps}), so target_pass1 would never be checked; set check_every to at "
+                             "most max_steps")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
@@ -90,18 +124,32 @@ class RunConfig(Section):
         return 1.0 if passes is None else passes
 
 
+_NAMED = re.compile(r"([a-z_]+(?:\.[a-z_0-9]+)+): (.*)", re.S)
+
+
+def _error_loc(e: dict[str, Any]) -> tuple[str, str]:
+    """(the dotted key, the message) of one pydantic error; a section's own check may name a key inside
+    the section at the start of its message ("sampling.teacher_rounds: ..."), which is then the key."""
+    loc = ".".join(str(p) for p in e["loc"])
+    text = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
+    named = _NAMED.match(text) if e["type"] == "value_error" else None
+    if named and named.group(1).startswith(f"{loc}." if loc else ""):
+        return named.group(1), named.group(2)
+    return loc, text
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
+    loc, text = _error_loc(e)
     kind = e["type"]
     if kind == "extra_forbidden":
         msg = f"unknown key '{loc}'"
     elif kind == "value_error":
-        msg = f"key '{loc}': {e['ctx']['error']}"
+        msg = f"key '{loc}': {text}"
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
     else:
-        msg = f"key '{loc}': {e['msg'].lower()}, got {e.get('input')!r}"
+        msg = f"key '{loc}': {text.lower()}, got {e.get('input')!r}"
     return f"{source}: {msg}"
 
 
@@ -157,7 +205,7 @@ def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _source_of(err: ValidationError, source: str, overrides: list[str]) -> str:
     """The override that set the failing key, else the config's source."""
-    loc = [str(p) for p in err.errors()[0]["loc"]]
+    loc = [p for p in _error_loc(err.errors()[0])[0].split(".") if p]
     for o in reversed(list(overrides)):
         key = o.partition("=")[0].strip().split(".")
         if loc[: len(key)] == key or key[: len(loc)] == loc:

@@ -9,10 +9,14 @@ problem, with one line naming the key, file or path:
 - the model (and a separate tokenizer) exist, their safetensors headers read,
   and a hub id resolves in the local cache;
 - the task builds, has train prompts, and no prompt (plus `max_new_tokens`)
-  exceeds the model's context;
+  exceeds the model's context (named by its file and line);
 - the scorer and the judge build, are callable, and the dataset columns their
-  signatures require are there;
-- the engine name and its options (and `eval.engine`'s) fit the factory;
+  signatures (and a judge's rubric) require are there;
+- the engine name and its options (and `eval.engine`'s) fit the factory, and a
+  running server it names answers;
+- a teacher (`sampling.model`) exists and shares the student's tokenizer, an
+  agent environment class has `reset` and `step` and takes the prompt first;
+- `monitor.grpo` names only fields of TRL's GRPOConfig;
 - TRL's SFTConfig accepts the train settings (`train.extra`, scheduler), the
   LoRA target modules exist in the model (on a weightless copy), and with
   `train.processes` > 1 the launcher's program is installed.
@@ -31,7 +35,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rsft.data.formats import check_prompt_lengths as check_prompt_lengths_of
+from rsft.data.locate import check_prompt_lengths as check_prompt_lengths_of
+from rsft.data.locate import prompt_source
 from rsft.decontamination import shared_prompts
 from rsft.distributed import check_ray
 from rsft.errors import ConfigError
@@ -40,6 +45,8 @@ from rsft.progress import notice
 from rsft.modeling import check_model_path, context_length, load_tokenizer, read_config
 from rsft.rundir import check_output, is_done
 from rsft.sampling.engines import check_engine_options
+from rsft.sampling.env_check import check_env
+from rsft.sampling.teacher import check_teacher
 from rsft.scoring.spec import check_scorer
 from rsft.stages.run import Run
 
@@ -51,6 +58,8 @@ def check_run(run: Run) -> None:
     check_engine_options(cfg.sampling.engine, cfg.sampling.engine_options)
     if cfg.eval.engine is not None:
         check_engine_options(cfg.eval.engine, cfg.eval.engine_options, "eval.engine_options", "eval.engine")
+    check_servers(cfg)
+    check_grpo(cfg.monitor.grpo)
     task = run.task
     if cfg.rounds > 0 and not task.train:
         raise ConfigError(f"key 'task': task {cfg.task.name!r} has no train prompts"
@@ -73,9 +82,9 @@ def check_run(run: Run) -> None:
         check_warm_start(run)
     check_sft_settings(cfg)
     check_trackers(cfg.report_to)
-    if cfg.sampling.model is not None:
-        check_model_path(cfg.sampling.model, "sampling.model")
     tokenizer, model_config = model_parts(run)
+    if cfg.sampling.model is not None:
+        check_teacher(cfg.sampling.model, tokenizer, cfg.model.trust_remote_code)
     check_agent(run, tokenizer)
     check_prompt_lengths(run, tokenizer, model_config)
     if cfg.train.lora is not None:
@@ -87,6 +96,7 @@ def check_run(run: Run) -> None:
 def check_agent(run: Run, tokenizer: Any) -> None:
     """A multi-turn task: its environment resolves, and the model's tokenizer has a chat template to render
     the conversation with."""
+    check_env(run.cfg.rollout.env, run.cfg.rollout.env_options, run.task.env)  # before build_env's own checks
     if run.env is None:
         return
     if not getattr(tokenizer, "chat_template", None):
@@ -108,6 +118,35 @@ def check_agent(run: Run, tokenizer: Any) -> None:
                           f"(user, assistant, tool) with assistant-only masks ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}); give a template with tool messages "
                           "and {% generation %} markers") from None
+
+
+def check_servers(cfg: Any) -> None:
+    """A running OpenAI-compatible server the engine (or eval.engine) names answers now: found before the
+    base model is built, not when the engine loads after it (its options were checked with the engine's)."""
+    from rsft.serving.client import check_reachable
+
+    for name, options, key in ((cfg.sampling.engine, cfg.sampling.engine_options, "sampling.engine_options"),
+                               (cfg.eval.engine, cfg.eval.engine_options, "eval.engine_options")):
+        if name == "openai" and options.get("base_url"):
+            check_reachable(key, options["base_url"], options.get("api_key_env"))
+
+
+def check_grpo(settings: dict[str, Any]) -> None:
+    """monitor.grpo goes into RUN/graduate/grpo_config.json for `rsft graduate`, which builds TRL's GRPOConfig
+    from it: a name GRPOConfig does not have would be found only then, after every round ran."""
+    if not settings:
+        return
+    import dataclasses
+    import difflib
+
+    from trl import GRPOConfig
+
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for name in settings:
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            raise ConfigError(f"key 'monitor.grpo.{name}': not a setting of TRL's GRPOConfig"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
 def check_output_dir(run_dir: Path) -> None:
@@ -225,8 +264,9 @@ def check_prompt_lengths(run: Run, tokenizer: Any, model_config: Any) -> None:
     """No prompt, plus the most new tokens sampled or evaluated, is longer than the model's context."""
     new = max(run.cfg.sampling.max_new_tokens, run.cfg.eval.max_new_tokens or 0)
     limit = context_length(model_config)
-    check_prompt_lengths_of(run.task.train, tokenizer, limit, new, "task.train")
-    check_prompt_lengths_of(run.task.eval, tokenizer, limit, new, "task.eval")
+    for which, prompts in (("train", run.task.train), ("eval", run.task.eval)):
+        check_prompt_lengths_of(prompts, tokenizer, limit, new, f"task.{which}",
+                                lambda i, which=which: prompt_source(run.cfg.task, which, i))
 
 
 def check_lora(run: Run, model_config: Any) -> None:

@@ -111,3 +111,19 @@ def test_a_run_that_failed_before_producing_anything_takes_the_corrected_config(
     run_cli("run", fixed, *evals, check=True)
     assert (tmp_path / "runs" / "run" / "base-eval.json").exists()
     assert str(model_dir) in (tmp_path / "runs" / "run" / "config.yaml").read_text()
+
+
+def test_a_teacher_that_is_not_there_is_named_before_any_work(tmp_path, model_dir):
+    """A hub-like teacher id that is not in the cache: found in preflight under its own key, not after the
+    base eval under model.path."""
+    cfg = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", model_dir)
+    proc = run_cli("run", cfg, "sampling.model=teachers/big", cwd=tmp_path)
+    assert_one_line_error(proc, "sampling.model", "teachers/big")
+    assert "model.path" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_an_openai_server_that_is_down_is_named_before_the_base_model_is_built(tmp_path, model_dir):
+    cfg = dataset_config(tmp_path, json.dumps({"prompt": "1+1=", "answer": 2}) + "\n", model_dir)
+    proc = run_cli("run", cfg, "sampling.engine=openai", "sampling.engine_options.base_url=http://127.0.0.1:9/v1")
+    assert_one_line_error(proc, "sampling.engine_options.base_url", "127.0.0.1:9")
+    assert not (tmp_path / "runs").exists()

@@ -50,8 +50,8 @@ def workspace(tmp_path_factory, model_dir):
 
 @pytest.fixture(scope="module")
 def finished(workspace, model_dir):
-    """A finished 3-round run (fake engine, real training), for the commands that work on a run."""
-    rc, _, err = invoke(["run", str(workspace / "good.yaml"), "name=done", "sampling.engine=fake",
+    """A finished 3-round run (the tiny model, real sampling and training), for the commands that work on a run."""
+    rc, _, err = invoke(["run", str(workspace / "good.yaml"), "name=done",
                          "selection.rules=[{rule: passes, min: 0.0}]"], workspace)
     assert rc == 0, err
     return workspace / "runs" / "done"
@@ -136,7 +136,8 @@ CONFIG_CASES = [
     Case("eval-file-missing", ["run", G, "task.eval=nope.jsonl"], ["task.eval", "nope.jsonl"]),
     Case("eval-file-empty", ["run", G, "task.eval=empty-eval.jsonl"], ["key 'task.eval'", "no prompts"],
          {"empty-eval.jsonl": ""}),
-    Case("prompt-longer-than-context", ["run", G, "task.train=t.jsonl"], ["task.train prompt '0'", "context of 64"],
+    Case("prompt-longer-than-context", ["run", G, "task.train=t.jsonl"],
+         ["t.jsonl:1", "task.train prompt '0'", "context of 64"],
          {"t.jsonl": jsonl([{"prompt": "1" * 60 + "=", "answer": 1}])}),
     Case("parquet-corrupt", ["run", G, "task.train=t.parquet"], ["t.parquet", "cannot read Parquet"],
          {"t.parquet": b"not parquet at all"}),
@@ -156,8 +157,8 @@ CONFIG_CASES = [
          ["scorer.kwargs.tolerance", "expected float"]),
     Case("scorer-needs-a-column", ["run", G, "scorer=col_scorer:f"], ["key 'scorer'", "column 'gold'"],
          {"col_scorer.py": "def f(prompts, completions, gold):\n    return [1.0] * len(completions)\n"}),
-    Case("scorer-wrong-signature", ["run", G, "scorer=sig_scorer:f"], ["key 'scorer'", "completions=",
-                                                                        "cannot take 'prompts'"],
+    Case("scorer-wrong-signature", ["run", G, "scorer=sig_scorer:f"], ["key 'scorer'", "scorer sig_scorer:f",
+                                                                        "completions=", "cannot take 'prompts'"],
          {"sig_scorer.py": "def f(text):\n    return 1.0\n"}),
     Case("scorer-combine-unknown", ["run", G, "scorer={combine: avg, scorers: [addition]}"],
          ["scorer.combine", "unknown combination 'avg'"]),
@@ -269,10 +270,10 @@ RUN_CASES = [
     ("export-cap-zero", ["export", "pairs", "RUN", "--cap", "0"], ["'--cap'"]),
     ("export-missing-round", ["export", "pairs", "RUN", "--round", "7"], ["no scored samples for round 7"]),
     ("export-not-a-run", ["export", "pairs", "train.jsonl"], ["train.jsonl", "not a run directory"]),
-    ("resume-with-a-changed-config", ["run", "good.yaml", "name=done", "sampling.engine=fake",
+    ("resume-with-a-changed-config", ["run", "good.yaml", "name=done",
                                       "selection.rules=[{rule: passes, min: 0.0}]", "sampling.n=3"],
      ["different config", "sampling.n"]),
-    ("resume-with-fewer-rounds", ["run", "good.yaml", "name=done", "sampling.engine=fake",
+    ("resume-with-fewer-rounds", ["run", "good.yaml", "name=done",
                                   "selection.rules=[{rule: passes, min: 0.0}]", "rounds=0"],
      ["key 'rounds'", "already started round 2"]),
     ("score-file-without-scorer", ["score", "train.jsonl"], ["--scorer"]),
@@ -295,7 +296,7 @@ RUN_CASES = [
     ("score-file-every-row-fails", ["score", "pc.jsonl", "--scorer", "addition"], ["--scorer", "column 'answer'"]),
     ("eval-negative-round", ["eval", "RUN", "--round", "-1"], ["'--round'"]),
     ("eval-prompt-too-long", ["eval", "MODEL", "--config", "good.yaml", "task.eval=long.jsonl"],
-     ["task.eval prompt '0'", "context of 64"]),
+     ["long.jsonl:1", "task.eval prompt '0'", "context of 64"]),
     ("rm-output-is-a-file", ["reward-model", "train", "pb.jsonl", "--init", "MODEL", "--output", "train.jsonl",
                              "--ignore-margin"], ["--output", "is a file"]),
     ("best-of-n-negative-temperature", ["best-of-n", "--model", "MODEL", "--scorer", "addition", "--prompt", "1+2=",
@@ -314,6 +315,14 @@ RUN_CASES = [
                            "--processes", "0"], ["'--processes'"]),
     ("rm-launcher-unknown", ["reward-model", "train", "pb.jsonl", "--init", "MODEL", "--output", "rm",
                              "--processes", "2", "--launcher", "nope"], ["launcher", "unknown launcher 'nope'"]),
+    # every command has a case: select, report, graduate, convert, export sft
+    ("select-on-a-non-run", ["select", "train.jsonl"], ["train.jsonl", "not a run directory"]),
+    ("report-on-a-non-run", ["report", "train.jsonl"], ["train.jsonl", "not a run directory"]),
+    ("graduate-without-a-hand-off", ["graduate", "RUN"], ["graduate", "no graduation here"]),
+    ("convert-not-gguf", ["convert", "train.jsonl"], ["train.jsonl", "not a GGUF file"]),
+    ("export-sft-missing-round", ["export", "sft", "RUN", "--round", "7"], ["nothing selected in round 7"]),
+    ("export-threshold-without-all-pairs", ["export", "pairs", "RUN", "--threshold", "50"],
+     ["--threshold 50", "--all-pairs"]),
 ]
 
 
@@ -331,6 +340,33 @@ def test_a_bad_command_on_a_run_changes_nothing(case_id, args, needles, finished
     assert_one_line(rc, err, needles)
     assert done_markers(finished) == before and (finished / "config.yaml").read_text() == config
     assert not (workspace / "rm").exists() and not (workspace / "train.jsonl-work").exists()
+
+
+def test_a_report_that_cannot_be_written_is_one_line(finished, workspace, monkeypatch):
+    """A directory where report.html goes, then a write refused (EACCES, simulated: root may write anywhere)."""
+    import tempfile
+
+    report = finished / "report.html"
+    report.unlink(missing_ok=True)
+    report.mkdir()
+    rc, _, err = invoke(["report", str(finished)], workspace)
+    report.rmdir()
+    assert_one_line(rc, err, ["rsft report", str(report), "is a directory"])
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    rc, _, err = invoke(["report", str(finished)], workspace)
+    assert_one_line(rc, err, ["rsft report: cannot write", str(report), "Permission denied"])
+
+
+@pytest.mark.xfail(strict=True, reason="the message is built in src/rsft/commands/export.py (another owner): "
+                                       "it says every group scored the same")
+def test_export_says_when_no_sample_reaches_the_threshold(finished, workspace):
+    rc, _, err = invoke(["export", "pairs", str(finished), "--all-pairs", "--threshold", "50"], workspace)
+    assert_one_line(rc, err, ["--threshold 50", "no sample"])
+    assert "scored the same" not in err
 
 
 def test_a_truncated_metrics_file_is_named(finished, workspace):

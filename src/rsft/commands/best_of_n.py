@@ -83,11 +83,16 @@ def best_of_n(model: str, scorer: Any, prompts: list[Any] | None = None, input_p
     items = _as_prompts(prompts, input_path, prompt_column, fields or {})
     if not items:
         raise RsftError("best-of-n: no prompts")
-    from rsft.data.formats import check_prompt_lengths
+    from rsft.data.locate import check_prompt_lengths
     from rsft.modeling import context_length, load_tokenizer, read_config
 
+    def locate(i: int) -> str | None:  # an --input prompt's file:line (its rows, read again only on failure)
+        from rsft.data.prompts import load_rows
+
+        return load_rows(str(input_path), "train", "--input")[i][0] if input_path is not None else None
+
     check_prompt_lengths(items, load_tokenizer(model, "--model"), context_length(read_config(model, "--model")),
-                         max_new_tokens, "--input" if input_path is not None else "--prompt")
+                         max_new_tokens, "--input" if input_path is not None else "--prompt", locate)
     fn = scorer if callable(scorer) else resolve("scorer", scorer, key="--scorer")
     check_scorer(fn, set(items[0].fields), "--scorer",
                  hint="; give it with --field KEY=VALUE" if input_path is None else "")

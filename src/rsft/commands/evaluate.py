@@ -31,12 +31,12 @@ def evaluate_model(target: str | Path, config: str | Path | None = None, overrid
     else:
         cfg = load_config(config, overrides)
         run, model, round_index = Run(cfg, cfg.run_dir), str(path), round_index or 0
-    from rsft.data.formats import check_prompt_lengths
+    from rsft.data.locate import check_prompt_lengths, prompt_source
     from rsft.modeling import context_length, load_tokenizer, read_config
 
     new_tokens = run.cfg.eval.max_new_tokens or run.cfg.sampling.max_new_tokens
     check_prompt_lengths(run.task.eval, load_tokenizer(model), context_length(read_config(model)), new_tokens,
-                         "task.eval")
+                         "task.eval", lambda i: prompt_source(run.cfg.task, "eval", i))
     try:
         return eval_model(run, model, round_index)
     finally:

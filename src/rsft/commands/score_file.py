@@ -18,7 +18,7 @@ from rsft.errors import DataError, RsftError
 from rsft.progress import progress_bar
 from rsft.registry import resolve
 from rsft.rundir import atomic_write_jsonl, check_output
-from rsft.scoring.base import score_flat
+from rsft.scoring.base import score_flat, scorer_name
 from rsft.scoring.spec import check_scorer
 
 
@@ -64,7 +64,10 @@ def score_file(input_path: str | Path, scorer: Any, output: str | Path | None = 
                     written.append({**row, "score": s.value, "score_parts": s.parts, "score_error": s.error})
             bar.update(task, advance=len(batch))
     if errors == len(rows):
-        raise RsftError(f"{input_path}: the scorer failed on every row (first error: {first_error}); nothing was "
-                        "written")
+        raise RsftError(f"{input_path}: the scorer {scorer_name(fn)} failed on every row (first error: "
+                        f"{first_error}); nothing was written")
+    if not written:  # an empty file is nothing useful: say what the scores were instead
+        raise RsftError(f"{input_path}: no row scored at least --min {min_score:g} (the best scored "
+                        f"{max(values):g}); nothing was written")
     atomic_write_jsonl(out_path, written)
     return FileScores(len(rows), len(written), errors, statistics.fmean(values) if values else None, out_path)

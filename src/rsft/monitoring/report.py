@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rsft.errors import RsftError
+from rsft.errors import DiskFull, RsftError
 from rsft.metrics import round_table
-from rsft.rundir import atomic_write_text, read_json, read_jsonl, round_dirs, round_rows
+from rsft.rundir import atomic_write_text, check_output, read_json, read_jsonl, round_dirs, round_rows
 
 STYLE = """body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}h1{font-size:22px}
 h2{font-size:17px;margin-top:28px}.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{width:520px}
@@ -163,5 +163,12 @@ def write_report(run_dir: str | Path) -> Path:
     except ImportError:
         raise RsftError("rsft report needs matplotlib (pip install 'rsft[report]')") from None
     out = run_dir / "report.html"
-    atomic_write_text(out, render(run_dir))
+    check_output(out, "rsft report: cannot write")  # before the plots are drawn: a directory in its place...
+    try:
+        atomic_write_text(out, render(run_dir))
+    except DiskFull:
+        raise
+    except OSError as e:  # a read-only run directory (another user's, a read-only mount)
+        raise RsftError(f"rsft report: cannot write {out} ({e.strerror or type(e).__name__}); write access to "
+                        f"{run_dir} is needed") from None
     return out

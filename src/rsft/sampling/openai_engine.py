@@ -48,6 +48,14 @@ from rsft.serving.client import Client
 TOKEN_ID = "token_id:"
 
 
+def check_options(options: dict[str, Any], key: str) -> None:
+    """The registry's hook (`rsft.sampling.engines.check_engine_options`): the options checked before any
+    work, by `rsft.serving.options`, rather than when the engine loads after the base model is built."""
+    from rsft.serving.options import check_engine_options
+
+    check_engine_options(options, key)
+
+
 def _adapter_of(model_path: str) -> Path | None:
     adapter = Path(model_path).with_name(Path(model_path).name + "-adapter")
     return adapter if (adapter / "adapter_config.json").is_file() else None

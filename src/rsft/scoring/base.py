@@ -50,6 +50,14 @@ def _accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str
     return {k: v for k, v in kwargs.items() if k in names}
 
 
+def scorer_name(scorer: Any) -> str:
+    """How the config would name a scorer: 'module:function' for a function or class, else its name."""
+    module, qual = getattr(scorer, "__module__", None), getattr(scorer, "__qualname__", None)
+    if module and qual and "<" not in qual:
+        return f"{module}:{qual}"
+    return str(getattr(scorer, "__name__", None) or type(scorer).__name__)
+
+
 class ScorerTimeout(Exception):
     pass
 
@@ -66,7 +74,7 @@ def _call(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kw
     else:
         out = list(_with_timeout(fn, args, timeout * len(completions)))
     if len(out) != len(completions):
-        raise WrongCount(f"scorer returned {len(out)} values for {len(completions)} completions")
+        raise WrongCount(f"scorer {scorer_name(fn)} returned {len(out)} values for {len(completions)} completions")
     return [to_score(v) for v in out]
 
 

@@ -35,14 +35,22 @@ def _label(spec: Any) -> str:
     return "scorer"
 
 
-def _labelled(specs: list[Any], key: str, build: Build) -> list[Labelled]:
-    """Each child with a label for the parts: its name, numbered when a name repeats."""
+def _labelled(specs: list[Any], keys: list[str], build: Build) -> list[Labelled]:
+    """Each child with a label for the parts: its name, numbered when a name repeats. `keys`: where the
+    config names each child (scorer.scorers.0, scorer.gate), for its errors."""
     out, seen = [], {}
-    for i, spec in enumerate(specs):
+    for spec, key in zip(specs, keys, strict=True):
         label = _label(spec)
         seen[label] = seen.get(label, 0) + 1
-        out.append((label if seen[label] == 1 else f"{label}{seen[label]}", build(spec, key=f"{key}.{i}")))
+        out.append((label if seen[label] == 1 else f"{label}{seen[label]}", build(spec, key=key)))
     return out
+
+
+def _with_children(score: Callable[..., list[Score]], children: list[Labelled], keys: list[str]) -> Callable[..., Any]:
+    """`score` carrying its children and their config keys, so `rsft.scoring.spec.check_scorer` checks each
+    child's signature against the data (the combination itself takes any column)."""
+    score.children = [(key, fn) for key, (_, fn) in zip(keys, children, strict=True)]  # type: ignore[attr-defined]
+    return score
 
 
 def _number(spec: dict[str, Any], name: str, default: float, key: str) -> float:
@@ -63,20 +71,22 @@ def from_spec(spec: dict[str, Any], key: str, build: Build) -> Callable[..., lis
     if kind == "gate":
         if "gate" not in spec or "then" not in spec:
             raise ConfigError(f"key '{key}': combine: gate needs 'gate' and 'then' scorers")
-        (g,) = _labelled([spec["gate"]], f"{key}.gate", build)
-        (t,) = _labelled([spec["then"]], f"{key}.then", build)
-        return gate(g, t, _number(spec, "min", 1.0, key), _number(spec, "otherwise", 0.0, key))
+        keys = [f"{key}.gate", f"{key}.then"]
+        g, t = _labelled([spec["gate"], spec["then"]], keys, build)
+        return _with_children(gate(g, t, _number(spec, "min", 1.0, key), _number(spec, "otherwise", 0.0, key)),
+                              [g, t], keys)
     children = spec.get("scorers")
     if not isinstance(children, list) or not children:
         raise ConfigError(f"key '{key}.scorers': expected a non-empty list of scorers")
-    labelled = _labelled(children, f"{key}.scorers", build)
+    keys = [f"{key}.scorers.{i}" for i in range(len(children))]
+    labelled = _labelled(children, keys, build)
     if kind == "sum":
         weights = spec.get("weights", [1.0] * len(children))
         if not isinstance(weights, list) or len(weights) != len(children) or not all(
                 isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
             raise ConfigError(f"key '{key}.weights': expected {len(children)} numbers, got {weights!r}")
-        return weighted_sum(labelled, [float(w) for w in weights])
-    return extreme(labelled, max if kind == "max" else min)
+        return _with_children(weighted_sum(labelled, [float(w) for w in weights]), labelled, keys)
+    return _with_children(extreme(labelled, max if kind == "max" else min), labelled, keys)
 
 
 def _children(children: list[Labelled], prompts: list[Any], completions: list[Any],

@@ -20,10 +20,11 @@ It grades; it does not compare two completions with each other (pairwise judging
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from rsft.data.formats import completion_text
-from rsft.errors import ConfigError
+from rsft.errors import ConfigError, RsftError
 from rsft.records import Score
 from rsft.serving.client import Client
 
@@ -65,6 +66,8 @@ class Judge:
                  temperature: float, server: Any = None) -> None:
         self.client, self.model, self.template, self.parse = client, model, template, parse
         self.max_tokens, self.temperature, self.server = max_tokens, temperature, server
+        # the dataset columns the rubric names: `rsft.scoring.spec.check_scorer` finds them in the data first
+        self.template_columns = template_fields(template, "template") - {"prompt", "completion"}
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[Score]:
         bodies, out = [], []
@@ -85,36 +88,77 @@ class Judge:
                 out.append(Score(None, error=f"judge reply did not parse: {e}"))
         return out
 
+    def check_server(self) -> None:
+        """The judge's server answers /models: asked before any work (`rsft.scoring.spec.check_scorer`), so a
+        wrong base_url is not found only after a round was sampled."""
+        try:
+            self.client.get("/models")
+        except RsftError as e:
+            raise ConfigError(f"key '{self.client.key}.base_url': {e}; start the judge's server or fix the URL") from None
+
     def close(self) -> None:
         self.client.close()
         if self.server is not None:
             self.server.stop()
 
 
+def template_fields(template: str, key: str) -> set[str]:
+    """The placeholders of a rubric (``{answer}`` -> answer); a template `str.format` cannot fill is one line."""
+    import string
+
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as e:
+        raise ConfigError(f"key '{key}': not a valid template ({e}); write a literal brace as {{{{ or }}}}") from None
+    fields = {re.split(r"[.\[]", n, maxsplit=1)[0] for n in names}
+    if "" in fields or any(f.isdigit() for f in fields):
+        raise ConfigError(f"key '{key}': positional placeholders ({{}} or {{0}}) have nothing to fill them; name a "
+                          "column, {prompt} or {completion}")
+    return fields
+
+
 def judge(base_url: str | None = None, serve: str | None = None, model: str | None = None,
           template: str = RUBRIC, parse: str = "scale10", max_tokens: int = 8, temperature: float = 0.0,
           max_concurrency: int = 8, timeout: float = 120.0, retries: int = 3, api_key_env: str | None = None,
-          python: str | None = None, dtype: str = "float32", serve_args: list[str] = ()) -> Judge:
-    """The `judge` scorer: a running server (`base_url`, `model`) or one rsft starts (`serve: MODEL_DIR`)."""
+          python: str | None = None, dtype: str = "float32", serve_args: list[str] = (),
+          config_key: str = "scorer") -> Judge:
+    """The `judge` scorer: a running server (`base_url`, `model`) or one rsft starts (`serve: MODEL_DIR`).
+    `config_key` is where the config names it (`rsft.scoring.spec.build_scorer` passes it), for errors.
+
+    Everything is checked before a server starts; `Judge.check_server` asks a running one for its models
+    before any work."""
+    from rsft.serving.options import check_client_options, check_serve_python
+
+    kw = f"{config_key}.kwargs"
     if (base_url is None) == (serve is None):
-        raise ConfigError("key 'scorer.kwargs': the judge needs exactly one of base_url or serve (a model directory)")
+        raise ConfigError(f"key '{kw}': the judge needs exactly one of base_url or serve (a model directory)")
     if "{completion}" not in template:
-        raise ConfigError("key 'scorer.kwargs.template': the rubric must contain {completion}")
+        raise ConfigError(f"key '{kw}.template': the rubric must contain {{completion}}")
+    template_fields(template, f"{kw}.template")
     if parse not in ("number", "scale10", "yesno"):
         try:
             re.compile(parse)
         except re.error as e:
-            raise ConfigError(f"key 'scorer.kwargs.parse': not number, scale10, yesno or a regex ({e})") from None
+            raise ConfigError(f"key '{kw}.parse': not number, scale10, yesno or a regex ({e})") from None
+    check_client_options(kw, base_url if base_url is not None else "http://127.0.0.1/v1", max_concurrency, timeout,
+                         retries, api_key_env)
     server = None
     if serve is not None:
         from rsft.serving.managed import ManagedServer
 
+        if not Path(serve).is_dir():
+            raise ConfigError(f"key '{kw}.serve': {serve!r}: no such model directory")
+        check_serve_python(f"{kw}.python", python)
         server = ManagedServer(serve, python, dtype, list(serve_args), served_name="judge")
         base_url, model = server.start(), "judge"
-    client = Client(base_url, api_key_env, max_concurrency, timeout, retries)
+    client = Client(base_url, api_key_env, max_concurrency, timeout, retries, key=kw)
     if model is None:
-        served = client.get("/models").get("data") or []
+        try:
+            served = client.get("/models").get("data") or []
+        except RsftError as e:
+            client.close()
+            raise ConfigError(f"key '{kw}.base_url': {e}; start the judge's server or fix the URL") from None
         if not served:
-            raise ConfigError(f"key 'scorer.kwargs.model': {base_url}/models lists no model; name it")
+            raise ConfigError(f"key '{kw}.model': {base_url}/models lists no model; name it")
         model = served[0]["id"]
     return Judge(client, model, template, parse, max_tokens, temperature, server)

@@ -41,19 +41,15 @@ class Client:
     """Requests to one OpenAI-compatible server, ``base_url`` ending in /v1."""
 
     def __init__(self, base_url: str, api_key_env: str | None = None, max_concurrency: int = 8,
-                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5) -> None:
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5, key: str = "engine_options") -> None:
+        """`key`: the config section the settings come from (``scorer.kwargs`` for a judge), named in errors."""
         import httpx
 
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url {base_url!r}: expected http(s)://HOST:PORT/v1")
-        if max_concurrency < 1 or retries < 0 or timeout <= 0:
-            raise ConfigError("max_concurrency must be >= 1, retries >= 0 and timeout > 0")
-        headers = {}
-        if api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise ConfigError(f"api_key_env: the environment variable {api_key_env!r} is not set")
-            headers["Authorization"] = f"Bearer {key}"
+        from rsft.serving.options import check_client_options
+
+        check_client_options(key, base_url, max_concurrency, timeout, retries, api_key_env)
+        headers = {"Authorization": f"Bearer {os.environ[api_key_env]}"} if api_key_env else {}
+        self.key = key
         self.base_url = base_url.rstrip("/")
         self.max_concurrency, self.retries, self.backoff = max_concurrency, retries, backoff
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
@@ -97,7 +93,7 @@ class Client:
                 return Reply(None, f"the server's reply is not JSON: {response.text[:200]!r}")
         if unreachable:  # e.g. a 500 from a server shutting down, then no server: the stage stops, to resume
             raise ServerDown(f"{self.base_url}: the server cannot be reached ({last}); start it, or fix "
-                             "engine_options.base_url, and run again to resume")
+                             f"{self.key}.base_url, and run again to resume")
         return Reply(None, f"failed after {self.retries + 1} attempts: {last}")
 
     def post_many(self, path: str, bodies: list[dict[str, Any]]) -> list[Reply]:
@@ -109,3 +105,15 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+
+
+def check_reachable(key: str, base_url: str, api_key_env: str | None = None, timeout: float = 10.0) -> None:
+    """A running server answers /models (what the engine and the judge ask first), before any work: a wrong
+    `base_url` is one line naming `key`.base_url, not a failure after the base model was built."""
+    client = Client(base_url, api_key_env, timeout=timeout, key=key)
+    try:
+        client.get("/models")
+    except ServerDown as e:
+        raise ConfigError(f"key '{key}.base_url': {e}; start the server or fix the URL") from None
+    finally:
+        client.close()

@@ -21,7 +21,7 @@ from typing import Any
 from rsft.errors import RedoFrom
 from rsft.records import Group, Score
 from rsft.rundir import count_lines, iter_groups, resumable_map
-from rsft.scoring.base import score_groups
+from rsft.scoring.base import score_groups, scorer_name
 from rsft.stages.run import Run
 
 
@@ -59,16 +59,33 @@ def score_stage(run: Run, r: int) -> None:
     resumable_map(iter_groups(rd.samples), rd.scored, lambda batch: score_batch(run, batch),
                   max(1, run.cfg.sampling.batch_size), f"round {r} score", lambda g: g.prompt.id,
                   total=count_lines(rd.samples), mapper=mapper)
-    n, first = 0, None
+    n, drawn, first = 0, 0, None  # drawn: samples the scorer saw (the others failed while sampling)
     for g in iter_groups(rd.scored):
         for c in g.scores:
             if c.ok:
                 return
             n, first = n + 1, first if first is not None else c.error
+            drawn += not (c.error or "").startswith(SAMPLING)
     if n:
         failed = rd.scored.with_name("scored.failed.jsonl")
         rd.scored.replace(failed)
-        message = (f"round {r}: the scorer failed on all {n} samples (first error: {first}); "
-                   f"the errors are in {failed}; fix the scorer and run again")
+        if not drawn:  # nothing reached the scorer: the samples must be drawn again once the cause is fixed
+            cause = what_failed(run, str(first)[len(SAMPLING):])
+            raise RedoFrom("sample", f"round {r}: {cause} on all {n} samples, so none could be scored (first "
+                                     f"error: {str(first)[len(SAMPLING):]}); the errors are in {failed}; fix it and "
+                                     "run again")
+        message = (f"round {r} ({scorer_name(run.scorer)}): the scorer failed on all {n} samples (first error: "
+                   f"{first}); the errors are in {failed}; fix the scorer and run again")
         # adaptive sampling chose how many to draw from these errors: its samples are redrawn too
         raise RedoFrom("sample" if run.cfg.sampling.allocation != "uniform" else "score", message)
+
+
+SAMPLING = "sampling: "  # how `score_groups` marks a sample that failed before the scorer saw it
+
+
+def what_failed(run: Run, error: str) -> str:
+    """What to blame for samples that failed while drawn: the agent environment, or the engine."""
+    if error.startswith("environment:"):
+        env = repr(run.cfg.rollout.env) if run.cfg.rollout.env else "the task's own"
+        return f"the environment ({env}, rollout.env) failed"
+    return f"sampling (engine {run.cfg.sampling.engine!r}, sampling.engine) failed"
