@@ -361,8 +361,6 @@ def test_a_report_that_cannot_be_written_is_one_line(finished, workspace, monkey
     assert_one_line(rc, err, ["rsft report: cannot write", str(report), "Permission denied"])
 
 
-@pytest.mark.xfail(strict=True, reason="the message is built in src/rsft/commands/export.py (another owner): "
-                                       "it says every group scored the same")
 def test_export_says_when_no_sample_reaches_the_threshold(finished, workspace):
     rc, _, err = invoke(["export", "pairs", str(finished), "--all-pairs", "--threshold", "50"], workspace)
     assert_one_line(rc, err, ["--threshold 50", "no sample"])

@@ -48,8 +48,7 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
                     seen.add(key)
                     rows.append(row)
     if not rows:
-        raise RsftError(f"{run_dir}: no pairs (every group's samples scored the same, or too few scored); "
-                        "nothing was written")
+        raise RsftError(f"{run_dir}: no pairs: {_why_no_pairs(rounds, all_pairs, threshold)}; nothing was written")
     if output is None:
         # never the round's own pairs.jsonl: that file belongs to the select stage
         name = f"pairs-round-{round_index:03d}.jsonl" if round_index is not None else "pairs-all-rounds.jsonl"
@@ -87,3 +86,17 @@ def _rounds_with(run_dir: Path, round_index: int | None, output: str | Path | No
         check_output(Path(output), "--output")
     rounds = [rd for rd in round_dirs(run_dir) if rd.done(stage)]
     return [rd for rd in rounds if round_index is None or rd.index == round_index]
+
+
+def _why_no_pairs(rounds: list, all_pairs: bool, threshold: float) -> str:
+    """What kept every group from giving a pair: a threshold no sample (or every sample) reached, or equal scores."""
+    values = [s.value for rd in rounds for d in read_jsonl(rd.scored) for s in Group.from_json(d).scores if s.ok]
+    if len(values) < 2:
+        return f"only {len(values)} sample(s) scored without an error"
+    if all_pairs and max(values) < threshold:
+        return (f"no sample reached --threshold {threshold:g} (the best scored {max(values):g}), so none counts "
+                "as accepted; lower --threshold")
+    if all_pairs and min(values) >= threshold:
+        return (f"every sample reached --threshold {threshold:g} (the worst scored {min(values):g}), so none "
+                "counts as rejected; raise --threshold")
+    return "every group's samples scored the same (or their texts are the same once normalized)"

@@ -69,13 +69,31 @@ def trained_completion(sampled: list[int], text: str, tokenizer: Any, stop_ids: 
     return body[:k] + list(tail) + [end]
 
 
+def decodes_to(ids: list[int], text: str, tokenizer: Any, stop_ids: set[int]) -> bool:
+    """Whether sampled `ids` are this tokenizer's reading of `text`: they decode to it, or to a longer text it
+    begins (a stop string cut it). Ids another tokenizer produced (a teacher's, a scripted engine's) do not."""
+    body = ids[:-1] if ids and ids[-1] in stop_ids else ids
+    if any(not 0 <= i < len(tokenizer) for i in body):
+        return False
+    return tokenizer.decode(body, skip_special_tokens=True).startswith(text)
+
+
 def token_dataset(rows: list[dict[str, Any]], tokenizer: Any, stop_ids: list[int]) -> list[dict[str, Any]] | None:
     """TRL-tokenized rows (input_ids, completion_mask) for rows that all carry their sampled ids; None
-    when one does not, or holds a trajectory: then TRL tokenizes the text rows itself."""
+    when one does not, holds a trajectory, or has ids that are not this tokenizer's reading of its text
+    (said in one line): then TRL tokenizes the text rows itself."""
     if not rows or any("completion_ids" not in r or isinstance(r.get("completion"), list)
                        and any(m.get("role") != "assistant" for m in r["completion"]) for r in rows):
         return None
     stops = set(stop_ids)
+    foreign = sum(not decodes_to(r["completion_ids"], completion_text(r), tokenizer, stops) for r in rows)
+    if foreign:
+        from rsft.progress import notice
+
+        notice(f"train: {foreign} of {len(rows)} rows carry sampled ids that do not decode to their text with the "
+               "model's tokenizer (another tokenizer or a scripted engine drew them); every row is trained on its "
+               "text, tokenized again")
+        return None
     ends: dict[bool, int] = {}
     out = []
     for row in rows:
