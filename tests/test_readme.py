@@ -53,8 +53,10 @@ def test_the_readme_has_runnable_examples():
 HANG = 1800
 
 
-def test_the_readme_examples_run_as_written(tmp_path):
+def test_the_readme_examples_run_as_written(tmp_path, smol_gguf):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    (tmp_path / ".cache" / "models").mkdir(parents=True)  # where `make model` put the real model
+    (tmp_path / ".cache" / "models" / smol_gguf.name).symlink_to(smol_gguf)
     run_cli("demo", *QUICK_DEMO, cwd=tmp_path, check=True, timeout=HANG)  # what `make demo` leaves, in less time
     ran = 0
     named = [(lang, body) for lang, body in blocks()
@@ -77,3 +79,4 @@ def test_the_readme_examples_run_as_written(tmp_path):
     assert ran >= 6
     assert (tmp_path / "runs" / "my-run" / "round-002" / "metrics.json").exists()
     assert (tmp_path / "rm" / "config.json").exists()
+    assert (tmp_path / "runs" / "smollm2" / "round-000" / "metrics.json").exists()
