@@ -30,6 +30,7 @@ def graduated(tmp_path_factory):
                 monitor={"action": "graduate", "triggers": [{"trigger": "entropy_collapse", "min": 10.0}]})
     data["selection"]["rules"] = [{"rule": "passes", "min": 0.0}, {"rule": "dedup"}]
     data["warm_start"].update({"max_steps": 300, "check_every": 100, "target_pass1": 0.3})  # some right answers
+    data["sampling"].update({"top_p": 0.9, "top_k": 7})  # GRPO's defaults are 1.0 and 0: the hand-off must carry these
     return run(build_config(data))
 
 
@@ -53,6 +54,83 @@ def test_rsft_graduate_runs_two_grpo_steps_through_trl(graduated):
     assert grpo["steps"] == 2  # TRL's GRPOTrainer, with the run's scorer as its reward function:
     assert sum("rewards/addition_scorer/mean" in entry for entry in grpo["log"]) == 2
     assert (graduated / "graduate" / "model" / "config.json").exists()
+
+
+STRICT = """
+from rsft.records import Score
+SEEN = []
+
+def strict(prompts, completions, answer):  # names only what it needs, as rsft allows; TRL passes much more
+    import json, os
+    with open(os.environ["SEEN_FILE"], "a") as f:
+        f.write(json.dumps([c if isinstance(c, str) else c[-1]["content"] for c in completions]) + "\\n")
+    return [Score(1.0 if c.strip() == str(a) else 0.0, parts={"len": len(c)}) for c, a in zip(completions, answer)]
+
+def as_dicts(prompts, completions, answer, **kwargs):
+    return [{"value": float(len(c)), "parts": {"n": 1}} for c in completions]
+"""
+
+
+@pytest.mark.parametrize("scorer", ["strict", "as_dicts"])
+def test_rsft_graduate_takes_a_scorer_that_names_only_its_columns_and_returns_records(graduated, tmp_path, scorer):
+    """rsft calls a scorer with the keywords it names; TRL's GRPOTrainer passes completion_ids,
+    trainer_state, log_extra, log_metric and every column, and wants floats: without the adapter
+    `strict()` raises "unexpected keyword argument 'completion_ids'" and Score records fail TRL's sum."""
+    import os
+
+    copy = tmp_path / "run"
+    shutil.copytree(graduated, copy, ignore=shutil.ignore_patterns("grpo.json", "grpo-work"))
+    (tmp_path / "myscorers.py").write_text(STRICT)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["scorer"] = f"myscorers:{scorer}"
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    os.environ["SEEN_FILE"] = str(tmp_path / "seen.jsonl")
+    try:
+        run_cli("graduate", str(copy), "--max-steps", "1", cwd=tmp_path, check=True)
+    finally:
+        os.environ.pop("SEEN_FILE")
+    grpo = json.loads((copy / "graduate" / "grpo.json").read_text())
+    assert grpo["steps"] == 1 and any(f"rewards/{scorer}/mean" in entry for entry in grpo["log"])
+    if scorer == "strict":
+        assert (tmp_path / "seen.jsonl").read_text().strip()  # it was called, by TRL
+
+
+def test_the_grpo_hand_off_samples_as_the_rounds_did(graduated):
+    """temperature, top_p, top_k and the completion length go into GRPOConfig (TRL's own defaults are
+    top_p 1.0 and top_k 0, another distribution than the rounds sampled from)."""
+    settings = json.loads((graduated / "graduate" / "grpo_config.json").read_text())
+    cfg = yaml.safe_load((graduated / "config.yaml").read_text())["sampling"]
+    assert (settings["top_p"], settings["top_k"], settings["temperature"]) == (0.9, 7, cfg["temperature"])
+    assert settings["max_completion_length"] == cfg["max_new_tokens"]
+
+
+def test_the_reward_function_cuts_at_the_stop_strings_and_passes_trainer_objects_by_name():
+    """The rounds' completions end before the first stop string; TRL's generation cannot stop on strings,
+    so the reward function cuts them before scoring (hand-made inputs: what the scorer must see)."""
+    from rsft.monitoring.reward_func import as_reward_func
+
+    seen = []
+
+    def exact(prompts, completions, answer, trainer_state):
+        seen.append((list(completions), trainer_state))
+        return [1.0 if (c if isinstance(c, str) else c[0]["content"]) == a else 0.0
+                for c, a in zip(completions, answer)]
+
+    reward = as_reward_func(exact, stop=["\n", "</a>"])
+    state = object()
+    got = reward(prompts=["p", "p", "p"], completions=["12\n34", "12</a>\n", "13"], answer=["12", "12", "12"],
+                 completion_ids=[[1], [2], [3]], trainer_state=state, log_metric=print)
+    assert got == [1.0, 1.0, 0.0] and seen == [(["12", "12", "13"], state)]
+    chat = reward(prompts=[[{"role": "user", "content": "p"}]], answer=["7"],
+                  completions=[[{"role": "assistant", "content": "7\nmore"}]], trainer_state=state)
+    assert chat == [1.0] and reward.__name__ == "exact"
+
+    def fails_on_one(prompts, completions):
+        if any("bad" in c for c in completions):
+            raise ValueError("bad")
+        return [2.0] * len(completions)
+
+    assert as_reward_func(fails_on_one)(prompts=["a", "b"], completions=["ok", "bad"], trainer_state=state) == [2.0, None]
 
 
 def test_trackers_get_the_round_metrics_and_the_sft_loss(graduated):

@@ -23,7 +23,8 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
     from rsft.modeling import load_model, load_tokenizer
-    from rsft.progress import quiet_hf, rich_train_callback
+    from rsft.monitoring.reward_func import as_reward_func
+    from rsft.progress import console, quiet_hf, rich_train_callback
     from rsft.stages.run import Run
 
     quiet_hf()
@@ -47,9 +48,14 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
     unknown = sorted(set(settings) - fields)
     if unknown:
         raise RsftError(f"{out / 'grpo_config.json'}: {unknown[0]!r} is not a GRPOConfig setting")
+    stop = tuple(run.cfg.sampling.stop)
+    if stop:
+        console.print(f"note: GRPO's generation cannot stop on strings; completions are cut at sampling.stop "
+                      f"{list(stop)} before scoring, and the tokens after the stop still count in GRPO's loss")
     work = out / "grpo-work"
     args = GRPOConfig(output_dir=str(work), use_cpu=not torch.cuda.is_available(), disable_tqdm=True, **settings)
-    trainer = GRPOTrainer(model=load_model(info["model"]), reward_funcs=[run.scorer], args=args,
+    reward = as_reward_func(run.scorer, stop, run.cfg.scoring.timeout)
+    trainer = GRPOTrainer(model=load_model(info["model"]), reward_funcs=[reward], args=args,
                           train_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "prompt_id"}
                                                            for r in rows]),
                           processing_class=load_tokenizer(info["model"]),

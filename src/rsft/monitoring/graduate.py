@@ -31,7 +31,9 @@ def best_round(history: list[dict[str, Any]]) -> int:
 
 
 def grpo_defaults(run: Any, prompts: int = 4) -> dict[str, Any]:
-    """Settings that run on a CPU and follow the run's own sampling; `monitor.grpo` overrides them.
+    """Settings that run on a CPU and follow the run's own sampling (temperature, top_p, top_k, the
+    completion length; the stop strings are cut by the reward function, `rsft.monitoring.reward_func`,
+    as GRPOConfig has no field for them); `monitor.grpo` overrides them.
 
     Four prompts per step (fewer when fewer are left; one prompt's group is often all-same-reward, a step with no signal), and a
     twentieth of the SFT learning rate: at the SFT rate GRPO's noisy steps wrecked a demo-task model
@@ -40,6 +42,7 @@ def grpo_defaults(run: Any, prompts: int = 4) -> dict[str, Any]:
     generations = max(2, min(s.n, 8))
     return {"num_generations": generations, "per_device_train_batch_size": max(1, min(4, prompts)) * generations,
             "max_completion_length": s.max_new_tokens, "temperature": s.temperature or 1.0,
+            "top_p": s.top_p, "top_k": s.top_k,
             "learning_rate": t.learning_rate / 20, "max_steps": 100, "logging_steps": 1, "save_strategy": "no",
             "report_to": "none", "bf16": False, "fp16": False, "dataloader_num_workers": 0, "seed": run.cfg.seed}
 
