@@ -103,3 +103,21 @@ def test_exported_trajectories_load_unchanged_into_trls_sft_trainer(ctf_run, tmp
     trained = tok.decode([i for i, lab in zip(example["input_ids"], example["labels"]) if lab != -100],
                          skip_special_tokens=False)
     assert trained == "".join(m["content"] + "</s>" for m in row["completion"] if m["role"] == "assistant")
+
+
+def test_no_dpo_pairs_are_made_of_trajectories_whose_completions_hold_tool_output(ctf_run):
+    """TRL's DPOTrainer scores every token after the prompt (it has no assistant-only mask): a pair of
+    ctf trajectories would train the model to predict the shell's output, the flag file's contents
+    included. The select stage writes none and says how many groups it left out; the export refuses."""
+    for r in (0, 1):
+        rd = ctf_run / f"round-00{r}"
+        with_tools = sum(any(t["role"] == "tool" for s in g["samples"] for t in s["turns"])
+                         for g in groups(rd / "scored.jsonl"))
+        assert with_tools > 0  # the case exists in this run
+        assert (rd / "pairs.jsonl").read_text() == ""
+        assert json.loads((rd / "selection.json").read_text())["pairs_skipped_trajectories"] == with_tools
+    proc = run_cli("export", "pairs", str(ctf_run), "--round", "0")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "scored.jsonl" in line and "tool output" in line and "DPOTrainer" in line
+    assert not (ctf_run / "exports" / "pairs-round-000.jsonl").exists()

@@ -23,7 +23,7 @@ from rsft.errors import RsftError
 from rsft.records import Group
 from rsft.rundir import atomic_write_jsonl, check_output, read_jsonl, round_dirs
 from rsft.selection import normalize
-from rsft.stages.select import group_pairs
+from rsft.stages.select import group_pairs, has_tool_output
 
 
 def export_pairs(run_dir: str | Path, round_index: int | None = None, output: str | Path | None = None,
@@ -42,7 +42,12 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
     rows, seen = [], set()
     for rd in rounds:
         for d in read_jsonl(rd.scored):
-            for row in group_pairs(Group.from_json(d), all_pairs, threshold, cap, tau):
+            group = Group.from_json(d)
+            if has_tool_output(group):
+                raise RsftError(f"{rd.scored}: these samples are agent trajectories; a DPO pair of them would put the "
+                                "environment's tool output in TRL DPOTrainer's loss (it has no assistant-only mask); "
+                                "export the SFT rows instead (rsft export sft) and train them with assistant_only_loss")
+            for row in group_pairs(group, all_pairs, threshold, cap, tau):
                 key = (row["prompt_id"], normalize(str(row["chosen"])), normalize(str(row["rejected"])))
                 if key not in seen:
                     seen.add(key)

@@ -4,7 +4,8 @@ It writes, all whole and atomically:
 - ``kept.jsonl``: the groups as the rules left them (empty groups dropped);
 - ``selected.jsonl``: the SFT set, TRL prompt/completion rows plus provenance
   (prompt id, reward, and ``round`` on rows replayed from earlier rounds);
-- ``pairs.jsonl``: each group's best-vs-worst preference pair, TRL DPO format;
+- ``pairs.jsonl``: each group's best-vs-worst preference pair, TRL DPO format (none for agent
+  trajectories: `has_tool_output`);
 - ``selection.json``: survivors after each rule, the row counts, what decontamination
   dropped (`rsft.decontamination`), the mean selection score of what was kept and, when
   round samples are judged too, the judge's precision on them; the metrics stage reads
@@ -50,8 +51,11 @@ def select_stage(run: Run, r: int) -> None:
         for f in replay_outs:
             temps.enter_context(f)
         for g in iter_groups(rd.scored):  # one group at a time: memory does not grow with the round
-            for row in group_pairs(g):
-                pairs_out.write(row)
+            if has_tool_output(g):  # TRL's DPOTrainer would put the tool output in its loss
+                t.trajectory_groups += 1
+            else:
+                for row in group_pairs(g):
+                    pairs_out.write(row)
             chosen, left = select_group(g, rules)
             t.survivors = [a + b for a, b in zip(t.survivors, left, strict=True)]
             kept, dropped = contamination.groups([chosen] if chosen.samples else [])
@@ -77,6 +81,9 @@ def select_stage(run: Run, r: int) -> None:
         for f in replay_outs:  # this round's rows first, then the replayed ones
             f.seek(0)
             selected_out.copy_lines(f)
+    if t.trajectory_groups:
+        notice(f"round {r}: pairs.jsonl has no pairs of agent trajectories ({t.trajectory_groups} groups): TRL's "
+               "DPOTrainer scores every token after the prompt, tool output included (it has no assistant-only mask)")
     if t.truncated:  # only possible when the chain has no drop_truncated rule
         notice(f"round {r}: {t.truncated} kept samples stopped at sampling.max_new_tokens and are trained with "
                "EOS appended; add {rule: drop_truncated} to the selection rules to drop them")
@@ -85,6 +92,7 @@ def select_stage(run: Run, r: int) -> None:
         "rows": t.kept, "replayed": t.replayed, "decontaminated": t.decontaminated,
         "selection_score": t.score_sum / t.kept if t.kept else None,
         "judge_precision_kept": t.judge_passed / t.judged if t.judged else None,
+        "pairs_skipped_trajectories": t.trajectory_groups,
     })
 
 
@@ -93,7 +101,7 @@ class _Tally:
 
     def __init__(self, n_rules: int) -> None:
         self.survivors = [0] * n_rules
-        self.kept = self.replayed = self.decontaminated = self.truncated = 0
+        self.kept = self.replayed = self.decontaminated = self.truncated = self.trajectory_groups = 0
         self.score_sum = 0.0
         self.judged = self.judge_passed = 0
 
@@ -189,6 +197,17 @@ def replay_row(earlier: list[tuple[int, Group]], current: list[dict[str, Any]]) 
 
 def _ranked(group: Group) -> list[tuple[Sample, Score]]:
     return sorted([(s, c) for s, c in group.scored if c.ok], key=rank_key)
+
+
+def has_tool_output(group: Group) -> bool:
+    """Whether a group's samples are trajectories with environment output after the first action: a DPO
+    pair of them would train the model to predict that output (TRL's DPOTrainer has no assistant-only
+    mask, unlike SFT's `assistant_only_loss`), so no pairs are made of them."""
+    for s in group.samples:
+        roles = [t.role for t in s.turns]
+        if "assistant" in roles and any(role != "assistant" for role in roles[roles.index("assistant"):]):
+            return True
+    return False
 
 
 def group_pairs(group: Group, all_pairs: bool = False, threshold: float = 1.0, cap: int = 16,
