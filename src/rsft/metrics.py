@@ -72,7 +72,8 @@ def eval_metrics(greedy: list[Group], sampled: list[Group], ks: list[int], thres
 
 def trajectory_metrics(samples: Iterable[Sample]) -> dict[str, float]:
     """For agent trajectories (none: {}): mean actions per trajectory, tool calls that failed (an `error`
-    in the environment's info) per trajectory, and the share the environment ended (rather than a limit)."""
+    in the environment's info) per trajectory, the share the environment ended (rather than a limit), and
+    the share that outgrew the model's context (``end: context``)."""
     t = _Trajectories()
     for s in samples:
         t.add(s)
@@ -83,7 +84,7 @@ class _Trajectories:
     """Running sums behind `trajectory_metrics`."""
 
     def __init__(self) -> None:
-        self.n = self.actions = self.tool_errors = self.ended = 0
+        self.n = self.actions = self.tool_errors = self.ended = self.out_of_context = 0
 
     def add(self, s: Sample) -> None:
         if s.turns:
@@ -91,12 +92,13 @@ class _Trajectories:
             self.actions += len(s.actions)
             self.tool_errors += sum(1 for t in s.turns if t.role == "tool" and "error" in t.info)
             self.ended += s.end == "done"
+            self.out_of_context += s.end == "context"
 
     def result(self) -> dict[str, float]:
         if not self.n:
             return {}
         return {"turns_mean": self.actions / self.n, "tool_errors_per_trajectory": self.tool_errors / self.n,
-                "ended_by_env": self.ended / self.n}
+                "ended_by_env": self.ended / self.n, "ended_by_context": self.out_of_context / self.n}
 
 
 def round_metrics(scored: Iterable[Group], accept_min: float) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class Sample:
     An agent trajectory (`rsft.sampling.rollout`) is a Sample too: `turns` holds
     every message after the prompt, `text` is the last action (what a scorer
     judges), `token_ids`/`logprob`/`entropy` cover all assistant turns, and `end`
-    says why the episode ended (``done``, ``max_turns``, ``max_tokens``, ``length``);
+    says why the episode ended (``done``, ``max_turns``, ``max_tokens``, ``length``, ``context``);
     finish_reason is "stop" only when the environment ended it.
     """
 

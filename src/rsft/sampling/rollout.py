@@ -13,7 +13,10 @@ single completions. Per turn it
 2. hands each action to its environment (in a thread pool: tools run in subprocesses)
    and appends the observation as a ``tool`` message;
 
-until the environment says done, `max_turns` actions, or `max_tokens` generated.
+until the environment says done, `max_turns` actions, `max_tokens` generated, or the conversation
+no longer fits the model's context (``end: context``: a turn's room is cut to what the context has
+left, and a turn with no room is not drawn; without this a position-embedding model indexes past
+its table and the stage crashes).
 
 Seeds are per action: turn t of trajectory i of prompt p is drawn as the prompt
 ``p/i/t`` (see `sample_seed`), so a trajectory does not depend on its batch and a
@@ -60,6 +63,8 @@ class RolloutLimits:
     max_turns: int = 6  # actions per trajectory
     max_tokens: int | None = None  # generated tokens per trajectory; default max_turns × max_new_tokens
     workers: int = 4  # environments stepped at once
+    context: int | None = None  # the model's positions: a turn's prompt plus its action must fit
+    count_tokens: Callable[[Prompt], int] | None = None  # a turn's prompt, in the model's tokens
 
 
 @dataclass
@@ -74,6 +79,7 @@ class _Episode:
     entropy_tokens: int = 0
     end: str | None = None
     error: str | None = None
+    context_bound: bool = False  # this turn's room was cut to what the context had left
 
 
 class AgentEngine:
@@ -107,12 +113,20 @@ class AgentEngine:
                 if e.tokens >= budget:
                     e.end = "max_tokens"
             live = [e for e in live if e.end is None]
-            by_room: dict[int, list[_Episode]] = {}  # one engine call per remaining-budget size
+            by_room: dict[int, list[tuple[_Episode, Prompt]]] = {}  # one engine call per remaining-room size
             for e in live:
-                by_room.setdefault(min(params.max_new_tokens, budget - e.tokens), []).append(e)
-            for room, group in by_room.items():
-                asked = [Prompt(f"{e.prompt.id}/{e.index}/{turn}", messages=tuple(e.messages),
-                                fields=e.prompt.fields) for e in group]
+                asked = Prompt(f"{e.prompt.id}/{e.index}/{turn}", messages=tuple(e.messages), fields=e.prompt.fields)
+                room = min(params.max_new_tokens, budget - e.tokens)
+                left = self._context_left(asked)
+                if left is not None and left < room:
+                    e.context_bound = True
+                    room = left
+                if room < 1:
+                    e.end = "context"  # the conversation has outgrown the model: no turn, never a crash
+                    continue
+                by_room.setdefault(room, []).append((e, asked))
+            for room, pairs in by_room.items():
+                group, asked = [e for e, _ in pairs], [a for _, a in pairs]
                 drawn = self.engine.generate(asked, 1, dataclasses.replace(params, first_index=0,
                                                                            max_new_tokens=room))
                 for e, (s,) in zip(group, drawn, strict=True):
@@ -126,6 +140,12 @@ class AgentEngine:
         for e in episodes:
             if e.end is None:
                 e.end = "max_turns"
+
+    def _context_left(self, asked: Prompt) -> int | None:
+        """Positions left for the action after this turn's prompt (None: no limit known)."""
+        if self.limits.context is None or self.limits.count_tokens is None:
+            return None
+        return self.limits.context - self.limits.count_tokens(asked)
 
     def _start(self, prompt: Prompt, index: int) -> _Episode:
         """A new episode; an environment that fails to start makes the trajectory an error (never trained on)."""
@@ -155,7 +175,7 @@ class AgentEngine:
         if s.error is not None:
             e.end, e.error = "error", s.error
         elif s.finish_reason == "length":
-            e.end = "length"
+            e.end = "context" if e.context_bound else "length"
 
     @staticmethod
     def _step(e: _Episode) -> tuple[str, bool, dict[str, Any]]:

@@ -62,14 +62,21 @@ class Run:
         """The agent environment factory (`rollout.env`, else the task's), or None for single-turn tasks."""
         return resolve("env", self.cfg.rollout.env, options=self.cfg.rollout.env_options, default=self.task.env)
 
-    def agent(self, engine: Engine) -> Engine:
-        """`engine` itself for a single-turn task; for a multi-turn one, the engine that draws trajectories."""
+    def agent(self, engine: Engine, model_path: str) -> Engine:
+        """`engine` itself for a single-turn task; for a multi-turn one, the engine that draws trajectories,
+        which ends a trajectory whose next turn would not fit `model_path`'s context."""
         if self.env is None:
             return engine
+        from rsft.data.formats import prompt_ids
+        from rsft.modeling import context_length, load_tokenizer, read_config
         from rsft.sampling.rollout import AgentEngine, RolloutLimits
 
         ro = self.cfg.rollout
-        return AgentEngine(engine, self.env, RolloutLimits(ro.max_turns, ro.max_tokens, ro.workers))
+        tokenizer = load_tokenizer(self.cfg.model.tokenizer if model_path == self.model_path and self.cfg.model.tokenizer
+                                   else model_path, trust_remote_code=self.cfg.model.trust_remote_code)
+        limits = RolloutLimits(ro.max_turns, ro.max_tokens, ro.workers, context_length(read_config(model_path)),
+                               lambda p: len(prompt_ids(p, tokenizer)))
+        return AgentEngine(engine, self.env, limits)
 
     def sampling_params(self, r: int) -> SamplingParams:
         """What round r samples with; evaluation starts from the same (stop strings, top-p, top-k)."""
@@ -124,12 +131,12 @@ class Run:
             path, engine = self._engines.pop(key)
             if path == model_path or (hasattr(engine, "switch") and engine.switch(model_path)):
                 self._engines[key] = (model_path, engine)
-                return self.agent(engine)
+                return self.agent(engine, model_path)
             _close(engine)
         engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == self.model_path
                          else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, key=key, **options)
         self._engines[key] = (model_path, engine)
-        return self.agent(engine)
+        return self.agent(engine, model_path)
 
     def release_engines(self, keep_switchable: bool = False) -> None:
         """Close the engines held (all, or those that cannot switch models without reloading)."""

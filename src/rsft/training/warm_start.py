@@ -70,7 +70,7 @@ def dev_prompts(gold: list[tuple[Prompt, Any]], train: list[Prompt], trained: in
 
 def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev: list[Prompt],
                judge: Any, cfg: WarmStartConfig, params: SamplingParams, seed: int = 0,
-               agent: Callable[[Any], Any] | None = None, rounds: TrainConfig | None = None) -> dict[str, Any]:
+               agent: Callable[[Any, str], Any] | None = None, rounds: TrainConfig | None = None) -> dict[str, Any]:
     """SFT `init_path` on gold pairs into `out_dir`, checking greedy pass@1 on `dev` with `judge`
     (through `agent`, which wraps an engine to draw trajectories, for an agent task); it trains with the
     rounds' precision and batching settings (`rounds`: the run's train section). Returns the pass@1
@@ -90,7 +90,8 @@ def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev
         mixed_precision=rounds.mixed_precision if rounds else "auto",
         group_by_length=rounds.group_by_length if rounds else True,
     )
-    stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params, agent)
+    wrap = (lambda engine: agent(engine, init_path)) if agent is not None else None  # init_path: its tokenizer, context
+    stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params, wrap)
     result = train_sft(rows, init_path, out_dir, train, seed=seed, label="warm start", callbacks=[stopper])
     return {"steps": result.steps, "loss": result.loss, "checks": stopper.history, "dev_prompts": len(dev),
             "reached_target": bool(stopper.history and stopper.history[-1][1] >= cfg.target_pass1)}
