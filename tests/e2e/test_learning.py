@@ -89,3 +89,4 @@ def test_a_teacher_samples_round_0_and_the_student_learns_from_it(learned, tmp_p
     assert rows[1]["eval"]["greedy_pass@1"] >= rows[0]["eval"]["greedy_pass@1"] + 0.1, rows
     # round 1 is on-policy again: the student samples, below the teacher's acceptance
     assert rows[2]["acceptance_rate"] < rows[1]["acceptance_rate"], rows
+    assert [r["sampler"] for r in rows[1:]] == ["teacher", "policy"]  # the entropy trigger compares policy rounds

@@ -16,6 +16,23 @@ def rows(*rounds, base=0.05):
     return out
 
 
+def test_entropy_collapse_compares_the_student_with_itself_when_a_teacher_sampled_round_0():
+    """A confident teacher's round 0 (0.9) against the student's own rounds (0.5, 0.3, 0.06): measured from
+    the teacher the fall is 93% and would fire; from the student's first round it is 88%: not yet. A
+    round the teacher sampled, however low its entropy, says nothing about the student."""
+    t = EntropyCollapse()
+    history = rows({"entropy_mean": 0.9, "sampler": "teacher"}, {"entropy_mean": 0.5, "sampler": "policy"},
+                   {"entropy_mean": 0.3, "sampler": "policy"}, {"entropy_mean": 0.06, "sampler": "policy"})
+    assert t(history) is None
+    fell = EntropyCollapse(min=None)(rows({"entropy_mean": 0.9, "sampler": "teacher"},
+                                          {"entropy_mean": 0.5, "sampler": "policy"},
+                                          {"entropy_mean": 0.04, "sampler": "policy"}))
+    assert "fell 92% from round 1" in fell  # 1 - 0.04/0.5, from the student's first round
+    assert t(rows({"entropy_mean": 0.01, "sampler": "teacher"})) is None  # every round a teacher's: never
+    assert EntropyCollapse(min=None)(rows({"entropy_mean": 0.9, "sampler": "teacher"},
+                                          {"entropy_mean": 0.05, "sampler": "policy"})) is None  # one policy round
+
+
 def test_entropy_collapse_by_floor_and_by_fall():
     t = EntropyCollapse(min=0.05, drop=0.9)
     assert t(rows({"entropy_mean": 0.8})) is None

@@ -42,18 +42,23 @@ class Trigger(BaseModel):
 class EntropyCollapse(Trigger):
     trigger: Literal["entropy_collapse"] = "entropy_collapse"
     min: float | None = Field(0.05, description="Fire when the round's sample entropy is below this (nats/token).")
-    drop: float | None = Field(0.9, description="Fire when entropy has fallen by this fraction of round 0's.",
-                               ge=0, le=1)
+    drop: float | None = Field(0.9, description="Fire when entropy has fallen by this fraction of the first "
+                                                "round the policy sampled.", ge=0, le=1)
 
     def __call__(self, history: list[dict[str, Any]]) -> str | None:
+        """Only rounds the policy sampled count (`sampler` in the metrics): a teacher's samples in round 0
+        say how sure the teacher is, not the student; against them a student's later entropy would
+        compare unlike with unlike. A round the teacher sampled never fires it."""
         rounds = [r for r in _rounds(history) if r.get("entropy_mean") is not None]
-        if not rounds:
+        if not rounds or rounds[-1].get("sampler", "policy") != "policy":
             return None
+        rounds = [r for r in rounds if r.get("sampler", "policy") == "policy"]
         now, first = rounds[-1]["entropy_mean"], rounds[0]["entropy_mean"]
         if self.min is not None and now < self.min:
             return f"sample entropy {now:.3f} is below {self.min}"
         if self.drop is not None and len(rounds) > 1 and first > 0 and now <= (1 - self.drop) * first:
-            return f"sample entropy fell {1 - now / first:.0%} from round 0 ({first:.3f} -> {now:.3f})"
+            return (f"sample entropy fell {1 - now / first:.0%} from round {rounds[0]['round']}, the first the "
+                    f"policy sampled ({first:.3f} -> {now:.3f})")
         return None
 
 

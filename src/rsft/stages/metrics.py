@@ -22,6 +22,7 @@ def metrics_stage(run: Run, r: int) -> None:
     times = rd.times()
     m.update({
         "round": r,
+        "sampler": "teacher" if run.teacher_samples(r) else "policy",  # whose entropy entropy_mean is
         "kept": sel["kept"] if "kept" in sel else sum(len(g.samples) for g in iter_groups(rd.kept)),  # older runs
         "survivors": sel["survivors"],
         "train_rows": sel["rows"] + sel["replayed"],

@@ -113,10 +113,14 @@ class Run:
     def sampler(self, r: int) -> str:
         """The model that draws round r's samples: the teacher (`sampling.model`) for round 0, or every
         round with teacher_rounds: all; else the policy."""
-        s = self.cfg.sampling
-        if s.model is not None and (r == 0 or s.teacher_rounds == "all"):
-            return resolve_path(s.model, "sampling.model")
+        if self.teacher_samples(r):
+            return resolve_path(self.cfg.sampling.model, "sampling.model")
         return self.policy(r)
+
+    def teacher_samples(self, r: int) -> bool:
+        """Whether round r's samples come from the teacher, not the policy (its metrics say `sampler`)."""
+        s = self.cfg.sampling
+        return s.model is not None and (r == 0 or s.teacher_rounds == "all")
 
     def engine(self, model_path: str, name: str | None = None, options: dict[str, Any] | None = None,
                key: str = "sampling.engine") -> Engine:
