@@ -1,9 +1,10 @@
 """Kill `rsft run` with SIGKILL at a chosen point, resume it, and compare every artefact with an
 uninterrupted run.
 
-A kill point is a stage and a fraction of that stage's duration in the control run: the harness
-starts the run, waits until the stage starts (the previous stage's done-marker appears), sleeps that
-fraction of the control's duration, and kills the whole process group (the CLI, its sandboxes, its
+A kill point is a stage and a fraction of it: the harness starts the run, waits until the stage
+starts (the previous stage's done-marker appears), waits until the stage is that fraction through (by
+what it has written, where it writes as it goes; else by that fraction of the control run's duration),
+and kills the whole process group (the CLI, its sandboxes, its
 training workers). It then runs the same command to completion and compares the two run directories
 file by file: the same files, byte-identical, except the ones that legitimately differ (`VOLATILE`):
 wall-clock timings, and the report, which plots them. Every round's samples and scores must hold
@@ -106,7 +107,7 @@ class Harness:
             assert proc.poll() is None, f"the run finished before {point}"
             assert time.monotonic() < deadline
             time.sleep(0.005)
-        time.sleep(point.fraction * seconds)
+        self._wait_into(run, point, seconds, proc)
         if target == "actor":
             actor = _ray_actor_pid(proc.pid, deadline)
             died = next((s for s in order if not done_marker(run, s).exists()), "finished")
@@ -120,6 +121,40 @@ class Harness:
             pass
         proc.wait()
         return next((s for s in order if not done_marker(run, s).exists()), "finished")
+
+
+    @staticmethod
+    def _wait_into(run: Path, point: KillPoint, seconds: float, proc: subprocess.Popen) -> None:
+        """Wait until the stage is `point.fraction` of the way through: by its own progress where it has one
+        (`stage_progress`: the groups written, the checkpoints saved), else by the control run's clock. A clock
+        alone misses on a loaded machine: a control that ran slow makes the kill land after the stage."""
+        if stage_progress(run, point.stage) is None:
+            time.sleep(point.fraction * seconds)
+            return
+        deadline = time.monotonic() + 600
+        while (stage_progress(run, point.stage) or 0.0) < point.fraction and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+
+
+def stage_progress(run: Path, stage: str) -> float | None:
+    """How far a running stage is, from what it has written: the share of train prompts sampled or scored,
+    or of `train.max_steps` checkpointed; None for the other stages (and the base's)."""
+    if ":" not in stage:
+        return None
+    import yaml
+
+    r, name = stage.split(":")
+    rd = run / f"round-{int(r[1:]):03d}"
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    if name in ("sample", "score"):
+        path = rd / ("samples.jsonl" if name == "sample" else "scored.jsonl")
+        lines = path.read_bytes().count(b"\n") if path.exists() else 0
+        return lines / cfg["task"]["params"]["n_train"]
+    if name == "train":
+        steps = [int(p.name.split("-")[1]) for p in (rd / "model-work").glob("checkpoint-*")] if rd.exists() else []
+        return max(steps, default=0) / cfg["train"]["max_steps"]
+    return None
 
 
 def _ray_actor_pid(driver: int, deadline: float) -> int:
