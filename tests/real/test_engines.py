@@ -157,17 +157,32 @@ def test_speculative_sampling_with_the_ngram_draft_stays_exact(smol_dir, hf):
     assert dof >= 4 and chi2 < crit, (chi2, crit, dof)
 
 
-def test_int8_is_said_and_measured_against_float32(smol_dir, engines):
-    """CTranslate2 int8 quantizes the model: on this 135M model its greedy text departs from float32's. The
-    test records by how much (per-token logprob of float32's own greedy tokens under each), and checks the
-    engine reports the precision it sampled in."""
+def test_int8_is_said_and_measured_against_float32(smol_dir, engines, hf):
+    """CTranslate2 int8 quantizes the model; by how much, per token: the log-probability of float32's greedy
+    tokens under each CT2 model (`score_batch`) against HF's own float32 forward pass.
+
+    Measured on an AMD EPYC (AVX2): CT2 float32 within 9e-6 of HF on every token; int8 off by 0.15 to 0.21
+    nats per token on average (0.76 at most), and its greedy text departs from float32's. The bounds: float32
+    within 1e-3 (100x the float noise; AVX-512 kernels round differently, not by more), int8 between 0.02 (it
+    really is quantized, not float32 said to be int8) and 1.0 nats per token on average (still this model)."""
+    from rsft.data.formats import prompt_ids
     from rsft.sampling.ctranslate2_engine import CTranslate2Engine
 
+    model, tok = hf
     int8 = CTranslate2Engine.from_path(str(smol_dir), compute_type="int8")
     assert int8.precision.startswith("int8") and engines["ctranslate2"].precision == "float32"
-    a = engines["ctranslate2"].generate(CHAT, 1, GREEDY)
-    b = int8.generate(CHAT, 1, GREEDY)
-    first_diff = [next((k for k, (x, y) in enumerate(zip(s.token_ids, t.token_ids)) if x != y),
-                       min(len(s.token_ids), len(t.token_ids))) for (s,), (t,) in zip(a, b)]
-    assert all(d >= 1 for d in first_diff) or any(d == 0 for d in first_diff)  # recorded, not bounded
-    print(f"int8 vs float32 greedy: first differing token at {first_diff} of {[len(s.token_ids) for (s,) in a]}")
+    report = []
+    for p, (s,) in zip(CHAT, engines["ctranslate2"].generate(CHAT, 1, GREEDY)):
+        ids, n = prompt_ids(p, tok) + list(s.token_ids), len(s.token_ids)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)  # [T, V]
+        ref = [logp[len(ids) - n - 1 + k, ids[len(ids) - n + k]].item() for k in range(n)]
+        gap = {}
+        for name, engine in (("float32", engines["ctranslate2"]), ("int8", int8)):
+            scored = engine._fresh_generator().score_batch([tok.convert_ids_to_tokens(ids)])[0]
+            gap[name] = [abs(a - b) for a, b in zip(ref, list(scored.log_probs)[-n:], strict=True)]
+        assert max(gap["float32"]) < 1e-3, (p.id, gap["float32"])
+        mean8 = sum(gap["int8"]) / n
+        assert 0.02 < mean8 < 1.0, (p.id, mean8)
+        report.append(f"{p.id}: {mean8:.3f} mean, {max(gap['int8']):.3f} max over {n} tokens")
+    print("int8 vs float32, |log p| per token:", "; ".join(report))
