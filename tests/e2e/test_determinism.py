@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ROOT, run_cli
 
 MINI = ROOT / "tests" / "e2e" / "mini.yaml"
 
 
+@pytest.mark.slow  # the default tier's kill-and-resume test compares a whole run byte for byte with its control
 def test_same_seed_same_bytes(tmp_path):
     for name in ("a", "b"):
         run_cli("run", str(MINI), f"output_dir={tmp_path}", f"name={name}", "rounds=1", check=True)

@@ -41,6 +41,7 @@ def first_sample(run_dir, r):
     return group["prompt"]["text"], sample
 
 
+@pytest.mark.slow  # three vLLM loads (~1.5 min); the default tier's vLLM evidence is tests/vllm/test_*engine*, test_real_model
 def test_each_round_samples_from_the_previous_rounds_model(tmp_path):
     run_dir = run(mini(tmp_path, "v"))
     metrics = json.loads((run_dir / "round-001" / "metrics.json").read_text())
