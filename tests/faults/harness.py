@@ -132,7 +132,8 @@ class Harness:
             time.sleep(point.fraction * seconds)
             return
         deadline = time.monotonic() + 600
-        while (stage_progress(run, point.stage) or 0.0) < point.fraction and proc.poll() is None:
+        while ((stage_progress(run, point.stage) or 0.0) < point.fraction and proc.poll() is None
+               and not done_marker(run, point.stage).exists()):
             assert time.monotonic() < deadline
             time.sleep(0.002)
 
@@ -150,8 +151,11 @@ def stage_progress(run: Path, stage: str) -> float | None:
     if name in ("sample", "score"):
         path = rd / ("samples.jsonl" if name == "sample" else "scored.jsonl")
         lines = path.read_bytes().count(b"\n") if path.exists() else 0
-        return lines / cfg["task"]["params"]["n_train"]
+        n = (cfg.get("task") or {}).get("params", {}).get("n_train")
+        return lines / n if n else None
     if name == "train":
+        if not (cfg.get("train") or {}).get("max_steps"):
+            return None
         steps = [int(p.name.split("-")[1]) for p in (rd / "model-work").glob("checkpoint-*")] if rd.exists() else []
         return max(steps, default=0) / cfg["train"]["max_steps"]
     return None

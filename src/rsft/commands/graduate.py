@@ -1,7 +1,7 @@
 """`rsft graduate RUN`: the GRPO hand-off that a monitor trigger prepared (`rsft.monitoring.graduate`).
 
 It runs TRL's own `GRPOTrainer` from the graduation's model on its prompts (those whose samples still got
-different rewards), with the run's scorer as `reward_funcs` (rsft scorers have TRL's reward signature),
+different rewards), with the run's scorer as `reward_funcs` (through `rsft.monitoring.reward_func.as_reward_func`),
 and saves the model to ``RUN/graduate/model`` and the training log to ``grpo.json``.
 """
 

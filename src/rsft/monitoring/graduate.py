@@ -8,7 +8,8 @@
   the trigger, and how many prompts were kept and dropped.
 
 `rsft graduate RUN` (`rsft.commands.graduate`) runs TRL's own `GRPOTrainer` from that model on those
-prompts, with the run's scorer as `reward_funcs`. rsft adds no RL of its own.
+prompts, with the run's scorer as `reward_funcs` (through `rsft.monitoring.reward_func`). rsft adds no
+RL of its own.
 """
 
 from __future__ import annotations

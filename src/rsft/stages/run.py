@@ -74,7 +74,7 @@ class Run:
         ro = self.cfg.rollout
         tokenizer = load_tokenizer(self.cfg.model.tokenizer if model_path == self.model_path and self.cfg.model.tokenizer
                                    else model_path, trust_remote_code=self.cfg.model.trust_remote_code)
-        limits = RolloutLimits(ro.max_turns, ro.max_tokens, ro.workers, context_length(read_config(model_path)),
+        limits = RolloutLimits(ro.max_turns, ro.max_tokens, ro.workers, context_length(read_config(model_path, trust_remote_code=self.cfg.model.trust_remote_code)),
                                lambda p: len(prompt_ids(p, tokenizer)))
         return AgentEngine(engine, self.env, limits)
 
