@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rsft.sampling.base import cut_at_stop
-from rsft.scoring.base import score_flat, scorer_name
+from rsft.scoring.base import accepted_kwargs, score_flat, scorer_name
 
 
 def _cut(completion: Any, stop: tuple[str, ...]) -> Any:
@@ -52,7 +52,7 @@ def as_reward_func(scorer: Callable[..., Any], stop: tuple[str, ...] | list[str]
         objects = {k: v for k, v in kwargs.items() if k not in columns}
         fn = scorer
         if objects:  # bound by name, so the one-by-one retry does not index them
-            accepted = _names(scorer, objects)
+            accepted = accepted_kwargs(scorer, objects)
             if accepted:
                 def fn(**call: Any) -> Any:  # noqa: E306 - a closure over this call's objects
                     return scorer(**call, **accepted)
@@ -65,17 +65,9 @@ def as_reward_func(scorer: Callable[..., Any], stop: tuple[str, ...] | list[str]
     return reward
 
 
-def _names(fn: Callable[..., Any], objects: dict[str, Any]) -> dict[str, Any]:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return {}
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return objects
-    names = {p.name for p in params}
-    return {k: v for k, v in objects.items() if k in names}
-
-
 def _signature_without(fn: Callable[..., Any], bound: dict[str, Any]) -> Any:
-    sig = inspect.signature(fn)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # unreadable: the wrapper takes what the scorer would
+        return inspect.Signature([inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
     return sig.replace(parameters=[p for p in sig.parameters.values() if p.name not in bound])

@@ -39,7 +39,8 @@ def to_score(raw: Any) -> Score:
     return Score(value) if math.isfinite(value) else Score(None, error="non-finite score")
 
 
-def _accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+def accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments `fn` takes (all of them when it takes **kwargs or its signature cannot be read)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -68,7 +69,7 @@ class WrongCount(Exception):
 
 def _call(fn: Callable[..., Any], prompts: list[Any], completions: list[Any], kwargs: dict[str, Any],
           timeout: float | None = None) -> list[Score]:
-    args = dict(prompts=prompts, completions=completions, **_accepted_kwargs(fn, kwargs))
+    args = dict(prompts=prompts, completions=completions, **accepted_kwargs(fn, kwargs))
     if timeout is None:
         out = list(fn(**args))
     else:
