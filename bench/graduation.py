@@ -27,7 +27,7 @@ from rsft.commands.evaluate import evaluate_model
 from rsft.commands.graduate import graduate
 from rsft.config import build_config, load_config
 from rsft.rounds import run
-from rsft.rundir import read_json
+from rsft.rundir.files import read_json
 
 LEARN = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "learn.yaml"
 

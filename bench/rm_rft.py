@@ -36,7 +36,7 @@ from common import demo_variant  # noqa: E402
 
 from rsft.records import Group
 from rsft.rounds import run, run_round_stage
-from rsft.rundir import read_jsonl
+from rsft.rundir.files import read_jsonl
 from rsft.tasks.addition import addition_scorer
 from rsft.commands.export import export_pairs
 from rsft.training.preference import RewardModelTraining, train_reward_model

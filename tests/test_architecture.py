@@ -15,10 +15,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # bottom to top; a module may import its own layer and the ones below, never above
 LAYERS = [
     ("foundations", ["rsft.errors", "rsft.records", "rsft.progress", "rsft.registry", "rsft.rundir", "rsft.runlock",
-                     "rsft.config", "rsft.config_sections"]),
+                     "rsft.config", "rsft.config_sections", "rsft.metrics_schema"]),
     ("data and tasks", ["rsft.data", "rsft.modeling", "rsft.gguf", "rsft.tasks", "rsft.serving"]),
-    ("parts", ["rsft.sampling", "rsft.scoring", "rsft.agents", "rsft.selection", "rsft.metrics", "rsft.decontamination",
-               "rsft.distributed"]),
+    ("parts", ["rsft.sampling", "rsft.scoring", "rsft.agents", "rsft.selection", "rsft.metrics", "rsft.metrics_table",
+               "rsft.decontamination", "rsft.distributed"]),
     ("training and evaluation", ["rsft.training", "rsft.evaluation", "rsft.monitoring"]),
     ("stages", ["rsft.stages"]),
     ("loop and commands", ["rsft.rounds", "rsft.preflight", "rsft.commands", "rsft.demo"]),

@@ -49,7 +49,7 @@ def demo_like_rows():
 def test_the_round_table_fits_80_columns_with_no_cell_cut():
     from rich.console import Console
 
-    from rsft.metrics import round_table
+    from rsft.metrics_table import round_table
 
     console = Console(width=80, record=True)
     console.print(round_table(demo_like_rows(), "rsft · runs/a-long-run-name · after round 12"))
@@ -64,7 +64,7 @@ def test_the_round_table_fits_80_columns_with_no_cell_cut():
 def test_the_wide_table_has_every_column():
     from rich.console import Console
 
-    from rsft.metrics import round_table
+    from rsft.metrics_table import round_table
 
     console = Console(width=240, record=True)
     console.print(round_table(demo_like_rows(), "t", wide=True))
@@ -77,7 +77,7 @@ def test_the_wide_table_has_every_column():
 def test_the_compact_table_fits_80_columns_whatever_the_values():
     from rich.console import Console
 
-    from rsft.metrics import round_table
+    from rsft.metrics_table import round_table
 
     ev = {"greedy_pass@1": 1.0, "pass@16": 1.0, "pass@1": 1.0, "maj@16": 1.0, "engine": "transformers",
           "precision": "bfloat16"}

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from rsft.errors import DataError
-from rsft.rundir import RoundDir, append_jsonl, atomic_write_json, read_jsonl, truncate_lines, truncate_torn_tail
+from rsft.rundir.files import append_jsonl, atomic_write_json, read_jsonl, truncate_lines, truncate_torn_tail
+from rsft.rundir.layout import RoundDir
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

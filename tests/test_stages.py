@@ -10,7 +10,7 @@ import pytest
 from rsft.config import build_config
 from rsft.errors import RsftError
 from rsft.rounds import open_run
-from rsft.rundir import read_groups
+from rsft.rundir.files import read_groups
 from rsft.stages.runner import run_stage
 from tests.conftest import make_model_dir
 

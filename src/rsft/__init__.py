@@ -28,7 +28,7 @@ _EXPORTS = {
     "run_from_file": "rsft.rounds",
     "run_round_stage": "rsft.rounds",
     "evaluate_model": "rsft.commands.evaluate",
-    "round_rows": "rsft.rundir",
+    "round_rows": "rsft.rundir.rows",
     "write_report": "rsft.monitoring.report",
     "graduate": "rsft.commands.graduate",
     "demo": "rsft.demo",

@@ -134,10 +134,10 @@ def metrics(
 ) -> None:
     """Per-round metrics of a run, as a table (compact, or --wide) or JSON."""
     from rsft.rounds import print_table
-    from rsft.rundir import round_rows
+    from rsft.rundir.layout import RunDir
+    from rsft.rundir.rows import round_rows
 
-    if not (run_dir / "config.yaml").is_file():
-        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    RunDir.existing(run_dir)
     if as_json:
         typer.echo(json.dumps(round_rows(run_dir), indent=2, sort_keys=True))
     else:
@@ -183,7 +183,7 @@ def convert(
     if output is not None:
         import shutil
 
-        from rsft.rundir import check_output
+        from rsft.rundir.files import check_output
 
         check_output(output, "--output", is_dir=True)
         shutil.copytree(out, output, dirs_exist_ok=True)
@@ -298,7 +298,7 @@ def best_of_n_cmd(
 ) -> None:
     """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""
     from rsft.commands.best_of_n import best_of_n
-    from rsft.rundir import atomic_write_jsonl, check_output
+    from rsft.rundir.files import atomic_write_jsonl, check_output
 
     if (prompt is None) == (input_path is None):
         raise RsftError("best-of-n needs exactly one of --prompt TEXT or --input FILE")

@@ -49,7 +49,8 @@ def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh:
 
     from rsft.progress import table_console
     from rsft.rounds import run
-    from rsft.rundir import round_rows
+    from rsft.metrics_schema import GREEDY_PASS1
+    from rsft.rundir.rows import round_rows
 
     cfg = demo_config(overrides, output_dir)
     if fresh and cfg.run_dir.exists():
@@ -61,8 +62,8 @@ def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh:
         f"run directory: {cfg.run_dir} (run again to resume; --fresh to start over)"
     )
     run_dir = run(cfg)
-    rows = [r for r in round_rows(run_dir) if "greedy_pass@1" in (r.get("eval") or {})]
-    if len(rows) > 1:
-        trail = " → ".join(f"{r['eval']['greedy_pass@1']:.1%}" for r in rows)
+    curve = [p for p in map(GREEDY_PASS1.of, round_rows(run_dir)) if p is not None]
+    if len(curve) > 1:
+        trail = " → ".join(f"{p:.1%}" for p in curve)
         table_console.print(f"held-out greedy pass@1, base then each round: {trail}")
     return run_dir

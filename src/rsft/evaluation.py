@@ -15,6 +15,7 @@ from typing import Any
 
 from rsft.config import EvalConfig
 from rsft.metrics import eval_metrics
+from rsft.metrics_schema import ENGINE, PRECISION
 from rsft.progress import progress_bar
 from rsft.records import Group, Prompt
 from rsft.sampling.base import Engine, SamplingParams
@@ -45,7 +46,7 @@ def evaluate(
     batch_size: int = 64,
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one model on held-out prompts; see `rsft.metrics.eval_metrics` for the keys.
+    """Metrics of one model on held-out prompts, keyed as `rsft.metrics_schema` names the EVAL keys.
 
     `params` are the rounds' sampling parameters: evaluation cuts at the same stop strings and
     filters with the same top-p/top-k, greedily for pass@1 and at `eval.temperature` for pass@k,
@@ -62,6 +63,6 @@ def evaluate(
         sampled = _run(engine, prompts, cfg.n, sampled_params, scorer, max(1, batch_size // 2),
                        f"eval pass@{cfg.n}", timeout)
     metrics: dict[str, Any] = eval_metrics(greedy, sampled, cfg.k, cfg.pass_threshold)
-    metrics["engine"] = getattr(engine, "name", type(engine).__name__)
-    metrics["precision"] = getattr(engine, "precision", "unknown")
+    metrics[ENGINE] = getattr(engine, "name", type(engine).__name__)
+    metrics[PRECISION] = getattr(engine, "precision", "unknown")
     return metrics

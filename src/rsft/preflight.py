@@ -43,7 +43,8 @@ from rsft.errors import ConfigError
 from rsft.monitoring.trackers import check_trackers
 from rsft.progress import notice
 from rsft.modeling import check_model_path, context_length, load_tokenizer, read_config
-from rsft.rundir import check_output, is_done
+from rsft.rundir.files import check_output
+from rsft.rundir.layout import is_done
 from rsft.sampling.engines import check_engine_options
 from rsft.sampling.env_check import check_env
 from rsft.sampling.teacher import check_teacher

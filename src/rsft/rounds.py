@@ -18,8 +18,9 @@ from rsft.config import RunConfig, build_config, dump_config, load_config, merge
 from rsft.errors import ConfigError
 from rsft.progress import notice, quiet_hf, table_console
 from rsft.preflight import check_run
-from rsft.rundir import atomic_write_text, remove_stale_temps, round_dirs, stage_times_file
-from rsft.rundir import round_rows
+from rsft.rundir.files import atomic_write_text, remove_stale_temps
+from rsft.rundir.layout import RunDir, is_done_marker, round_dirs
+from rsft.rundir.rows import round_rows
 from rsft.runlock import LOCK_FILE, acquire, release
 from rsft.stages.monitor import monitor_action
 from rsft.stages.run import Run
@@ -53,9 +54,9 @@ def run(cfg: RunConfig) -> Path:
 
 def ended_by_monitor(run: Run, r: int) -> bool:
     """A stop or graduate action ends the run after round r (a finished run; say so once more on a resume)."""
-    action = monitor_action(run, r).get("action")
+    action = monitor_action(run, r).action
     if action in ("stop", "graduate"):
-        where = f"; its GRPO hand-off is in {run.dir / 'graduate'} (rsft graduate {run.dir})" if action == "graduate" else ""
+        where = f"; its GRPO hand-off is in {run.layout.graduate.path} (rsft graduate {run.dir})" if action == "graduate" else ""
         notice(f"the monitor ended this run after round {r} ({action}){where}")
         return True
     return False
@@ -92,7 +93,8 @@ def open_run(cfg: RunConfig) -> Run:
     it takes the run directory's lock (`rsft.runlock`): a second rsft process on the same directory is
     refused in one line before it changes anything; `run` gives the lock back when it ends."""
     run_dir = cfg.run_dir
-    cfg_path = run_dir / "config.yaml"
+    layout = RunDir(run_dir)
+    cfg_path = layout.config
     bookkeeping: list[Path] = []
     if cfg_path.is_file():
         stored = load_config(cfg_path)
@@ -103,9 +105,9 @@ def open_run(cfg: RunConfig) -> Run:
         for where in (old, new):
             where.pop("ray", None)
             where["train"].pop("processes", None), where["train"].pop("launcher", None)
-        bookkeeping = [f for f in run_dir.iterdir() if f == stage_times_file(run_dir) or f.name.endswith(".done")
+        bookkeeping = [f for f in run_dir.iterdir() if f == layout.stage_times or is_done_marker(f)
                        or f.name.startswith(".")]
-        produced = [f for f in run_dir.iterdir() if f.name not in ("config.yaml", LOCK_FILE) and f not in bookkeeping]
+        produced = [f for f in run_dir.iterdir() if f.name not in (cfg_path.name, LOCK_FILE) and f not in bookkeeping]
         if old != new and produced:
             diff = _first_difference(old, new)
             raise ConfigError(f"{cfg_path}: this run was started with a different config ({diff}); "
@@ -150,7 +152,7 @@ def _first_difference(old: Any, new: Any, key: str = "") -> str:
 
 def print_table(run_dir: Path, title: str | None = None, wide: bool = False) -> None:
     """The run's metrics table on stdout: compact (80 columns) by default, every column with `wide`."""
-    from rsft.metrics import round_table
+    from rsft.metrics_table import round_table
 
     table_console.print(round_table(round_rows(run_dir), title or f"rsft · {run_dir}", wide=wide))
 

@@ -12,7 +12,7 @@ import pytest
 from rsft.config import load_config
 from rsft.distributed import ActorPool
 from rsft.rounds import open_run
-from rsft.rundir import count_lines, read_jsonl
+from rsft.rundir.files import count_lines, read_jsonl
 from rsft.stages.runner import run_base_stage, run_stage
 from tests.conftest import ROOT, run_cli
 from tests.faults.harness import compare_runs

@@ -10,7 +10,7 @@ import yaml
 
 from rsft.config import build_config
 from rsft.rounds import run
-from rsft.rundir import read_jsonl
+from rsft.rundir.files import read_jsonl
 from tests.conftest import ROOT
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsft.distributed.reaper import session_processes
-from rsft.rundir import read_jsonl
+from rsft.rundir.files import read_jsonl
 
 ROUND_STAGES = ("sample", "score", "select", "train", "eval", "metrics", "monitor")
 # files whose bytes may differ between two runs of the same config, and why

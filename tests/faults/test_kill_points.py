@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from rsft.rundir import count_lines
+from rsft.rundir.files import count_lines
 from tests.faults.conftest import ROUNDS
 from tests.faults.harness import Harness, KillPoint, check_exactly_once, compare_runs, stages
 

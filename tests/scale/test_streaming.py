@@ -17,7 +17,7 @@ import pytest
 from rsft.config import build_config
 from rsft.data.prompts import LazyPrompts
 from rsft.rounds import open_run
-from rsft.rundir import count_lines
+from rsft.rundir.files import count_lines
 from rsft.stages.runner import run_base_stage, run_stage
 from tests.conftest import make_model_dir
 

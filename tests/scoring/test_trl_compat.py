@@ -59,7 +59,7 @@ def test_trl_reward_function_scores_an_rsft_round(tmp_path):
 
     from rsft.config import build_config
     from rsft.rounds import run
-    from rsft.rundir import read_jsonl
+    from rsft.rundir.files import read_jsonl
     from tests.conftest import make_model_dir
     from trl.rewards import accuracy_reward
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from rsft.config import load_config
 from rsft.progress import quiet_hf
-from rsft.rundir import round_dirs
+from rsft.rundir.layout import RunDir
 from rsft.stages.evaluate import eval_model
 from rsft.stages.run import Run
 
 
 def latest_model(run: Run) -> tuple[str, int]:
     """The newest trained model of a run and its round (-1 for the base)."""
-    trained = [rd for rd in round_dirs(run.dir) if rd.done("train")]
+    trained = [rd for rd in run.layout.rounds() if rd.done("train")]
     return (str(trained[-1].model), trained[-1].index) if trained else (run.base_model, -1)
 
 
@@ -22,8 +22,9 @@ def evaluate_model(target: str | Path, config: str | Path | None = None, overrid
     """Held-out metrics of a model directory (on the config's task) or of a run's newest/given round."""
     quiet_hf()
     path = Path(target)
-    if (path / "config.yaml").is_file():
-        run = Run(load_config(path / "config.yaml", overrides), path)
+    layout = RunDir(path)
+    if layout.config.is_file():
+        run = Run(load_config(layout.config, overrides), path)
         if round_index is None:
             model, round_index = latest_model(run)
         else:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from rsft.errors import RsftError
-from rsft.rundir import atomic_write_json, read_json, read_jsonl, replace_dir
+from rsft.rundir.files import atomic_write_json, read_json, read_jsonl, replace_dir
 
 
 def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
@@ -29,17 +29,18 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
 
     quiet_hf()
     run = Run.open(run_dir)
-    out = run.dir / "graduate"
-    if not (out / "graduation.json").is_file():
+    grad = run.layout.graduate
+    out = grad.path
+    if not grad.graduation.is_file():
         raise RsftError(f"{out}: no graduation here (a monitor trigger with action: graduate writes it)")
     if run.env is not None:
         raise RsftError(f"{run.dir}: graduation to GRPO is single-turn, and this run samples agent trajectories "
                         "(its prompts alone would train without the environment's tools)")
-    info = read_json(out / "graduation.json")
-    rows = list(read_jsonl(out / "prompts.jsonl"))
+    info = read_json(grad.graduation)
+    rows = list(read_jsonl(grad.prompts))
     if not rows:
-        raise RsftError(f"{out / 'prompts.jsonl'}: no prompt with mixed rewards is left for GRPO")
-    settings = read_json(out / "grpo_config.json")
+        raise RsftError(f"{grad.prompts}: no prompt with mixed rewards is left for GRPO")
+    settings = read_json(grad.grpo_config)
     if max_steps is not None:
         settings["max_steps"] = max_steps
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
@@ -47,12 +48,12 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
     settings.setdefault(flag, False)
     unknown = sorted(set(settings) - fields)
     if unknown:
-        raise RsftError(f"{out / 'grpo_config.json'}: {unknown[0]!r} is not a GRPOConfig setting")
+        raise RsftError(f"{grad.grpo_config}: {unknown[0]!r} is not a GRPOConfig setting")
     stop = tuple(run.cfg.sampling.stop)
     if stop:
         console.print(f"note: GRPO's generation cannot stop on strings; completions are cut at sampling.stop "
                       f"{list(stop)} before scoring, and the tokens after the stop still count in GRPO's loss")
-    work = out / "grpo-work"
+    work = grad.grpo_work
     args = GRPOConfig(output_dir=str(work), use_cpu=not torch.cuda.is_available(), disable_tqdm=True, **settings)
     reward = as_reward_func(run.scorer, stop, run.cfg.scoring.timeout)
     trainer = GRPOTrainer(model=load_model(info["model"]), reward_funcs=[reward], args=args,
@@ -69,7 +70,7 @@ def graduate(run_dir: str | Path, max_steps: int | None = None) -> Path:
     final = work / "final"
     trainer.model.save_pretrained(final)
     trainer.processing_class.save_pretrained(final)
-    replace_dir(final, out / "model")
-    atomic_write_json(out / "grpo.json", {"steps": int(trainer.state.global_step), "log": trainer.state.log_history})
+    replace_dir(final, grad.model)
+    atomic_write_json(grad.grpo_log, {"steps": int(trainer.state.global_step), "log": trainer.state.log_history})
     shutil.rmtree(work, ignore_errors=True)
-    return out / "model"
+    return grad.model

@@ -17,7 +17,7 @@ from rsft.data.prompts import load_rows
 from rsft.errors import DataError, RsftError
 from rsft.progress import progress_bar
 from rsft.registry import resolve
-from rsft.rundir import atomic_write_jsonl, check_output
+from rsft.rundir.files import atomic_write_jsonl, check_output
 from rsft.scoring.base import score_flat, scorer_name
 from rsft.scoring.spec import check_scorer
 

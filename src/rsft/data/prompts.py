@@ -17,7 +17,7 @@ from typing import Any
 
 from rsft.errors import DataError
 from rsft.records import Prompt
-from rsft.rundir import parse_jsonl_line, read_jsonl_numbered
+from rsft.rundir.files import parse_jsonl_line, read_jsonl_numbered
 
 Row = tuple[str, dict[str, Any]]  # (where, row), "where" is file:line or file row N
 

@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from rsft.data.formats import scorer_prompt
-from rsft.rundir import atomic_write_json, atomic_write_jsonl, read_groups
+from rsft.metrics_schema import GREEDY_PASS1, ROUND, Row, is_base
+from rsft.rundir.files import atomic_write_json, atomic_write_jsonl, read_groups
 
 
-def best_round(history: list[dict[str, Any]]) -> int:
+def best_round(history: list[Row]) -> int:
     """The round with the best held-out greedy pass@1 (the later on a tie); -1 for the base."""
     best, index = -1.0, -1
     for row in history:
-        p = (row.get("eval") or {}).get("greedy_pass@1")
+        p = GREEDY_PASS1.of(row)
         if p is not None and p >= best:
-            best, index = p, (-1 if row.get("round") == "base" else int(row["round"]))
+            best, index = p, (-1 if is_base(row) else int(ROUND.of(row)))
     return index
 
 
@@ -48,17 +49,17 @@ def grpo_defaults(run: Any, prompts: int = 4) -> dict[str, Any]:
             "report_to": "none", "bf16": False, "fp16": False, "dataloader_num_workers": 0, "seed": run.cfg.seed}
 
 
-def write_graduation(run: Any, r: int, trigger: str, history: list[dict[str, Any]]) -> Path:
-    out = run.dir / "graduate"
+def write_graduation(run: Any, r: int, trigger: str, history: list[Row]) -> Path:
+    out = run.layout.graduate
     groups = read_groups(run.round(r).scored)
     mixed = [g for g in groups if len({c.value for c in g.scores if c.ok}) > 1]
     rows = [{"prompt": scorer_prompt(g.prompt), **g.prompt.fields, "prompt_id": g.prompt.id} for g in mixed]
     best = best_round(history)
     model = str(run.round(best).model) if best >= 0 else run.base_model
-    atomic_write_jsonl(out / "prompts.jsonl", rows)
-    atomic_write_json(out / "grpo_config.json", {**grpo_defaults(run, len(rows)), **run.cfg.monitor.grpo})
-    atomic_write_json(out / "graduation.json", {
+    atomic_write_jsonl(out.prompts, rows)
+    atomic_write_json(out.grpo_config, {**grpo_defaults(run, len(rows)), **run.cfg.monitor.grpo})
+    atomic_write_json(out.graduation, {
         "round": r, "trigger": trigger, "model": model, "best_round": best, "prompts": len(rows),
         "dropped_uniform": len(groups) - len(rows), "command": f"rsft graduate {run.dir}",
     })
-    return out
+    return out.path

@@ -4,7 +4,8 @@ Plots are drawn with matplotlib and embedded as inline SVG, so the page needs no
 script: held-out pass@1 / pass@k / maj@k, acceptance and coverage, sample entropy, reward max against
 median, tokens spent and samples per prompt, the selection score against the judge (when round samples
 are judged), then the triggers that fired and a few kept and rejected samples of each round. Every
-number comes from the run directory (`metrics.json`, `monitor.json`, `kept.jsonl`, `scored.jsonl`).
+number comes from the run directory: each round's metrics, monitor verdict, kept and scored samples
+(`rsft.rundir.layout.RoundDir`), with the metrics' keys as `rsft.metrics_schema` names them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rsft import metrics_schema as M
 from rsft.errors import DiskFull, RsftError
-from rsft.metrics import round_table
-from rsft.rundir import atomic_write_text, check_output, read_json, read_jsonl, round_dirs, round_rows
+from rsft.metrics_table import round_table
+from rsft.monitoring.verdict import Verdict
+from rsft.rundir.files import atomic_write_text, check_output, read_jsonl
+from rsft.rundir.layout import RoundDir, RunDir
+from rsft.rundir.rows import round_rows
 
 STYLE = """body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}h1{font-size:22px}
 h2{font-size:17px;margin-top:28px}.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{width:520px}
@@ -33,10 +38,12 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]  # drop the XML prologue and doctype: the page embeds the element
 
 
-def _series(rows: list[dict[str, Any]], get: Any) -> tuple[list[str], list[float | None]]:
+def _series(rows: list[M.Row], get: Any) -> tuple[list[str], list[float | None]]:
+    """The x (round) and y values of one line; a value `get` cannot compute (a row from before the metric
+    existed) is None, a gap in the line."""
     xs, ys = [], []
     for row in rows:
-        xs.append(str(row.get("round")))
+        xs.append(str(M.ROUND.of(row)))
         try:
             ys.append(get(row))
         except (KeyError, TypeError):
@@ -44,7 +51,7 @@ def _series(rows: list[dict[str, Any]], get: Any) -> tuple[list[str], list[float
     return xs, ys
 
 
-def _plot(title: str, rows: list[dict[str, Any]], lines: dict[str, Any], ylabel: str, percent: bool = False) -> str:
+def _plot(title: str, rows: list[M.Row], lines: dict[str, Any], ylabel: str, percent: bool = False) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,12 +78,7 @@ def _plot(title: str, rows: list[dict[str, Any]], lines: dict[str, Any], ylabel:
     return f'<div class="plot">{svg}</div>'
 
 
-def _largest(rows: list[dict[str, Any]], prefix: str) -> str | None:
-    ks = sorted({int(k[len(prefix):]) for r in rows for k in (r.get("eval") or {}) if k.startswith(prefix)})
-    return f"{prefix}{ks[-1]}" if ks else None
-
-
-def _metric_table(rows: list[dict[str, Any]]) -> str:
+def _metric_table(rows: list[M.Row]) -> str:
     from rich.console import Console
 
     console = Console(record=True, width=240, file=io.StringIO())
@@ -86,17 +88,17 @@ def _metric_table(rows: list[dict[str, Any]]) -> str:
 
 def _examples(run_dir: Path, r: int, n: int = 3) -> str:
     """A few kept samples, and a few the rules dropped, of round r."""
-    rd = run_dir / f"round-{r:03d}"
+    rd = RoundDir(run_dir, r)
     kept_keys, kept = set(), []
-    if (rd / "kept.jsonl").exists():
-        for g in itertools.islice(read_jsonl(rd / "kept.jsonl"), 50):
+    if rd.kept.exists():
+        for g in itertools.islice(read_jsonl(rd.kept), 50):
             for s, c in zip(g["samples"], g.get("scores", [])):
                 kept_keys.add((g["prompt"]["id"], s["index"]))
                 if len(kept) < n:
                     kept.append((g["prompt"], s["text"], c))
     rejected = []
-    if (rd / "scored.jsonl").exists():
-        for g in itertools.islice(read_jsonl(rd / "scored.jsonl"), 200):
+    if rd.scored.exists():
+        for g in itertools.islice(read_jsonl(rd.scored), 200):
             for s, c in zip(g["samples"], g.get("scores", [])):
                 if (g["prompt"]["id"], s["index"]) not in kept_keys and len(rejected) < n:
                     rejected.append((g["prompt"], s["text"], c))
@@ -114,35 +116,34 @@ def _examples(run_dir: Path, r: int, n: int = 3) -> str:
 
 def render(run_dir: Path) -> str:
     rows = round_rows(run_dir)
-    rounds = [r for r in rows if r.get("round") != "base"]
-    k, m = _largest(rows, "pass@"), _largest(rows, "maj@")
-    evals = {"greedy pass@1": lambda r: r["eval"]["greedy_pass@1"]}
-    if k:
-        evals[k] = lambda r, k=k: r["eval"][k]
-    if m:
-        evals[m] = lambda r, m=m: r["eval"][m]
+    rounds = M.rounds_only(rows)
+    evals = {"greedy pass@1": M.GREEDY_PASS1.of}
+    for family in (M.PASS_AT, M.MAJ_AT):
+        k = family.largest(rows)
+        if k is not None:
+            evals[family(k)] = family(k).of
+    tokens = M.TOKENS_GENERATED.of
     plots = [
         _plot("held-out accuracy", rows, evals, "accuracy", percent=True),
-        _plot("acceptance and coverage", rounds, {"acceptance": lambda r: r["acceptance_rate"],
-                                                  "coverage": lambda r: r["coverage"]}, "share", percent=True),
-        _plot("sample entropy", rounds, {"entropy": lambda r: r["entropy_mean"]}, "nats per token"),
-        _plot("reward: best vs median sample per prompt", rounds, {"max": lambda r: r["reward_max_mean"],
-                                                                   "median": lambda r: r["reward_median_mean"]}, "reward"),
-        _plot("tokens spent", rounds, {"tokens generated (thousands)": lambda r: r["tokens_generated"] / 1000,
-                                       "samples per prompt, mean": lambda r: r["samples_per_prompt"],
-                                       "samples per prompt, max": lambda r: r["samples_per_prompt_max"]}, "count"),
+        _plot("acceptance and coverage", rounds, {"acceptance": M.ACCEPTANCE_RATE.of,
+                                                  "coverage": M.COVERAGE.of}, "share", percent=True),
+        _plot("sample entropy", rounds, {"entropy": M.ENTROPY_MEAN.of}, "nats per token"),
+        _plot("reward: best vs median sample per prompt", rounds, {"max": M.REWARD_MAX_MEAN.of,
+                                                                   "median": M.REWARD_MEDIAN_MEAN.of}, "reward"),
+        _plot("tokens spent", rounds, {"tokens generated (thousands)": lambda r: tokens(r) / 1000,
+                                       "samples per prompt, mean": M.SAMPLES_PER_PROMPT.of,
+                                       "samples per prompt, max": M.SAMPLES_PER_PROMPT_MAX.of}, "count"),
     ]
-    if any(r.get("judge_precision_kept") is not None for r in rounds):
+    if any(M.JUDGE_PRECISION_KEPT.of(r) is not None for r in rounds):
         plots.append(_plot("selection score vs the judge", rows, {
-            "selection score": lambda r: r["selection_score"], "judge pass@1": lambda r: r["eval"]["greedy_pass@1"],
-            "judge precision on kept": lambda r: r["judge_precision_kept"]}, "value"))
+            "selection score": M.SELECTION_SCORE.of, "judge pass@1": M.GREEDY_PASS1.of,
+            "judge precision on kept": M.JUDGE_PRECISION_KEPT.of}, "value"))
     fired = []
-    for rd in round_dirs(run_dir):
-        path = rd.path / "monitor.json"
-        for f in (read_json(path).get("fired", []) if path.exists() else []):
-            fired.append(f"<tr class=fired><td>{rd.index}</td><td>{html.escape(f['trigger'])}</td>"
-                         f"<td class=text>{html.escape(f['reason'])}</td><td>{html.escape(f['action'])}</td></tr>")
-    examples = "".join(f"<h3>round {r['round']}</h3>{_examples(run_dir, int(r['round']))}" for r in rounds)
+    for rd in RunDir(run_dir).rounds():
+        for f in Verdict.read(rd.monitor_file).fired:
+            fired.append(f"<tr class=fired><td>{rd.index}</td><td>{html.escape(f.trigger)}</td>"
+                         f"<td class=text>{html.escape(f.reason)}</td><td>{html.escape(f.action)}</td></tr>")
+    examples = "".join(f"<h3>round {M.ROUND.of(r)}</h3>{_examples(run_dir, int(M.ROUND.of(r)))}" for r in rounds)
     name = html.escape(Path(run_dir).name)
     return (f"<!doctype html><html><head><meta charset=utf-8><title>rsft · {name}</title><style>{STYLE}</style>"
             f"</head><body><h1>rsft run {name}</h1><p>{len(rounds)} round(s); the table and plots below come from "
@@ -155,14 +156,13 @@ def render(run_dir: Path) -> str:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write (or rewrite) RUN/report.html; returns its path."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    layout = RunDir.existing(run_dir)
+    run_dir = layout.path
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise RsftError("rsft report needs matplotlib (pip install 'rsft[report]')") from None
-    out = run_dir / "report.html"
+    out = layout.report
     check_output(out, "rsft report: cannot write")  # before the plots are drawn: a directory in its place...
     try:
         atomic_write_text(out, render(run_dir))

@@ -2,7 +2,7 @@
 
 Two streams go to them:
 - the round metrics, once per round, with the round as the step (`log_round`, called by the monitor
-  stage): every number of `metrics.json`, the held-out ones as ``eval/...``;
+  stage): every number of the round's metrics row (`rsft.metrics_schema`), the held-out ones as ``eval/...``;
 - the SFT loss curve, by TRL itself (`SFTConfig.report_to`): `train_env` points each library at the run
   directory (``RUN/trackers/``) through the environment variables it reads.
 
@@ -16,9 +16,10 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
 
 from rsft.errors import ConfigError
+from rsft.metrics_schema import ROUND, SECONDS, SURVIVORS, Row
+from rsft.rundir.layout import RunDir
 
 MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow"}
 
@@ -30,7 +31,7 @@ def check_trackers(backends: list[str]) -> None:
             raise ConfigError(f"key 'report_to': {name} is not installed (pip install 'rsft[{name}]')")
 
 
-def flatten(row: dict[str, Any]) -> dict[str, float]:
+def flatten(row: Row) -> dict[str, float]:
     """The numbers of a metrics row, nested keys joined with '/'."""
     out: dict[str, float] = {}
     for key, value in row.items():
@@ -47,7 +48,7 @@ def _run_id(run_dir: Path) -> str:
 
 def train_env(backends: list[str], run_dir: Path, label: str) -> dict[str, str]:
     """Environment for TRL's own reporting during one training (the SFT loss), under ``RUN/trackers/``."""
-    root = Path(run_dir).resolve() / "trackers"
+    root = RunDir(Path(run_dir).resolve()).trackers
     env: dict[str, str] = {}
     if "tensorboard" in backends:
         env["TENSORBOARD_LOGGING_DIR"] = str(root / "tensorboard" / label)
@@ -62,10 +63,11 @@ def train_env(backends: list[str], run_dir: Path, label: str) -> dict[str, str]:
     return env
 
 
-def log_round(backends: list[str], run_dir: Path, row: dict[str, Any], step: int) -> None:
-    """One round's metrics to every tracker, with the round as the step."""
-    values = flatten({k: v for k, v in row.items() if k not in ("round", "seconds", "survivors")})
-    root = Path(run_dir).resolve() / "trackers"
+def log_round(backends: list[str], run_dir: Path, row: Row, step: int) -> None:
+    """One round's metrics to every tracker, with the round as the step (so not the round itself, nor the
+    per-stage seconds and per-rule survivors, which are bookkeeping rather than curves)."""
+    values = flatten({k: v for k, v in row.items() if k not in (ROUND, SECONDS, SURVIVORS)})
+    root = RunDir(Path(run_dir).resolve()).trackers
     name = Path(run_dir).name
     if "tensorboard" in backends:
         from torch.utils.tensorboard import SummaryWriter

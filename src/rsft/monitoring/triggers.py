@@ -1,8 +1,8 @@
 """Triggers: named conditions on the rounds so far, each with an action (warn, stop, graduate, revert).
 
 A trigger is a small pydantic model, as a selection rule is: its fields are its settings, and calling
-it on the run's history (the rows of `rsft.stages.metrics.round_rows`: the base's eval, then each
-finished round's metrics) returns why it fires, or None. Adding one is a class here plus a line in
+it on the run's history (the rows of `rsft.rundir.rows.round_rows`: the base's eval, then each
+finished round's metrics, keyed as `rsft.metrics_schema` names them) returns why it fires, or None. Adding one is a class here plus a line in
 `rsft.registry.BUILTINS["monitor"]`; a user's is ``{trigger: "module:function", option: value}``,
 called as ``function(history, **options) -> str | None``.
 
@@ -19,17 +19,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rsft.errors import ConfigError
+from rsft.metrics_schema import (
+    ENTROPY_MEAN,
+    GREEDY_PASS1,
+    JUDGE_PRECISION_KEPT,
+    POLICY,
+    ROUND,
+    SAMPLER,
+    SELECTION_SCORE,
+    UNIFORM_SHARE,
+    Row,
+    rounds_only,
+)
 from rsft.registry import check_options, lookup, validate_model
 
 Action = Literal["warn", "stop", "graduate", "revert"]
-
-
-def _rounds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [row for row in history if row.get("round") != "base"]
-
-
-def _pass1(row: dict[str, Any]) -> float | None:
-    return (row.get("eval") or {}).get("greedy_pass@1")
 
 
 class Trigger(BaseModel):
@@ -45,19 +49,20 @@ class EntropyCollapse(Trigger):
     drop: float | None = Field(0.9, description="Fire when entropy has fallen by this fraction of the first "
                                                 "round the policy sampled.", ge=0, le=1)
 
-    def __call__(self, history: list[dict[str, Any]]) -> str | None:
-        """Only rounds the policy sampled count (`sampler` in the metrics): a teacher's samples in round 0
-        say how sure the teacher is, not the student; against them a student's later entropy would
-        compare unlike with unlike. A round the teacher sampled never fires it."""
-        rounds = [r for r in _rounds(history) if r.get("entropy_mean") is not None]
-        if not rounds or rounds[-1].get("sampler", "policy") != "policy":
+    def __call__(self, history: list[Row]) -> str | None:
+        """Only rounds the policy sampled count (`sampler` in the metrics; rows from before it was
+        recorded count as the policy's): a teacher's samples in round 0 say how sure the teacher is, not
+        the student; against them a student's later entropy would compare unlike with unlike. A round the
+        teacher sampled never fires it."""
+        rounds = [r for r in rounds_only(history) if ENTROPY_MEAN.of(r) is not None]
+        if not rounds or (SAMPLER.of(rounds[-1]) or POLICY) != POLICY:
             return None
-        rounds = [r for r in rounds if r.get("sampler", "policy") == "policy"]
-        now, first = rounds[-1]["entropy_mean"], rounds[0]["entropy_mean"]
+        rounds = [r for r in rounds if (SAMPLER.of(r) or POLICY) == POLICY]
+        now, first = ENTROPY_MEAN.of(rounds[-1]), ENTROPY_MEAN.of(rounds[0])
         if self.min is not None and now < self.min:
             return f"sample entropy {now:.3f} is below {self.min}"
         if self.drop is not None and len(rounds) > 1 and first > 0 and now <= (1 - self.drop) * first:
-            return (f"sample entropy fell {1 - now / first:.0%} from round {rounds[0]['round']}, the first the "
+            return (f"sample entropy fell {1 - now / first:.0%} from round {ROUND.of(rounds[0])}, the first the "
                     f"policy sampled ({first:.3f} -> {now:.3f})")
         return None
 
@@ -67,8 +72,8 @@ class StalledGain(Trigger):
     rounds: int = Field(2, description="Fire after this many rounds in a row without gain.", gt=0)
     min_gain: float = Field(0.005, description="Held-out greedy pass@1 gain that counts as progress.")
 
-    def __call__(self, history: list[dict[str, Any]]) -> str | None:
-        curve = [p for p in (_pass1(row) for row in history) if p is not None]
+    def __call__(self, history: list[Row]) -> str | None:
+        curve = [p for p in (GREEDY_PASS1.of(row) for row in history) if p is not None]
         if len(curve) < self.rounds + 1:
             return None
         gains = [b - a for a, b in zip(curve[-self.rounds - 1:-1], curve[-self.rounds:])]
@@ -83,9 +88,9 @@ class UniformGroups(Trigger):
     max_share: float = Field(0.9, description="Fire when more than this share of prompts got one reward for all "
                                               "their samples (no signal left to select on).", ge=0, le=1)
 
-    def __call__(self, history: list[dict[str, Any]]) -> str | None:
-        rounds = _rounds(history)
-        share = rounds[-1].get("uniform_share") if rounds else None
+    def __call__(self, history: list[Row]) -> str | None:
+        rounds = rounds_only(history)
+        share = UNIFORM_SHARE.of(rounds[-1]) if rounds else None
         if share is not None and share > self.max_share:
             return f"{share:.0%} of prompts got the same reward for every sample"
         return None
@@ -102,24 +107,24 @@ class RewardHacking(Trigger):
                                                     "falls by more than this from the round before.")
     min_precision: float | None = Field(None, description="Fire when that precision is below this.")
 
-    def __call__(self, history: list[dict[str, Any]]) -> str | None:
-        rounds = _rounds(history)
+    def __call__(self, history: list[Row]) -> str | None:
+        rounds = rounds_only(history)
         if not rounds:
             return None
         now = rounds[-1]
-        precision = now.get("judge_precision_kept")
+        precision = JUDGE_PRECISION_KEPT.of(now)
         if self.min_precision is not None and precision is not None and precision < self.min_precision:
             return f"the judge accepts only {precision:.0%} of what selection kept"
         if len(rounds) < 2:
             return None
         before = rounds[-2]
-        score_now, score_before = now.get("selection_score"), before.get("selection_score")
-        judge_now, judge_before = _pass1(now), _pass1(before)
+        score_now, score_before = SELECTION_SCORE.of(now), SELECTION_SCORE.of(before)
+        judge_now, judge_before = GREEDY_PASS1.of(now), GREEDY_PASS1.of(before)
         if None not in (score_now, score_before, judge_now, judge_before) \
                 and score_now - score_before > self.min_rise and judge_now - judge_before <= self.judge_tolerance:
             return (f"the selection score rose {score_before:.3f} -> {score_now:.3f} while the judge's held-out "
                     f"pass@1 went {judge_before:.1%} -> {judge_now:.1%}")
-        before_precision = before.get("judge_precision_kept")
+        before_precision = JUDGE_PRECISION_KEPT.of(before)
         if precision is not None and before_precision is not None and before_precision - precision > self.precision_drop:
             return f"the judge's precision on kept samples fell {before_precision:.1%} -> {precision:.1%}"
         return None
@@ -132,7 +137,7 @@ class FunctionTrigger(Trigger):
     trigger: str
     _fn: Any = PrivateAttr(default=None)
 
-    def __call__(self, history: list[dict[str, Any]]) -> str | None:
+    def __call__(self, history: list[Row]) -> str | None:
         if self._fn is None:
             self._fn = lookup("monitor", self.trigger, "monitor.triggers")
         options = {k: v for k, v in (self.model_extra or {}).items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.errors import ConfigError
-from rsft.rundir import atomic_write_json, replace_dir
+from rsft.rundir.files import atomic_write_json, replace_dir
 from rsft.stages.run import Run
 
 
@@ -27,7 +27,7 @@ def base_stage(run: Run) -> None:
         if run.task.alphabet is None:
             raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
                               f"task {run.task.name!r} has none; give a model path")
-        init = str(build_tiny(run.dir / "base-init", run.task.alphabet, run.cfg.model.tiny, run.cfg.seed,
+        init = str(build_tiny(run.layout.base_init, run.task.alphabet, run.cfg.model.tiny, run.cfg.seed,
                               run.task.chat_template))
     info: dict[str, Any] = {"init": init}
     ws = run.cfg.warm_start
@@ -39,4 +39,4 @@ def base_stage(run: Run) -> None:
     else:
         replace_dir(Path(init), Path(run.base_model))
     info["seconds"] = round(time.perf_counter() - t0, 3)
-    atomic_write_json(run.dir / "base.json", info)
+    atomic_write_json(run.layout.base_info, info)

@@ -7,7 +7,7 @@ the run's scorer); the metrics themselves are `rsft.evaluation`'s.
 
 from __future__ import annotations
 
-from rsft.rundir import atomic_write_json
+from rsft.rundir.files import atomic_write_json
 from rsft.stages.run import Run
 
 
@@ -28,4 +28,4 @@ def eval_stage(run: Run, r: int) -> None:
 def eval_base_stage(run: Run) -> None:
     """The base model's held-out metrics, into ``base-eval.json`` (nothing when eval is off or has no prompts)."""
     if run.cfg.eval.enabled and run.task.eval:
-        atomic_write_json(run.dir / "base-eval.json", eval_model(run, run.base_model, -1))
+        atomic_write_json(run.layout.base_eval, eval_model(run, run.base_model, -1))

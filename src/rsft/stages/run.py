@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import RunConfig, load_config
-from rsft.errors import RsftError
 from rsft.modeling import resolve_path
 from rsft.registry import parameters, resolve
-from rsft.rundir import RoundDir, read_json
+from rsft.monitoring.verdict import Verdict
+from rsft.rundir.layout import RoundDir, RunDir
 from rsft.sampling.base import Engine, SamplingParams
 from rsft.sampling.engines import engine_factory, exact_options
 from rsft.tasks.base import Task
@@ -38,10 +38,13 @@ class Run:
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Run:
-        run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
-        return cls(load_config(run_dir / "config.yaml"), run_dir)
+        layout = RunDir.existing(run_dir)
+        return cls(load_config(layout.config), layout.path)
+
+    @property
+    def layout(self) -> RunDir:
+        """Where each of the run's files lives (`rsft.rundir.layout`)."""
+        return RunDir(self.dir)
 
     @cached_property
     def task(self) -> Task:
@@ -96,16 +99,15 @@ class Run:
     def base_model(self) -> str:
         """The model round 0 samples from: the configured path, or the one rsft built/warm-started."""
         if self.cfg.model.path == "tiny" or self.cfg.warm_start.enabled:
-            return str(self.dir / "base-model")
+            return str(self.layout.base_model)
         return self.model_path
 
     def policy(self, r: int) -> str:
         """The model that samples in round r: the previous round's, the base for round 0, or the round the
-        previous round's monitor reverted to (``monitor.json``: revert_to)."""
+        previous round's monitor reverted to (its `Verdict`'s revert_to)."""
         if r == 0:
             return self.base_model
-        monitor = self.round(r - 1).path / "monitor.json"
-        back = read_json(monitor).get("revert_to") if monitor.exists() else None
+        back = Verdict.read(self.round(r - 1).monitor_file).revert_to
         if back is not None:
             return str(self.round(back).model) if back >= 0 else self.base_model
         return str(self.round(r - 1).model)

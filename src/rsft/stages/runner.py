@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rsft.errors import RedoFrom, RsftError
-from rsft.rundir import TRAIN_RESULT, RoundDir, is_done, mark_done, record_time
+from rsft.rundir.layout import TRAIN_RESULT, RoundDir, is_done, mark_done, record_time
 from rsft.stages.base_model import base_stage
 from rsft.stages.evaluate import eval_base_stage, eval_stage
 from rsft.stages.metrics import metrics_stage
@@ -43,7 +43,7 @@ def resumed_from(rd: RoundDir, stage: str) -> list[Path]:
 def reset_from(rd: RoundDir, stage: str) -> None:
     """Un-mark `stage` and the round's later stages, and delete what `stage` onwards would resume from."""
     for later in ROUND_STAGE_NAMES[ROUND_STAGE_NAMES.index(stage):]:
-        (rd.path / f"{later}.done").unlink(missing_ok=True)
+        rd.done_marker(later).unlink(missing_ok=True)
         for target in resumed_from(rd, later):
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 

@@ -67,7 +67,7 @@ def score_stage(run: Run, r: int) -> None:
             n, first = n + 1, first if first is not None else c.error
             drawn += not (c.error or "").startswith(SAMPLING)
     if n:
-        failed = rd.scored.with_name("scored.failed.jsonl")
+        failed = rd.scored_failed
         rd.scored.replace(failed)
         if not drawn:  # nothing reached the scorer: the samples must be drawn again once the cause is fixed
             cause = what_failed(run, str(first)[len(SAMPLING):])

@@ -1,37 +1,24 @@
-"""The run directory is the state.
+"""The files rsft writes and reads: atomic writes, streaming JSONL, and readers whose errors name the file.
 
-Every stage reads only the run directory and writes only its own files. Files
-are written atomically (temporary file, then rename), and a stage's
-``<stage>.done`` marker is written last: its existence is the only proof that
-the stage finished. Resuming is therefore "run every stage whose marker is
-missing", with no separate bookkeeping that could disagree with the files.
-
-The stages that take long append instead: sampling (``samples.jsonl``, and
-``presample.jsonl`` for GVM) and scoring (``scored.jsonl``) write one line per
-prompt group, a whole batch per write, through `resumable_map`, so an
-interrupted stage resumes at the first prompt not written. A torn last line
-from a kill, or a partial batch, is cut off and redone. Everything else is
-written whole, atomically: small files at once, a round's worth of rows through
-`JsonlWriter`, which streams into a temporary file and renames it. The round
-stages read a round one group at a time (`iter_groups`), so their memory does not
-grow with the round; `read_groups` (a whole file) is left to what still needs it
-whole: GVM's plan and the graduation hand-off.
+Everything is written atomically, into a temporary file beside the target and then renamed: small files at
+once (`atomic_write_json`), a round's worth of rows streamed through `JsonlWriter`. A reader of a file rsft
+wrote turns a truncated or hand-edited one into a one-line `DataError` naming file:line, and a full disk
+into a `DiskFull` naming the file. The append-and-resume side (`append_jsonl`, the truncations) serves
+`rsft.rundir.resumable`. Nothing here knows which file is which: that is `rsft.rundir.layout`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rsft.errors import DataError, DiskFull, RsftError, disk_full, disk_full_message
-from rsft.progress import progress_bar
+from rsft.errors import DataError, DiskFull, disk_full, disk_full_message
 from rsft.records import Group
 
 
@@ -167,66 +154,6 @@ def truncate_lines(path: Path, keep: int) -> None:
         f.truncate(offset)
 
 
-class RoundDir:
-    """Paths and done-markers of one round: ``RUN/round-NNN/``."""
-
-    def __init__(self, run_dir: Path, round_index: int) -> None:
-        self.run_dir = Path(run_dir)
-        self.index = round_index
-        self.path = self.run_dir / f"round-{round_index:03d}"
-
-    samples = property(lambda self: self.path / "samples.jsonl")
-    presample = property(lambda self: self.path / "presample.jsonl")  # GVM's first samples per prompt
-    allocation = property(lambda self: self.path / "allocation.json")  # GVM's plan
-    scored = property(lambda self: self.path / "scored.jsonl")
-    selected = property(lambda self: self.path / "selected.jsonl")
-    kept = property(lambda self: self.path / "kept.jsonl")
-    pairs = property(lambda self: self.path / "pairs.jsonl")
-    model = property(lambda self: self.path / "model")
-    model_work = property(lambda self: work_dir(self.path / "model"))  # training checkpoints of `model`
-    eval_file = property(lambda self: self.path / "eval.json")
-    metrics_file = property(lambda self: self.path / "metrics.json")
-    stage_times = property(lambda self: stage_times_file(self.path))
-
-    def done(self, stage: str) -> bool:
-        return is_done(self.path, stage)
-
-    def mark_done(self, stage: str) -> None:
-        mark_done(self.path, stage)
-
-    def times(self) -> dict[str, float]:
-        return read_json(self.stage_times) if self.stage_times.exists() else {}
-
-
-def is_done(where: Path, stage: str) -> bool:
-    """Whether `stage` finished in directory `where` (its done-marker exists)."""
-    return (Path(where) / f"{stage}.done").exists()
-
-
-def mark_done(where: Path, stage: str) -> None:
-    atomic_write_text(Path(where) / f"{stage}.done", "")
-
-
-def stage_times_file(where: Path) -> Path:
-    return Path(where) / "stage_times.json"
-
-
-def record_time(where: Path, stage: str, seconds: float) -> None:
-    """Add a stage's seconds to ``where/stage_times.json``."""
-    path = stage_times_file(where)
-    times = read_json(path) if path.exists() else {}
-    times[stage] = round(seconds, 3)
-    atomic_write_json(path, times)
-
-
-TRAIN_RESULT = "rsft-train.json"  # beside a model rsft trained: its result and the fingerprint of its inputs
-
-
-def work_dir(out: Path) -> Path:
-    """Where a trainer writing `out` keeps its checkpoints until `out` is in place: ``OUT-work``."""
-    return out.with_name(f"{out.name}-work")
-
-
 def replace_dir(src: Path, dst: Path) -> None:
     """Move a finished directory into place, replacing any stale one."""
     if dst.exists():
@@ -234,15 +161,8 @@ def replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
 
 
-def round_dirs(run_dir: Path) -> list[RoundDir]:
-    """Existing rounds of a run, in order."""
-    out = []
-    for p in sorted(Path(run_dir).glob("round-[0-9][0-9][0-9]")):
-        out.append(RoundDir(run_dir, int(p.name.split("-")[1])))
-    return out
-
-
 def read_groups(path: Path) -> list[Group]:
+    """The groups of a JSONL file, all at once: only for what needs a round whole (GVM's plan, graduation)."""
     return [Group.from_json(d) for d in read_jsonl(path)]
 
 
@@ -313,78 +233,3 @@ def remove_stale_temps(where: Path) -> int:
             tmp.unlink(missing_ok=True)
             n += 1
     return n
-
-
-BatchMap = Callable[[Iterable[list[Any]]], Iterator[list[dict[str, Any]]]]
-
-
-def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of `size` items (the last may be shorter), pulled lazily."""
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def resumable_map(items: Iterable[Any], out: Path, fn: Callable[[list[Any]], list[dict[str, Any]]] | None,
-                  batch_size: int, label: str, item_id: Callable[[Any], str], total: int | None = None,
-                  mapper: BatchMap | None = None) -> None:
-    """Write fn(batch) for each batch of items to out (JSONL, one line per item), resuming; streaming.
-
-    Lines already in `out` are trusted only if they are whole batches for the same
-    items in the same order; a torn tail or a partial batch is cut off and redone.
-    Items are pulled lazily and each batch's lines are appended as soon as they
-    arrive, so memory does not grow with the number of items. `mapper` replaces
-    the in-process ``map(fn, batches)`` by another ordered map over the batches
-    (Ray actors); it must yield each batch's lines in input order.
-    """
-    truncate_torn_tail(out)
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)
-    items = iter(items)
-    done, pending = 0, []  # pending: the items of the last, possibly partial, batch already on disk
-    if out.exists():
-        for row in read_jsonl(out):
-            item = next(items, _END)
-            if item is _END:
-                raise RsftError(f"{out}:{done + 1}: more lines than the stage has items; "
-                                "the run's prompts changed, start a new run")
-            if row["prompt"]["id"] != item_id(item):
-                raise RsftError(f"{out}:{done + 1}: written for prompt {row['prompt']['id']!r}, expected "
-                                f"{item_id(item)!r}; the run's prompts changed, start a new run")
-            done += 1
-            pending = [] if len(pending) + 1 == batch_size else [*pending, item]
-    rest = next(items, _END)
-    if rest is _END:
-        pending = []  # every item is written: a short last batch is the last batch
-    else:
-        items = itertools.chain([rest], items)
-    if pending:
-        truncate_lines(out, done - len(pending))
-        items = itertools.chain(pending, items)
-    whole = done - len(pending)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with progress_bar(label, total=total, completed=whole) as (bar, task):
-        chunks = batches(items, batch_size)
-        for lines in (mapper(chunks) if mapper is not None else map(fn, chunks)):
-            append_jsonl(out, lines)
-            bar.update(task, advance=len(lines))
-
-
-_END = object()
-
-
-def round_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The base model's eval and every finished round's metrics, for tables and `rsft metrics`."""
-    rows = []
-    base_eval = Path(run_dir) / "base-eval.json"
-    if base_eval.exists():
-        rows.append({"round": "base", "eval": read_json(base_eval)})
-    for rd in round_dirs(Path(run_dir)):
-        if rd.metrics_file.exists():
-            rows.append(read_json(rd.metrics_file))
-    return rows
