@@ -23,9 +23,14 @@ def short_only(group, max_chars: int = 3):
     return group.keep([(s, c) for s, c in group.scored if len(s.text) <= max_chars])
 
 
-def squares(n: int = 4, seed: int = 0, train=None):
-    prompts = [Prompt(f"q{i}", text=f"{i}*{i}=", fields={"answer": i * i}) for i in range(n)]
+def squares(n: int = 4, seed: int = 0, settings=None):
+    prompts = [Prompt(f"q{i}", text=f"{i}*{i}=", fields={"answer": i * i, "train": settings and settings.train})
+               for i in range(n)]
     return Task("squares", prompts[: n // 2], prompts[n // 2 :], scorer=None, alphabet="0123456789*=")
+
+
+def by_name(n: int = 4, train=None):
+    return squares(n)
 
 
 def my_engine(model_path, tokenizer_path=None, dtype="float32", trust_remote_code=False, rows: int = 1024):
@@ -72,11 +77,18 @@ def test_a_bad_rule_is_one_line_naming_the_key(user_module, rule, needle):
     assert "\n" not in str(e.value)
 
 
-def test_a_user_task_gets_params_seed_and_the_task_settings_it_names(user_module):
+def test_a_user_task_gets_params_seed_and_the_task_section_as_settings(user_module):
     cfg = build_config({"task": {"name": f"{user_module}:squares", "params": {"n": 6}, "train": "ignored.jsonl"}})
     task = resolve("task", cfg.task, seed=3)
     assert task.name == "squares" and [p.text for p in task.train] == ["0*0=", "1*1=", "2*2="]
     assert [p.fields["answer"] for p in task.eval] == [9, 16, 25]
+    assert {p.fields["train"] for p in task.train} == {"ignored.jsonl"}  # the whole section, as `settings`
+
+
+def test_a_user_task_naming_a_task_setting_as_a_parameter_is_told_to_take_settings(user_module):
+    cfg = build_config({"task": {"name": f"{user_module}:by_name", "train": "x.jsonl"}})
+    with pytest.raises(ConfigError, match=r"key 'task.name': task '.*:by_name' takes 'train'.*`settings`"):
+        resolve("task", cfg.task, seed=0)
 
 
 @pytest.mark.parametrize("params, needle", [({"m": 1}, "task.params.m"), ({"n": "six"}, "expected int")])

@@ -25,6 +25,7 @@ from rsft.config_sections import (  # noqa: F401 - every section is importable f
     WarmStartConfig,
 )
 from rsft.errors import ConfigError
+from rsft.registry import resolve
 
 
 class RunConfig(Section):
@@ -47,6 +48,9 @@ class RunConfig(Section):
     ray: RayConfig | None = Field(
         None, description="Sample and score on a Ray cluster (pip install 'rsft[ray]'); the files are the same as "
         "without it. null: in this process.")
+    executor: str | None = Field(
+        None, description="Where the sample and score stages' batches run (rsft.stages.executors): local, ray, or "
+        "'module:Class'; default: ray when the ray section is enabled, else local.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which samples are kept.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning on the kept samples.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Held-out evaluation.")
@@ -58,11 +62,14 @@ class RunConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _carry_needs_replay(self) -> RunConfig:
-        """carry skips prompts kept in earlier rounds: only replay keeps them in training."""
-        if self.sampling.allocation == "carry" and self.train.replay != "all_rounds":
-            raise ValueError("sampling.allocation: carry skips prompts kept in earlier rounds, so it needs "
-                             f"train.replay: all_rounds (got {self.train.replay!r})")
+    def _allocation_fits(self) -> RunConfig:
+        """The allocation strategy is built (a name or 'module:Class' that does not resolve fails here) and
+        checks what it needs of the rest (carry: train.replay: all_rounds). The registry imports it by name."""
+        resolve("allocation", self.sampling.allocation, sampling=self.sampling).check(self)
+        if self.executor is not None:
+            resolve("executor", self.executor)  # a name or 'module:Class' that does not build fails here
+        if self.executor == "ray" and not self.uses_ray:
+            raise ValueError("executor: ray needs an enabled ray section (ray: {address: ...})")
         return self
 
     @model_validator(mode="after")
@@ -114,6 +121,11 @@ class RunConfig(Section):
     def uses_ray(self) -> bool:
         """Whether sampling and scoring run on Ray (a `ray` section, not switched off)."""
         return self.ray is not None and self.ray.enabled
+
+    @property
+    def executor_name(self) -> str:
+        """The executor the stages use: `executor` as given, else ray with an enabled ray section, else local."""
+        return self.executor or ("ray" if self.uses_ray else "local")
 
     @property
     def accept_min(self) -> float:

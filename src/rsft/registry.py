@@ -1,7 +1,8 @@
 """The one registry: every extension kind is resolved here, from one name → factory table.
 
 Kinds: ``engine``, ``scorer``, ``task``, ``rule``, ``monitor`` (triggers), ``env`` (agent environments),
-``launcher`` (what starts N training processes). For each kind a name means either a built-in listed in `BUILTINS`,
+``launcher`` (what starts N training processes), ``allocation`` (how many samples each prompt gets),
+``executor`` (where a stage's batches run: this process or Ray). For each kind a name means either a built-in listed in `BUILTINS`,
 or a user's ``"package.module:function"``. `resolve(kind, spec, ...)` turns a
 config spec into the built object by handing it to the kind's builder (listed
 in `BUILDERS`), which lives beside the kind's implementations and calls
@@ -34,10 +35,10 @@ from rsft.errors import ConfigError
 
 BUILTINS: dict[str, dict[str, str]] = {
     "engine": {
-        "transformers": "rsft.sampling.transformers_engine:TransformersEngine.from_path",
-        "ctranslate2": "rsft.sampling.ctranslate2_engine:CTranslate2Engine.from_path",
-        "vllm": "rsft.sampling.vllm_engine:VLLMEngine.from_path",
-        "openai": "rsft.sampling.openai_engine:OpenAIEngine.from_path",
+        "transformers": "rsft.sampling.transformers_engine:FACTORY",
+        "ctranslate2": "rsft.sampling.ctranslate2_engine:FACTORY",
+        "vllm": "rsft.sampling.vllm_engine:FACTORY",
+        "openai": "rsft.sampling.openai_engine:FACTORY",
         "fake": "rsft.sampling.fake:fake_engine",
     },
     "scorer": {
@@ -80,6 +81,16 @@ BUILTINS: dict[str, dict[str, str]] = {
         "torchrun": "rsft.training.launchers:torchrun",
         "accelerate": "rsft.training.launchers:accelerate",
     },
+    "allocation": {
+        "uniform": "rsft.sampling.allocators:Uniform",
+        "early_stop": "rsft.sampling.allocators:EarlyStop",
+        "carry": "rsft.sampling.allocators:Carry",
+        "gvm": "rsft.sampling.allocators:Gvm",
+    },
+    "executor": {
+        "local": "rsft.stages.executors:LocalExecutor",
+        "ray": "rsft.stages.executors:RayExecutor",
+    },
 }
 
 # what turns a config spec of each kind into the built object
@@ -91,6 +102,8 @@ BUILDERS: dict[str, str] = {
     "monitor": "rsft.monitoring.triggers:build_trigger",
     "env": "rsft.sampling.rollout:build_env",
     "launcher": "rsft.training.launchers:build_launcher",
+    "allocation": "rsft.sampling.allocators:build_allocation",
+    "executor": "rsft.stages.executors:build_executor",
 }
 
 

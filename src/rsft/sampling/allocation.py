@@ -27,8 +27,9 @@ matters as much as how fast they are drawn.
   one right answer and replay keeps it: sampling a solved prompt again finds
   the row it already has.
 
-Both need scores while sampling, so samples come back already scored; the
-score stage keeps those scores instead of scoring twice. Sample indices (and so
+All three score while sampling, so samples come back already scored; the
+score stage keeps those scores instead of scoring twice. The strategy objects
+the stages ask (`rsft.sampling.allocators`) wrap these functions. Sample indices (and so
 seeds) continue across waves, so the result does not depend on batching.
 """
 
@@ -38,17 +39,12 @@ import dataclasses
 import math
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rsft.records import Group, Prompt
 from rsft.sampling.base import Engine, SamplingParams
 from rsft.scoring.base import score_groups
 from rsft.selection import dedup_key
-
-if TYPE_CHECKING:
-    from rsft.config import SamplingConfig
-
-Drawer = Callable[[list[Prompt]], list[Group]]  # a batch of prompts -> their groups, in order
 
 ALPHA, BETA = 1e-3, 2.0
 
@@ -193,23 +189,3 @@ def gvm_extend(engine: Engine, scorer: Callable[..., Any], presampled: list[Grou
             grown[g.prompt.id] = _merge(grown[g.prompt.id], g)
     return [grown[g.prompt.id] for g in presampled]
 
-
-def drawer(cfg: SamplingConfig, engine: Engine, scorer: Callable[..., Any], params: SamplingParams,
-           accept_min: float, timeout: float | None, plan: GvmPlan | None = None,
-           presampled: dict[str, Group] | None = None, solved_before: Container[str] = ()) -> Drawer:
-    """How one batch of prompts is sampled under `cfg.allocation`. `gvm` needs its pre-sample and plan;
-    `carry` the ids of the prompts kept in earlier rounds."""
-    if cfg.allocation == "uniform":
-        def uniform(batch: list[Prompt]) -> list[Group]:
-            return [Group(p, tuple(g)) for p, g in zip(batch, engine.generate(batch, cfg.n, params), strict=True)]
-        return uniform
-    if cfg.allocation in ("early_stop", "carry"):
-        def stop_early(batch: list[Prompt]) -> list[Group]:
-            limits = (carry_limits(batch, solved_before, cfg.n, cfg.solved_samples)
-                      if cfg.allocation == "carry" else None)
-            return early_stop(engine, scorer, batch, params, cfg.wave, cfg.n, cfg.target_accepted, accept_min,
-                              timeout, cfg.give_up_after, limits)
-        return stop_early
-    if plan is None or presampled is None:
-        raise ValueError("gvm allocation draws after its pre-sample: pass the plan and the presampled groups")
-    return lambda batch: gvm_extend(engine, scorer, [presampled[p.id] for p in batch], plan.extra, params, timeout)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rsft.records import Prompt, Sample
 
@@ -47,6 +48,26 @@ class SamplingParams:
 
 
 MODEL_ARGS = ("model_path", "tokenizer_path", "dtype", "trust_remote_code")  # every engine factory takes these
+
+
+@dataclass(frozen=True)
+class EngineFactory:
+    """An engine factory and what rsft must know about it beyond its signature, stated, not sniffed.
+
+    `build` is called as ``build(model_path, tokenizer_path, dtype, trust_remote_code, **options)``.
+    `check(options, key)` checks the options beyond their types when the config loads (a draft's path
+    exists, vLLM's own engine arguments); for a `build` taking ``**options`` it sees the options its
+    signature does not name. `serves_lora`: the factory takes ``lora_rank`` and then loads the base with
+    LoRA slots and serves each round's adapter without merging, so a LoRA run passes `train.lora.r`.
+    A user's ``module:function`` is wrapped as ``EngineFactory(function)``.
+    """
+
+    build: Callable[..., Engine]
+    check: Callable[[dict[str, Any], str], None] | None = None
+    serves_lora: bool = False
+
+    def __call__(self, **kwargs: Any) -> Engine:
+        return self.build(**kwargs)
 
 
 class Engine(Protocol):

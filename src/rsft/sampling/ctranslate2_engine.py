@@ -64,7 +64,7 @@ from rsft.data.formats import prompt_ids
 from rsft.errors import RsftError
 from rsft.modeling import adapter_base, generation_eos, load_tokenizer, local_checkpoint, stop_token_ids, vocabulary_limit
 from rsft.records import Prompt, Sample
-from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
+from rsft.sampling.base import EngineFactory, SamplingParams, cut_at_stop, sample_seed, usable_cpus
 from rsft.sampling.logits import filter_logits
 
 CACHE_FORMAT = 1  # bump to invalidate every cached conversion
@@ -396,3 +396,6 @@ def _batch_seed(params: SamplingParams, prompt_ids: list[str], n: int) -> int:
 def _eos_ids(path: Path, tokenizer: Any) -> list[int]:
     """The ids that end a completion, as every engine takes them (`rsft.modeling.stop_token_ids`)."""
     return stop_token_ids(tokenizer, generation_eos(path))
+
+
+FACTORY = EngineFactory(CTranslate2Engine.from_path)  # what the registry's name means

@@ -8,12 +8,11 @@ this module only chooses and calls. It samples nothing.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from typing import Any
 
 from rsft.errors import ConfigError
 from rsft.registry import BUILTINS, accepts_any, check_options, lookup, parameters
-from rsft.sampling.base import MODEL_ARGS, Engine
+from rsft.sampling.base import MODEL_ARGS, Engine, EngineFactory
 
 KEY = "sampling.engine"
 
@@ -35,33 +34,34 @@ def auto_engine_name() -> str:
     return "ctranslate2" if importlib.util.find_spec("ctranslate2") is not None else "transformers"
 
 
-def engine_factory(name: str, key: str = KEY) -> tuple[str, Any]:
-    """(the resolved name, its factory); a built-in whose optional extra is missing is a one-line error."""
+def engine_factory(name: str, key: str = KEY) -> tuple[str, EngineFactory]:
+    """(the resolved name, its factory); a built-in whose optional extra is missing is a one-line error.
+    A user's 'module:function' comes back wrapped as an `EngineFactory` with no checks and no LoRA serving."""
     resolved = auto_engine_name() if name == "auto" else name
     if resolved in EXTRAS and importlib.util.find_spec(EXTRAS[resolved]) is None:
         raise ConfigError(f"key '{key}': {resolved} is not installed (pip install 'rsft[{resolved}]')")
-    return resolved, lookup("engine", resolved, key)
+    found = lookup("engine", resolved, key)
+    return resolved, found if isinstance(found, EngineFactory) else EngineFactory(found)
 
 
 def check_engine_options(name: str, options: dict[str, Any], key: str = "sampling.engine_options",
-                         name_key: str = KEY) -> tuple[Any, dict[str, Any]]:
+                         name_key: str = KEY) -> tuple[EngineFactory, dict[str, Any]]:
     """The engine factory, and `options` checked against its signature: it must take the MODEL_ARGS, and
-    every option must be one of its other parameters. `name_key` and `key` are the config keys named in
-    errors (sampling.engine / eval.engine)."""
+    every option must be one of its other parameters; then the factory's own `check`, if it states one.
+    `name_key` and `key` are the config keys named in errors (sampling.engine / eval.engine)."""
     resolved, factory = engine_factory(name, name_key)
+    build = factory.build
     what = f"the {resolved} engine" + (" (what auto chose here)" if name == "auto" else "")
     if resolved not in BUILTINS["engine"]:
         what = f"engine factory {resolved!r}"
-        missing = [a for a in MODEL_ARGS if a not in parameters(factory)]
-        if missing and not accepts_any(factory):
+        missing = [a for a in MODEL_ARGS if a not in parameters(build)]
+        if missing and not accepts_any(build):
             raise ConfigError(f"key '{name_key}': {what} must take ({', '.join(MODEL_ARGS)}, **options); "
                               f"it has no parameter {missing[0]!r}")
-    checked = check_options(factory, options, key, what=what, given=MODEL_ARGS)
-    hook = getattr(sys.modules.get(getattr(factory, "__module__", "")), "check_options", None)
-    if accepts_any(factory) and callable(hook):  # a factory passing **options on checks them itself
-        hook({k: v for k, v in options.items() if k not in parameters(factory)}, key)
-    elif resolved in BUILTINS["engine"] and callable(hook):  # a built-in's checks beyond types (a path exists)
-        hook(checked, key)
+    checked = check_options(build, options, key, what=what, given=MODEL_ARGS)
+    if factory.check is not None:  # a factory passing **options on sees those its signature does not name
+        factory.check({k: v for k, v in options.items() if k not in parameters(build)} if accepts_any(build)
+                      else checked, key)
     return factory, checked
 
 

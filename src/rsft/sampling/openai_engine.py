@@ -41,7 +41,7 @@ from rsft.errors import ConfigError, RsftError
 from rsft.modeling import generation_eos, load_tokenizer, stop_token_ids
 from rsft.progress import notice
 from rsft.records import Prompt, Sample
-from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed
+from rsft.sampling.base import EngineFactory, SamplingParams, cut_at_stop, sample_seed
 from rsft.sampling.logits import entropy_from_top
 from rsft.serving.client import Client
 
@@ -209,3 +209,6 @@ class OpenAIEngine:
         return Sample(prompt.id, index, cut, tuple(int(t) for t in ids), logprob,
                       entropy_from_top(top, params) if top else None,
                       "length" if reason == "length" and not stopped else "stop")
+
+
+FACTORY = EngineFactory(OpenAIEngine.from_path, check=check_options, serves_lora=True)  # what the registry's name means

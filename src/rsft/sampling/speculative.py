@@ -34,6 +34,8 @@ BENCHMARKS.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +202,26 @@ def prefill(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: 
     return cache
 
 
-def decode(engine: Any, ids: list[list[int]], n: int, params: SamplingParams, prompt_ids: list[str]
+@dataclass(frozen=True)
+class Target:
+    """What speculative decoding needs of the engine it runs in, and nothing else: the model that
+    verifies, its tokenizer (padding, and decoding for stop strings), the ids that end a row, the
+    loaded draft, how many tokens it proposes per pass, and the counters it adds to (the engine's
+    `speculative_stats`, read by the benchmark)."""
+
+    model: Any
+    tokenizer: Any
+    eos: frozenset[int]
+    draft: Any
+    draft_tokens: int
+    stats: dict[str, int]
+
+
+def decode(target: Target, ids: list[list[int]], n: int, params: SamplingParams, prompt_ids: list[str]
            ) -> tuple[list[list[int]], torch.Tensor, torch.Tensor, list[str]]:
     """Speculative sampling of n rows per prompt (token ids `ids`, prompt ids for the seeds).
     Returns each row's tokens, summed raw logprob [rows], summed entropy [rows] and finish reason."""
-    model, draft, k, tok = engine.model, engine.draft, engine.draft_tokens, engine.tokenizer
-    stats = engine.speculative_stats
+    model, draft, k, tok, stats = target.model, target.draft, target.draft_tokens, target.tokenizer, target.stats
     enc = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
     mask = enc["attention_mask"]  # [B, P]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
@@ -223,7 +239,7 @@ def decode(engine: Any, ids: list[list[int]], n: int, params: SamplingParams, pr
     entropy_sum = torch.zeros(rows, dtype=torch.float64)
     reason = ["length"] * rows
     live = torch.arange(rows)  # [b] original row of each live row
-    eos = set(engine.eos_ids.tolist())
+    eos = target.eos
     vocab = model.get_output_embeddings().weight.shape[0]
     try:
         while live.numel():

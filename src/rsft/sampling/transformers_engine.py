@@ -29,7 +29,7 @@ from rsft.data.formats import prompt_ids
 from rsft.errors import RsftError
 from rsft.modeling import load_model, load_tokenizer, stop_token_ids, vocabulary_limit
 from rsft.records import Prompt, Sample
-from rsft.sampling.base import SamplingParams, cut_at_stop, sample_seed, usable_cpus
+from rsft.sampling.base import EngineFactory, SamplingParams, cut_at_stop, sample_seed, usable_cpus
 from rsft.sampling.logits import pick_tokens
 
 
@@ -117,9 +117,11 @@ class TransformersEngine:
     def _generate(self, prompts: list[Prompt], ids: list[list[int]], n: int,
                   params: SamplingParams) -> list[list[Sample]]:
         if self.draft is not None:
-            from rsft.sampling.speculative import decode
+            from rsft.sampling.speculative import Target, decode
 
-            rows = decode(self, ids, n, params, [p.id for p in prompts])
+            target = Target(self.model, self.tokenizer, frozenset(self.eos_ids.tolist()), self.draft,
+                            self.draft_tokens, self.speculative_stats)
+            rows = decode(target, ids, n, params, [p.id for p in prompts])
             return self._samples(prompts, n, params, *rows)
         tok = self.tokenizer
         enc = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
@@ -202,3 +204,6 @@ def check_options(options: dict[str, Any], key: str = "sampling.engine_options")
     from rsft.sampling.speculative import check_options as check_draft
 
     check_draft(options, key)
+
+
+FACTORY = EngineFactory(TransformersEngine.from_path, check=check_options)  # what the registry's name means

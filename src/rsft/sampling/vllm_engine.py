@@ -42,7 +42,7 @@ from rsft.data.formats import prompt_ids
 from rsft.errors import ConfigError, RsftError
 from rsft.modeling import generation_eos, load_tokenizer, stop_token_ids
 from rsft.records import Prompt, Sample
-from rsft.sampling.base import SamplingParams, sample_seed
+from rsft.sampling.base import EngineFactory, SamplingParams, sample_seed
 from rsft.sampling.logits import entropy_from_top
 from rsft.serving.managed import cpu_kv_cache_env
 
@@ -202,3 +202,6 @@ def _reason(e: Exception) -> str:
             pass
     lines = [x.strip() for x in str(e).splitlines() if x.strip()]
     return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+FACTORY = EngineFactory(VLLMEngine.from_path, check=check_options, serves_lora=True)  # what the registry's name means

@@ -19,9 +19,10 @@ from typing import Any
 
 from rsft.config import RunConfig, load_config
 from rsft.modeling import resolve_path
-from rsft.registry import parameters, resolve
+from rsft.registry import resolve
 from rsft.monitoring.verdict import Verdict
 from rsft.rundir.layout import RoundDir, RunDir
+from rsft.sampling.allocators import Allocation, DrawContext
 from rsft.sampling.base import Engine, SamplingParams
 from rsft.sampling.engines import engine_factory, exact_options
 from rsft.tasks.base import Task
@@ -81,6 +82,18 @@ class Run:
                                lambda p: len(prompt_ids(p, tokenizer)))
         return AgentEngine(engine, self.env, limits)
 
+    @cached_property
+    def allocation(self) -> Allocation:
+        """How many samples each prompt gets (`sampling.allocation`); the stages ask it, never its name."""
+        return resolve("allocation", self.cfg.sampling.allocation, sampling=self.cfg.sampling)
+
+    def draw_context(self, r: int) -> DrawContext:
+        """What round r's allocation draws with: the sampling model's engine (loaded when first asked), the
+        scorer, the round's sampling parameters and directories."""
+        return DrawContext(lambda: self.engine(self.sampler(r)), self.scorer, self.sampling_params(r),
+                           self.cfg.accept_min, self.cfg.scoring.timeout, self.round(r),
+                           tuple(self.round(q) for q in range(r)))
+
     def sampling_params(self, r: int) -> SamplingParams:
         """What round r samples with; evaluation starts from the same (stop strings, top-p, top-k)."""
         return SamplingParams.from_config(self.cfg.sampling, self.cfg.seed, r)
@@ -130,18 +143,18 @@ class Run:
         m = self.cfg.model
         name = name or self.cfg.sampling.engine
         options = dict(self.cfg.sampling.engine_options if options is None else options)
-        if self.cfg.train.lora is not None and "lora_rank" in parameters(engine_factory(name)[1]):
+        if self.cfg.train.lora is not None and engine_factory(name)[1].serves_lora:
             options.setdefault("lora_rank", self.cfg.train.lora.r)  # an engine that can serve the adapters
-        key = json.dumps([name, options], sort_keys=True, default=str)
-        if key in self._engines:
-            path, engine = self._engines.pop(key)
+        held = json.dumps([name, options], sort_keys=True, default=str)  # the cache key, not the config key
+        if held in self._engines:
+            path, engine = self._engines.pop(held)
             if path == model_path or (hasattr(engine, "switch") and engine.switch(model_path)):
-                self._engines[key] = (model_path, engine)
+                self._engines[held] = (model_path, engine)
                 return self.agent(engine, model_path)
             _close(engine)
         engine = resolve("engine", name, model_path=model_path, tokenizer_path=m.tokenizer if model_path == self.model_path
                          else None, dtype=m.dtype, trust_remote_code=m.trust_remote_code, key=key, **options)
-        self._engines[key] = (model_path, engine)
+        self._engines[held] = (model_path, engine)
         return self.agent(engine, model_path)
 
     def release_engines(self, keep_switchable: bool = False) -> None:

@@ -1,17 +1,17 @@
 """The score stage: one score per sample, appended to scored.jsonl per batch; failures stay on their sample.
 
-Adaptive allocation already scored its groups with the same scorer while it
-sampled; those scores are kept, not recomputed. A round where the scorer failed
+An allocation that scores while sampling (`scores_while_sampling`: early_stop, carry, gvm) already
+scored its groups with the same scorer; those scores are kept, not recomputed. A round where the scorer failed
 on every sample stops: its errors are moved to ``scored.failed.jsonl``, so a
 fixed scorer scores afresh on the next run. When the samples themselves were
-drawn by those scores (adaptive allocation), the stage asks the runner to redo
+drawn by those scores, the stage asks the runner to redo
 the sample stage too (`RedoFrom`), rather than deleting another stage's files.
 
 With `monitor.judge_samples` (or a reward_hacking trigger and a separate `eval.scorer`), every sample is
 scored by the judge too, kept as ``parts["judge"]``: the reward-hacking metrics compare the two.
 
-With Ray (`ray.enabled`), each batch is scored by a Ray task (`rsft.stages.workers.score_task`) and the
-driver appends the results in prompt order, as it would alone.
+Where the batches are scored is the executor's (`rsft.stages.executors`): in this process, or each batch as a Ray task
+(`rsft.stages.workers.score_task`); the driver appends the results in prompt order either way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rsft.errors import RedoFrom
 from rsft.records import Group, Score
 from rsft.rundir import count_lines, iter_groups, resumable_map
 from rsft.scoring.base import score_groups, scorer_name
+from rsft.stages.executors import executor_for
 from rsft.stages.run import Run
 
 
@@ -50,15 +51,9 @@ def score_batch(run: Run, batch: list[Group]) -> list[dict[str, Any]]:
 
 def score_stage(run: Run, r: int) -> None:
     rd = run.round(r)
-    mapper = None
-    if run.cfg.uses_ray:  # scoring as Ray tasks; the driver still writes, in prompt order
-        from rsft.distributed import task_map
-
-        mapper = lambda chunks: task_map("rsft.stages.workers:score_task", (str(run.dir.resolve()),), chunks,  # noqa: E731
-                                         run.cfg.ray, f"round {r} score")
-    resumable_map(iter_groups(rd.samples), rd.scored, lambda batch: score_batch(run, batch),
-                  max(1, run.cfg.sampling.batch_size), f"round {r} score", lambda g: g.prompt.id,
-                  total=count_lines(rd.samples), mapper=mapper)
+    mapper = executor_for(run).scoring(run, r, lambda batch: score_batch(run, batch))  # the driver writes, in prompt order
+    resumable_map(iter_groups(rd.samples), rd.scored, None, max(1, run.cfg.sampling.batch_size), f"round {r} score",
+                  lambda g: g.prompt.id, total=count_lines(rd.samples), mapper=mapper)
     n, drawn, first = 0, 0, None  # drawn: samples the scorer saw (the others failed while sampling)
     for g in iter_groups(rd.scored):
         for c in g.scores:
@@ -76,8 +71,8 @@ def score_stage(run: Run, r: int) -> None:
                                      "run again")
         message = (f"round {r} ({scorer_name(run.scorer)}): the scorer failed on all {n} samples (first error: "
                    f"{first}); the errors are in {failed}; fix the scorer and run again")
-        # adaptive sampling chose how many to draw from these errors: its samples are redrawn too
-        raise RedoFrom("sample" if run.cfg.sampling.allocation != "uniform" else "score", message)
+        # an allocation that scores while sampling chose how many to draw from these errors: redrawn too
+        raise RedoFrom("sample" if run.allocation.scores_while_sampling else "score", message)
 
 
 SAMPLING = "sampling: "  # how `score_groups` marks a sample that failed before the scorer saw it

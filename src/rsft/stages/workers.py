@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsft.records import Group, Prompt
+from rsft.records import Group
 from rsft.stages.run import Run
-from rsft.stages.sample import drawer, presampler
+from rsft.stages.sample import pass_lines
 from rsft.stages.score import score_batch
 
 _runs: dict[str, Run] = {}
@@ -27,20 +27,20 @@ def _run(run_dir: str) -> Run:
 
 
 class SampleWorker:
-    """One engine on round r's sampling model; `draw` and `presample` give a batch's JSONL lines."""
+    """One engine on round r's sampling model; each of the allocation's passes (``draw``, GVM's
+    ``presample``, a user strategy's own) is a method giving a batch's JSONL lines."""
 
     def __init__(self, run_dir: str, r: int) -> None:
         self.run, self.r = Run.open(run_dir), r
         self.run.engine(self.run.sampler(r))  # load the engine now: a worker that cannot is reported at start
-        self._draw: Any = None
+        self._lines: dict[str, Any] = {}
 
-    def draw(self, batch: list[Prompt]) -> list[dict[str, Any]]:
-        if self._draw is None:  # GVM's plan exists only once the presample pass is done
-            self._draw = drawer(self.run, self.r)
-        return self._draw(batch)
-
-    def presample(self, batch: list[Prompt]) -> list[dict[str, Any]]:
-        return presampler(self.run, self.r)(batch)
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or "run" not in self.__dict__ or name not in self.run.allocation.passes:
+            raise AttributeError(name)
+        if name not in self._lines:  # built on first use: GVM's plan exists only once its presample is done
+            self._lines[name] = pass_lines(self.run, self.r, name)
+        return self._lines[name]
 
     def close(self) -> None:
         self.run.release_engines()

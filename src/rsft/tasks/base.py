@@ -5,8 +5,9 @@ loaded from files with a column mapping (`rsft.tasks.dataset`) and becomes a
 Task in the same shape, so the round loop never asks where its prompts came
 from. A task is made by a factory found through `rsft.registry`: a built-in
 name, or a user's ``"module:function"``. The factory receives ``task.params``
-(checked against its signature), ``seed`` when it takes one, and any other
-``task.*`` setting it names as a parameter (``train``, ``eval``, columns...).
+(checked against its signature), ``seed`` when it takes one, and ``settings``
+(the whole `task` section: files, splits, columns) when it takes that: a stated
+interface, not one parameter per setting found by name.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ def build_task(cfg: TaskConfig, seed: int = 0) -> Task:
     """The Task a config names, cut to `max_train_prompts` / `max_eval_prompts`."""
     factory = lookup("task", cfg.name, "task.name")
     accepted = parameters(factory)
-    settings = {k: v for k, v in cfg.model_dump().items() if k not in ("name", "params")}
-    given = {k: v for k, v in settings.items() if k in accepted}
+    named = sorted(set(accepted) & (set(type(cfg).model_fields) - {"params", "settings"}))
+    if named:  # the old wiring by name: say so rather than leave the parameter at its default
+        raise ConfigError(f"key 'task.name': task {cfg.name!r} takes {named[0]!r}, a task section setting; a task "
+                          "factory takes `settings` (the whole task section) for those, and task.params for its own")
+    given: dict[str, Any] = {"settings": cfg} if "settings" in accepted else {}
     if "seed" in accepted and "seed" not in cfg.params:  # task.params.seed picks another draw of the task
         given["seed"] = seed
     params = check_options(factory, cfg.params, "task.params", what=f"task {cfg.name!r}", given=tuple(given))

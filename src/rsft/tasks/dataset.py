@@ -11,18 +11,24 @@ a stage asks for it, so a million-prompt file costs megabytes, not gigabytes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rsft.data.prompts import lazy_jsonl_prompts, load_rows, rows_to_prompts
 from rsft.errors import ConfigError, DataError
 from rsft.records import Prompt
 from rsft.tasks.base import Task
 
+if TYPE_CHECKING:
+    from rsft.config import TaskConfig
 
-def dataset_task(train: str | None, eval: str | None = None, train_split: str = "train", eval_split: str = "test",
-                 prompt_column: str = "prompt", id_column: str | None = None, completion_column: str | None = None,
-                 field_columns: list[str] | None = None, max_train_prompts: int | None = None,
-                 max_eval_prompts: int | None = None) -> Task:
-    """A Task from the user's files; its parameters are the `task.*` settings of the same names."""
+
+def dataset_task(settings: TaskConfig) -> Task:
+    """A Task from the user's files, read as the `task` section says (`settings`: files, splits, columns)."""
+    s = settings
+    train, eval, train_split, eval_split = s.train, s.eval, s.train_split, s.eval_split
+    prompt_column, id_column, completion_column, field_columns = (s.prompt_column, s.id_column, s.completion_column,
+                                                                  s.field_columns)
+    max_train_prompts, max_eval_prompts = s.max_train_prompts, s.max_eval_prompts
     if train is None:
         raise ConfigError("key 'task.train': the 'dataset' task needs a train file or 'hf:NAME'")
     exclude = (completion_column,) if completion_column else ()
