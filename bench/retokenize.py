@@ -39,7 +39,7 @@ def main() -> None:
     from rsft.records import Prompt
     from rsft.sampling.base import SamplingParams
     from rsft.sampling.ctranslate2_engine import CTranslate2Engine
-    from rsft.stages.select import sample_row
+    from rsft.stages.select_rows import sample_row
     from rsft.training.sft import make_sft_trainer
 
     model = convert_gguf(GGUF)

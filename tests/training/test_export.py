@@ -6,7 +6,7 @@ import json
 import math
 
 from rsft.records import Group, Prompt, Sample, Score
-from rsft.stages.select import group_pairs
+from rsft.stages.select_rows import group_pairs
 
 
 def group(texts_values, chat=False):

@@ -8,7 +8,9 @@ Per prompt, the default pair is its best sample (chosen) against its worst
 its reward margin and, with `tau`, the soft label hp = σ(margin / τ) that the
 reward-model trainer honours. Pairs whose two texts normalize to the same
 string, and repeats across rounds, are dropped. The pairs of one group are
-`rsft.stages.select.group_pairs`, the same the select stage writes.
+`rsft.stages.select_rows.decontaminated_pairs`, the same the select stage
+writes: samples that overlap the run's held-out prompts (the stage's
+decontamination, `selection.decontaminate`) are in no pair.
 
 Rows are {prompt, chosen, rejected}: strings for text prompts, message lists
 for chat prompts (TRL's conversational preference format), plus margin, p and
@@ -20,10 +22,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsft.errors import RsftError
+from rsft.progress import notice
 from rsft.records import Group
 from rsft.rundir import atomic_write_jsonl, check_output, read_jsonl, round_dirs
 from rsft.selection import normalize
-from rsft.stages.select import group_pairs, has_tool_output
+from rsft.stages.run import Run
+from rsft.stages.select import held_out
+from rsft.stages.select_rows import decontaminated_pairs, has_tool_output
 
 
 def export_pairs(run_dir: str | Path, round_index: int | None = None, output: str | Path | None = None,
@@ -39,7 +44,8 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
     if not rounds:
         which = f"round {round_index}" if round_index is not None else "any round"
         raise RsftError(f"{run_dir}: no scored samples for {which}; run the score stage first")
-    rows, seen = [], set()
+    contamination = held_out(Run.open(run_dir))
+    rows, seen, decontaminated = [], set(), 0
     for rd in rounds:
         for d in read_jsonl(rd.scored):
             group = Group.from_json(d)
@@ -47,13 +53,20 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
                 raise RsftError(f"{rd.scored}: these samples are agent trajectories; a DPO pair of them would put the "
                                 "environment's tool output in TRL DPOTrainer's loss (it has no assistant-only mask); "
                                 "export the SFT rows instead (rsft export sft) and train them with assistant_only_loss")
-            for row in group_pairs(group, all_pairs, threshold, cap, tau):
+            pairs, dropped = decontaminated_pairs(group, contamination, all_pairs, threshold, cap, tau)
+            decontaminated += dropped
+            for row in pairs:
                 key = (row["prompt_id"], normalize(str(row["chosen"])), normalize(str(row["rejected"])))
                 if key not in seen:
                     seen.add(key)
                     rows.append(row)
+    left_out = (f"{decontaminated} samples overlap the held-out prompts (selection.decontaminate) and are in no "
+                "pair") if decontaminated else ""
     if not rows:
-        raise RsftError(f"{run_dir}: no pairs: {_why_no_pairs(rounds, all_pairs, threshold)}; nothing was written")
+        why = left_out or _why_no_pairs(rounds, all_pairs, threshold)
+        raise RsftError(f"{run_dir}: no pairs: {why}; nothing was written")
+    if left_out:
+        notice(left_out)
     if output is None:
         # never the round's own pairs.jsonl: that file belongs to the select stage
         name = f"pairs-round-{round_index:03d}.jsonl" if round_index is not None else "pairs-all-rounds.jsonl"
