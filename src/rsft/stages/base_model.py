@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rsft.errors import ConfigError
 from rsft.rundir.files import atomic_write_json, replace_dir
 from rsft.stages.run import Run
 
@@ -18,16 +17,13 @@ from rsft.stages.run import Run
 def base_stage(run: Run) -> None:
     if run.base_model == run.model_path:
         return
-    from rsft.tasks.tiny_model import build_tiny
+    from rsft.tasks.tiny_model import build_tiny, tiny_alphabet
     from rsft.training.warm_start import dev_prompts, warm_start
 
     t0 = time.perf_counter()
     init = run.model_path
     if init == "tiny":
-        if run.task.alphabet is None:
-            raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
-                              f"task {run.task.name!r} has none; give a model path")
-        init = str(build_tiny(run.layout.base_init, run.task.alphabet, run.cfg.model.tiny, run.cfg.seed,
+        init = str(build_tiny(run.layout.base_init, tiny_alphabet(run.task), run.cfg.model.tiny, run.cfg.seed,
                               run.task.chat_template))
     info: dict[str, Any] = {"init": init}
     ws = run.cfg.warm_start

@@ -10,14 +10,25 @@ hub model takes. This module does not train anything; the warm start does.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from rsft.config import TinyModelConfig
+from rsft.errors import ConfigError
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+def tiny_alphabet(task: Any) -> str:
+    """The characters the 'tiny' model's tokenizer gets for `task`: its alphabet, or the one-line error
+    that the task has none (a task meant for real models). Preflight and the base stage both ask here."""
+    if task.alphabet is None:
+        raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
+                          f"task {task.name!r} has none; give a model path")
+    return task.alphabet
 
 
 def char_tokenizer(alphabet: str, chat_template: str | None = None) -> PreTrainedTokenizerFast:
