@@ -55,8 +55,8 @@ def select_stage(run: Run, r: int) -> None:
             before = earlier.take(g.prompt.id)
             replay_out.write(before, clean.rows(replay_row(before, rows)))
         earlier.check_finished()
-        # carry may skip every prompt of a round: its replayed rows are then all it trains on
-        if not kept_out.kept and not (replay_out.replayed and run.cfg.sampling.allocation == "carry"):
+        # an allocation that may keep none (carry skips solved prompts): the replayed rows are then all it trains on
+        if not kept_out.kept and not (replay_out.replayed and run.allocation.may_keep_none):
             raise nothing_kept(r, rules, clean, kept_out.kept)
         replay_out.append_to(selected_out)  # this round's rows first, then the replayed ones
     pairs_out.notice(r)
