@@ -40,6 +40,7 @@ def main() -> None:
     from rsft.sampling.base import SamplingParams
     from rsft.sampling.ctranslate2_engine import CTranslate2Engine
     from rsft.stages.select_rows import sample_row
+    from rsft.training.job import TrainJob
     from rsft.training.sft import make_sft_trainer
 
     model = convert_gguf(GGUF)
@@ -54,9 +55,9 @@ def main() -> None:
     tok = engine.tokenizer
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(max_steps=1, batch_size=1, max_length=4096)
-        text = make_sft_trainer([{k: v for k, v in r.items() if k != "completion_ids"} for r in rows], str(model),
-                                Path(tmp) / "a", cfg, label=None).train_dataset
-        ids = make_sft_trainer(rows, str(model), Path(tmp) / "b", cfg, label=None).train_dataset
+        text = make_sft_trainer([{k: v for k, v in r.items() if k != "completion_ids"} for r in rows],
+                                TrainJob(str(model), Path(tmp) / "a", cfg, label=None)).train_dataset
+        ids = make_sft_trainer(rows, TrainJob(str(model), Path(tmp) / "b", cfg, label=None)).train_dataset
     where = {"boundary": 0, "inside": 0}
     before = after = 0
     for (p, s), a, b in zip(samples, text, ids):

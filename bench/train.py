@@ -50,6 +50,7 @@ from rsft.modeling import load_model, load_tokenizer  # noqa: E402
 from rsft.progress import quiet_hf  # noqa: E402
 from rsft.tasks.addition import make_task  # noqa: E402
 from rsft.tasks.tiny_model import build_tiny  # noqa: E402
+from rsft.training.job import TrainJob  # noqa: E402
 from rsft.training.sft import make_sft_trainer  # noqa: E402
 
 HELDOUT = 64  # rows kept out of training, on which each trained model's loss is measured
@@ -98,7 +99,7 @@ def rsft_stage(model_path: Path, rows: list[dict[str, Any]], work: Path, batch: 
     extra = {"padding_free": True, "max_length": None} if padding_free else {}
     cfg = TrainConfig(batch_size=batch, learning_rate=lr, max_steps=steps, lr_scheduler="linear", extra=extra,
                       **changes)
-    return make_sft_trainer(rows, str(model_path), work, cfg, seed=seed, label=None)
+    return make_sft_trainer(rows, TrainJob(str(model_path), work / "model", cfg, seed=seed, label=None))
 
 
 def heldout_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:

@@ -9,7 +9,6 @@ also available.
 
 from __future__ import annotations
 
-import math
 import re
 import typing
 from typing import Any, Literal
@@ -294,9 +293,11 @@ class TrainConfig(Section):
 
     @field_validator("launcher")
     @classmethod
-    def _known_launcher(cls, value: str) -> str:
-        """The name resolves through the registry as the config loads (a typo is one line naming the key)."""
-        resolve("launcher", value, key="train.launcher")
+    def _known_launcher(cls, value: str, info: Any) -> str:
+        """The launcher's one check, through the registry as the config loads: the name resolves and, with
+        processes > 1, the command it builds runs a program that exists (a typo or a missing program is
+        one line naming the key)."""
+        resolve("launcher", value, key="train.launcher", processes=info.data.get("processes", 1))
         return value
 
     @model_validator(mode="after")
@@ -306,16 +307,6 @@ class TrainConfig(Section):
         if self.step_cap and self.min_steps > self.step_cap:
             raise ValueError(f"min_steps {self.min_steps} is above step_cap {self.step_cap}")
         return self
-
-    def steps_for(self, rows: int, global_batch: int | None = None) -> int:
-        """The optimizer steps for `rows` training rows: max_steps when set, else `epochs` passes at
-        `global_batch` rows a step (default batch_size × grad_accum: one process), bounded by min_steps
-        and step_cap, at least 1."""
-        if self.max_steps > 0:
-            return self.max_steps
-        per_step = global_batch or self.batch_size * self.grad_accum
-        steps = max(1, math.ceil(self.epochs * rows / per_step - 1e-9), self.min_steps)
-        return min(steps, self.step_cap) if self.step_cap else steps
 
     @field_validator("warmup_ratio")
     @classmethod

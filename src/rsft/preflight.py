@@ -18,8 +18,8 @@ problem, with one line naming the key, file or path:
   agent environment class has `reset` and `step` and takes the prompt first;
 - `monitor.grpo` names only fields of TRL's GRPOConfig;
 - TRL's SFTConfig accepts the train settings (`train.extra`, scheduler), the
-  LoRA target modules exist in the model (on a weightless copy), and with
-  `train.processes` > 1 the launcher's program is installed.
+  LoRA target modules exist in the model (on a weightless copy). (With
+  `train.processes` > 1 the launcher's program was checked as the config loaded.)
 
 It does not run a model or a scorer: a scorer that fails on real samples is
 an error on those samples, and a round whose samples all fail stops.
@@ -156,16 +156,13 @@ def check_output_dir(run_dir: Path) -> None:
 
 
 def check_warm_start(run: Run) -> None:
-    """The warm start has gold completions to train on and prompts left for its dev check."""
-    from rsft.training.warm_start import dev_prompts
+    """The warm start has gold completions to train on and prompts left for its dev check (the check
+    `warm_start` itself runs)."""
+    from rsft.training.warm_start import check_warm_start as check, dev_prompts
 
     ws, task = run.cfg.warm_start, run.task
-    if not task.gold:
-        raise ConfigError(f"key 'warm_start.enabled': task {task.name!r} has no gold completions to warm-start on"
-                          + (" (set task.completion_column)" if run.cfg.task.name == "dataset" else ""))
-    if not dev_prompts(task.gold, task.train, ws.examples, ws.eval_prompts):
-        raise ConfigError("key 'warm_start.examples': no gold or train prompts are left for the warm start's dev "
-                          "check; lower warm_start.examples or add prompts")
+    check(task.gold, dev_prompts(task.gold, task.train, ws.examples, ws.eval_prompts), task.name,
+          column_hint=run.cfg.task.name == "dataset")
 
 
 def check_sft_settings(cfg: Any) -> None:
@@ -187,11 +184,7 @@ def check_sft_settings(cfg: Any) -> None:
                 raise ConfigError(f"key 'train.extra.{unknown.group(1)}': not a setting of TRL's SFTConfig") from None
             raise ConfigError(f"key '{_culprit(cfg, Path(tmp))}': TRL's SFTConfig refuses it ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    check_scheduler(cfg.train)
-    if cfg.train.processes > 1:
-        from rsft.training.launchers import check_launcher
-
-        check_launcher(cfg.train.launcher, cfg.train.processes)
+    check_scheduler(cfg.train)  # the launcher was checked as the config loaded (rsft.training.launchers)
 
 
 def _culprit(cfg: Any, tmp: Path) -> str:

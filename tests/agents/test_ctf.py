@@ -119,6 +119,7 @@ def test_a_hostile_agent_is_contained(host_secret, tmp_path, monkeypatch):
 def test_only_the_actions_are_in_the_loss(tmp_path):
     """TRL's SFTTrainer on a trajectory row: labels cover the assistant's commands and their EOS, never the
     tool output or the prompt. Expected text written out from the messages, not from rsft."""
+    from rsft.training.job import TrainJob
     from rsft.training.sft import make_sft_trainer
 
     task = make_task(n_train=0, n_eval=0, n_gold=2, max_depth=2, gold_max_depth=2, seed=3)
@@ -133,7 +134,8 @@ def test_only_the_actions_are_in_the_loss(tmp_path):
     from rsft.data.formats import completion_text
 
     assert completion_text(row["completion"]) == gold[-1]["content"]  # what the model said, not the reply
-    trainer = make_sft_trainer([row, sft_row(*task.gold[1])], str(model), tmp_path / "w", TrainConfig(max_steps=1))
+    trainer = make_sft_trainer([row, sft_row(*task.gold[1])], TrainJob(str(model), tmp_path / "w",
+                                                                       TrainConfig(max_steps=1)))
     assert trainer.args.assistant_only_loss
     example = trainer.train_dataset[0]
     tok = trainer.processing_class

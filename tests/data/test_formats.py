@@ -8,6 +8,7 @@ from rsft.config import TrainConfig
 from rsft.data.formats import prompt_ids, sft_row
 from rsft.modeling import load_tokenizer
 from rsft.records import Prompt
+from rsft.training.job import TrainJob
 from rsft.training.sft import make_sft_trainer
 from tests.conftest import make_model_dir
 
@@ -26,7 +27,7 @@ def chat_model(tmp_path_factory):
 
 def sft_prompt_ids(model: str, prompt: Prompt, tmp_path) -> list[int]:
     """The ids before the completion in TRL's own tokenized training example."""
-    trainer = make_sft_trainer([sft_row(prompt, "12")], model, tmp_path / "w", TrainConfig(max_steps=1))
+    trainer = make_sft_trainer([sft_row(prompt, "12")], TrainJob(model, tmp_path / "w", TrainConfig(max_steps=1)))
     example = trainer.train_dataset[0]
     return [i for i, label in zip(example["input_ids"], example["labels"]) if label == -100]
 

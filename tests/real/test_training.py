@@ -37,13 +37,14 @@ def sampled_row(tok, pieces):
 def test_the_trainer_sees_the_sampled_tokens_not_a_retokenization(smol_dir, tok, tmp_path):
     """The model sampled "  12" as Ġ, Ġ, 1, 2 (two single spaces); the tokenizer would encode the text as ĠĠ,
     1, 2. Training on the re-encoded text would teach a sequence the model did not produce."""
+    from rsft.training.job import TrainJob
     from rsft.training.sft import make_sft_trainer
 
     row = sampled_row(tok, ["Ġ", "Ġ", "1", "2"])
     assert row["completion"][0]["content"] == "  12"
     assert tok("  12", add_special_tokens=False)["input_ids"] != row["completion_ids"][:-1]  # they differ here
-    trainer = make_sft_trainer([row], str(smol_dir), tmp_path / "w", TrainConfig(max_steps=1, batch_size=1),
-                               label=None)
+    trainer = make_sft_trainer([row], TrainJob(str(smol_dir), tmp_path / "w", TrainConfig(max_steps=1, batch_size=1),
+                                               label=None))
     example = trainer.train_dataset[0]
     head = prompt_ids(QUESTION, tok)
     assert example["input_ids"] == head + row["completion_ids"]
@@ -55,12 +56,13 @@ def test_the_trainer_sees_the_sampled_tokens_not_a_retokenization(smol_dir, tok,
 def test_the_end_of_turn_label_survives_padding_when_pad_is_eos(smol_dir, tok, tmp_path):
     """pad == eos == <|im_end|> (id 2) here. A collator that masked the pad id out of the labels would mask
     every end-of-turn, and the model would never learn to stop: the classic symptom."""
+    from rsft.training.job import TrainJob
     from rsft.training.sft import make_sft_trainer
 
     assert tok.pad_token_id == tok.eos_token_id == 2
     short, long = sampled_row(tok, ["Ġ", "Ġ", "1", "2"]), sampled_row(tok, ["Ġ", "Ġ", "1", "2", "Ġtwelve", "."])
-    trainer = make_sft_trainer([short, long], str(smol_dir), tmp_path / "w", TrainConfig(max_steps=1, batch_size=2),
-                               label=None)
+    trainer = make_sft_trainer([short, long], TrainJob(str(smol_dir), tmp_path / "w",
+                                                       TrainConfig(max_steps=1, batch_size=2), label=None))
     batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     n_short = len(prompt_ids(QUESTION, tok)) + len(short["completion_ids"])
     labels = batch["labels"]  # [2, T]
@@ -80,10 +82,11 @@ LORA = TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3, save_steps=100
 @pytest.fixture(scope="module")
 def lora_round(smol_bf16, tok, tmp_path_factory):
     """Two LoRA steps on the bfloat16 checkpoint, loaded in float32 to train on the CPU."""
+    from rsft.training.job import TrainJob
     from rsft.training.sft import train_sft
 
     out = tmp_path_factory.mktemp("lora") / "model"
-    result = train_sft(train_rows(tok), str(smol_bf16), out, LORA, dtype="float32")
+    result = train_sft(TrainJob(str(smol_bf16), out, LORA, dtype="float32"), train_rows(tok))
     return out, result
 
 
@@ -111,10 +114,11 @@ def test_the_round_model_reloads_in_the_engines_and_the_adapter_merges_before_ct
     from rsft.sampling.base import SamplingParams
     from rsft.sampling.ctranslate2_engine import CTranslate2Engine
     from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.training.job import TrainJob
     from rsft.training.sft import train_sft
 
     out = tmp_path / "model"
-    train_sft(train_rows(tok), str(smol_dir), out, LORA)
+    train_sft(TrainJob(str(smol_dir), out, LORA), train_rows(tok))
     base = TransformersEngine.from_path(str(smol_dir)).generate([QUESTION], 1, SamplingParams(temperature=0,
                                                                                              max_new_tokens=12))
     greedy = SamplingParams(temperature=0, max_new_tokens=12)
@@ -129,11 +133,12 @@ def test_a_full_fine_tune_learns_the_sampled_tokens(smol_dir, tok, tmp_path):
     """All weights, float32: a few steps on one sampled completion make it the greedy answer."""
     from rsft.sampling.base import SamplingParams
     from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.training.job import TrainJob
     from rsft.training.sft import train_sft
 
     out = tmp_path / "model"
-    result = train_sft(train_rows(tok, 8), str(smol_dir), out, TrainConfig(max_steps=12, batch_size=4,
-                                                                            learning_rate=1e-4, save_steps=1000))
+    result = train_sft(TrainJob(str(smol_dir), out, TrainConfig(max_steps=12, batch_size=4, learning_rate=1e-4,
+                                                                save_steps=1000)), train_rows(tok, 8))
     assert result.steps == 12 and json.loads((out / "config.json").read_text())["dtype"] == "float32"
     (s,), = TransformersEngine.from_path(str(out)).generate([QUESTION], 1, SamplingParams(temperature=0,
                                                                                          max_new_tokens=8))

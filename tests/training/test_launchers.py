@@ -72,3 +72,14 @@ def test_a_launcher_whose_program_is_missing_fails_the_check(user_module):
         check_launcher(f"{user_module}:missing", 2)
     with pytest.raises(ConfigError, match="must return the command as a list of strings"):
         check_launcher(f"{user_module}:broken", 2)
+
+
+def test_the_launcher_is_checked_once_as_the_config_loads(user_module):
+    """With processes > 1 the program is checked where the name is, as the config loads (preflight and
+    the reward-model command do not check it again); one process never runs the launcher."""
+    with pytest.raises(ConfigError, match=r"key 'train.launcher': launcher 'my_launchers:missing' runs "
+                                          r"/nowhere/launch, which does not exist"):
+        build_config({"train": {"processes": 2, "launcher": f"{user_module}:missing"}})
+    assert build_config({"train": {"launcher": f"{user_module}:missing"}}).train.processes == 1
+    with pytest.raises(ConfigError, match=r"key 'launcher': launcher 'my_launchers:broken' must return"):
+        RewardModelTraining(init="m", processes=2, launcher=f"{user_module}:broken")

@@ -25,6 +25,7 @@ from rsft.records import Prompt
 from rsft.sampling.base import SamplingParams
 from rsft.sampling.transformers_engine import TransformersEngine
 from rsft.training.checkpoints import MARKER
+from rsft.training.job import TrainJob
 from rsft.training.sft import train_sft
 from tests.conftest import ROOT, run_cli
 
@@ -54,14 +55,14 @@ def test_two_processes_match_one_at_the_same_global_batch(model_dir, tmp_path):
     gives losses 1.3e-2 apart at step 1 and up to 0.9 later: the control run below (another batch
     order) checks that this tolerance would see it."""
     common = dict(max_steps=6, learning_rate=3e-3, save_steps=1000, extra={"logging_steps": 1})
-    one = train_sft(rows(), str(model_dir), tmp_path / "one" / "model", TrainConfig(batch_size=8, **common))
-    two = train_sft(rows(), str(model_dir), tmp_path / "two" / "model",
-                    TrainConfig(batch_size=4, processes=2, **common))
+    one = train_sft(TrainJob(str(model_dir), tmp_path / "one" / "model", TrainConfig(batch_size=8, **common)), rows())
+    two = train_sft(TrainJob(str(model_dir), tmp_path / "two" / "model",
+                             TrainConfig(batch_size=4, processes=2, **common)), rows())
     assert two.steps == one.steps == 6 and len(losses(two)) == 6
     assert losses(two) == pytest.approx(losses(one), rel=LOSS_REL)
     assert two.loss == pytest.approx(one.loss, rel=LOSS_REL)
-    other = train_sft(rows(), str(model_dir), tmp_path / "other" / "model", TrainConfig(batch_size=8, **common),
-                      seed=1)  # the same rows in another order
+    other = train_sft(TrainJob(str(model_dir), tmp_path / "other" / "model", TrainConfig(batch_size=8, **common),
+                               seed=1), rows())  # the same rows in another order
     assert max(abs(a - b) / abs(a) for a, b in zip(losses(one), losses(other))) > 30 * LOSS_REL
     assert not (tmp_path / "two" / "model-work").exists()
     a, b = load_file(tmp_path / "one" / "model" / "model.safetensors"), load_file(tmp_path / "two" / "model" /
@@ -104,7 +105,7 @@ def test_a_failing_worker_through_train_sft(model_dir, tmp_path):
     cfg = TrainConfig(max_steps=2, batch_size=4, processes=2, extra={"not_a_setting": 1})
     with pytest.raises(RsftError, match=r"train: 2 training processes under torchrun failed \(exit code \d+; "
                                         r"TypeError: .*not_a_setting.*\); the workers' output is in .*worker.log"):
-        train_sft(rows(8), str(model_dir), tmp_path / "model", cfg, label="train")
+        train_sft(TrainJob(str(model_dir), tmp_path / "model", cfg, label="train"), rows(8))
 
 
 KILLED = '''
@@ -113,10 +114,11 @@ from pathlib import Path
 from rsft.config import TrainConfig
 from rsft.data.formats import sft_row
 from rsft.records import Prompt
+from rsft.training.job import TrainJob
 from rsft.training.sft import train_sft
 
 rows = [sft_row(Prompt(str(i), text=f"{i % 97}+{i % 13}="), "77") for i in range(64)]
-train_sft(rows, sys.argv[1], Path(sys.argv[2]), TrainConfig.model_validate_json(sys.argv[3]))
+train_sft(TrainJob(sys.argv[1], Path(sys.argv[2]), TrainConfig.model_validate_json(sys.argv[3])), rows)
 '''
 
 
@@ -124,7 +126,7 @@ train_sft(rows, sys.argv[1], Path(sys.argv[2]), TrainConfig.model_validate_json(
 def test_a_killed_two_process_training_resumes_from_its_checkpoint(model_dir, tmp_path):
     """SIGKILL the whole process group (driver, torchrun, both ranks) after the first checkpoint."""
     cfg = TrainConfig(max_steps=120, batch_size=4, learning_rate=1e-3, save_steps=20, processes=2)
-    whole = train_sft(rows(), str(model_dir), tmp_path / "whole" / "model", cfg)
+    whole = train_sft(TrainJob(str(model_dir), tmp_path / "whole" / "model", cfg), rows())
     out, work = tmp_path / "killed" / "model", tmp_path / "killed" / "model-work"
     proc = _train_until_a_checkpoint(tmp_path, model_dir, out, work, cfg)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -133,7 +135,7 @@ def test_a_killed_two_process_training_resumes_from_its_checkpoint(model_dir, tm
     assert not out.exists()
     step = max(int(p.parent.name.split("-")[1]) for p in work.glob(f"checkpoint-*/{MARKER}"))
     assert 20 <= step < 120
-    resumed = train_sft(rows(), str(model_dir), out, cfg)
+    resumed = train_sft(TrainJob(str(model_dir), out, cfg), rows())
     assert resumed.resumed_from == step  # it continued from the checkpoint, not from step 0
     assert resumed.steps == whole.steps == 120
     assert resumed.loss == pytest.approx(whole.loss, abs=1e-6)
@@ -145,9 +147,9 @@ def test_a_killed_two_process_training_resumes_from_its_checkpoint(model_dir, tm
 def test_accelerate_launches_the_same_training(model_dir, tmp_path):
     common = dict(max_steps=6, batch_size=4, learning_rate=3e-3, save_steps=1000, processes=2,
                   extra={"logging_steps": 1})
-    torchrun = train_sft(rows(), str(model_dir), tmp_path / "t" / "model", TrainConfig(**common))
-    accelerate = train_sft(rows(), str(model_dir), tmp_path / "a" / "model", TrainConfig(launcher="accelerate",
-                                                                                          **common))
+    torchrun = train_sft(TrainJob(str(model_dir), tmp_path / "t" / "model", TrainConfig(**common)), rows())
+    accelerate = train_sft(TrainJob(str(model_dir), tmp_path / "a" / "model",
+                                    TrainConfig(launcher="accelerate", **common)), rows())
     assert losses(accelerate) == pytest.approx(losses(torchrun), rel=1e-6)
 
 
@@ -199,7 +201,7 @@ def test_ranks_stop_when_the_driver_alone_is_killed(model_dir, tmp_path):
         time.sleep(0.2)
     assert group_members(proc.pid) == []
     assert not out.exists()  # the ranks did not finish the training on their own
-    resumed = train_sft(rows(), str(model_dir), out, cfg)
+    resumed = train_sft(TrainJob(str(model_dir), out, cfg), rows())
     assert resumed.steps == 120 and resumed.resumed_from >= 20
 
 

@@ -20,6 +20,7 @@ from rsft.records import Prompt
 from rsft.stages.runner import TRAIN_RESULT
 from rsft.training import sft
 from rsft.training.checkpoints import MARKER
+from rsft.training.job import TrainJob
 from rsft.training.sft import RESULT_FILE, train_sft
 
 CFG = TrainConfig(max_steps=8, batch_size=8, learning_rate=3e-3, save_steps=3)
@@ -60,18 +61,18 @@ def rows(n=48):
 @pytest.fixture(scope="module")
 def uninterrupted(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "model"
-    return train_sft(rows(), str(model_dir), out, CFG), out
+    return train_sft(TrainJob(str(model_dir), out, CFG), rows()), out
 
 
 def test_loss_after_a_resume_is_the_uninterrupted_runs(model_dir, tmp_path, uninterrupted):
     whole, whole_dir = uninterrupted
     out = tmp_path / "model"
     with pytest.raises(Killed):
-        train_sft(rows(), str(model_dir), out, CFG, callbacks=[KillAt(6, "step")])
+        train_sft(TrainJob(str(model_dir), out, CFG), rows(), callbacks=[KillAt(6, "step")])
     # only the newest complete checkpoint is kept
     assert sorted(p.name for p in (tmp_path / "model-work").glob("checkpoint-*")) == ["checkpoint-6"]
     counter = CountSteps()
-    resumed = train_sft(rows(), str(model_dir), out, CFG, callbacks=[counter])
+    resumed = train_sft(TrainJob(str(model_dir), out, CFG), rows(), callbacks=[counter])
     assert counter.steps == [7, 8]  # continued from checkpoint-6, not from step 0
     assert resumed.steps == whole.steps == 8
     assert resumed.loss == pytest.approx(whole.loss, abs=1e-6)
@@ -90,14 +91,14 @@ def test_a_checkpoint_torn_by_a_kill_is_skipped(model_dir, tmp_path, uninterrupt
     whole, _ = uninterrupted
     out, work = tmp_path / "model", tmp_path / "model-work"
     with pytest.raises(Killed):
-        train_sft(rows(), str(model_dir), out, CFG, callbacks=[KillAt(6, "save")])
+        train_sft(TrainJob(str(model_dir), out, CFG), rows(), callbacks=[KillAt(6, "save")])
     torn = work / "checkpoint-6"
     assert (work / "checkpoint-3" / MARKER).is_file() and not (torn / MARKER).exists()
     state = torn / "trainer_state.json"
     state.write_text(state.read_text()[:40])  # the kill cut the trainer state short
     assert get_last_checkpoint(str(work)) == str(torn)  # what resume_from_checkpoint=True would pick
     counter = CountSteps()
-    resumed = train_sft(rows(), str(model_dir), out, CFG, callbacks=[counter])
+    resumed = train_sft(TrainJob(str(model_dir), out, CFG), rows(), callbacks=[counter])
     assert counter.steps == [4, 5, 6, 7, 8]
     assert (resumed.steps, resumed.loss) == (whole.steps, pytest.approx(whole.loss, abs=1e-6))
     assert not work.exists()
@@ -115,10 +116,10 @@ def test_a_kill_during_the_final_save_records_the_real_loss(model_dir, tmp_path,
     with monkeypatch.context() as m:
         m.setattr(sft, "replace_dir", killed)
         with pytest.raises(Killed):
-            train_sft(rows(), str(model_dir), out, CFG)
+            train_sft(TrainJob(str(model_dir), out, CFG), rows())
     assert (tmp_path / "model-work" / "checkpoint-8" / MARKER).is_file() and not out.exists()
     counter = CountSteps()
-    again = train_sft(rows(), str(model_dir), out, CFG, callbacks=[counter])
+    again = train_sft(TrainJob(str(model_dir), out, CFG), rows(), callbacks=[counter])
     assert counter.steps == []
     assert (again.steps, again.loss) == (8, pytest.approx(whole.loss, abs=1e-6))
     assert again.loss != 0.0
@@ -134,13 +135,13 @@ def test_a_model_in_place_with_its_result_is_not_trained_again(model_dir, tmp_pa
     """Killed after the model was moved into place, before the caller recorded the result."""
     whole, whole_dir = uninterrupted
     out = tmp_path / "model"
-    first = train_sft(rows(), str(model_dir), out, CFG)
+    first = train_sft(TrainJob(str(model_dir), out, CFG), rows())
     (tmp_path / "model-work").mkdir()  # a kill before the work directory was removed, too
     stamp = (out / "model.safetensors").stat().st_mtime_ns
-    again = train_sft(rows(), str(model_dir), out, CFG)
+    again = train_sft(TrainJob(str(model_dir), out, CFG), rows())
     assert (again.steps, again.loss) == (first.steps, first.loss) == (whole.steps, pytest.approx(whole.loss))
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp and not (tmp_path / "model-work").exists()
     assert TRAIN_RESULT == RESULT_FILE  # what `--force` removes, so a forced stage trains again
     # other rows, or other settings, are another training
-    changed = train_sft(rows(40), str(model_dir), out, CFG)
+    changed = train_sft(TrainJob(str(model_dir), out, CFG), rows(40))
     assert (out / "model.safetensors").stat().st_mtime_ns != stamp and changed.rows == 40

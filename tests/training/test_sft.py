@@ -12,6 +12,7 @@ from rsft.modeling import load_model
 from rsft.records import Prompt
 from rsft.sampling.base import SamplingParams
 from rsft.sampling.transformers_engine import TransformersEngine
+from rsft.training.job import TrainJob
 from rsft.training.sft import make_sft_trainer, train_sft
 
 
@@ -20,7 +21,7 @@ def rows(n=64):
 
 
 def test_loss_is_on_completion_tokens_only(model_dir, tmp_path):
-    trainer = make_sft_trainer(rows(4), str(model_dir), tmp_path / "w", TrainConfig(max_steps=1))
+    trainer = make_sft_trainer(rows(4), TrainJob(str(model_dir), tmp_path / "w", TrainConfig(max_steps=1)))
     example = trainer.train_dataset[0]
     batch = trainer.data_collator([example])
     labels = batch["labels"][0].tolist()
@@ -34,7 +35,7 @@ def test_loss_is_on_completion_tokens_only(model_dir, tmp_path):
 
 def test_training_teaches_the_completion(model_dir, tmp_path):
     cfg = TrainConfig(max_steps=60, batch_size=16, learning_rate=3e-3, save_steps=1000)
-    result = train_sft(rows(), str(model_dir), tmp_path / "model", cfg)
+    result = train_sft(TrainJob(str(model_dir), tmp_path / "model", cfg), rows())
     assert result.steps == 60 and not (tmp_path / "model-work").exists()
     engine = TransformersEngine.from_path(str(tmp_path / "model"))
     out = engine.generate([Prompt("new", text="5+5=")], 1, SamplingParams(temperature=0, max_new_tokens=4))
@@ -43,7 +44,7 @@ def test_training_teaches_the_completion(model_dir, tmp_path):
 
 def test_lora_trains_an_adapter_and_saves_a_merged_model(model_dir, tmp_path):
     cfg = TrainConfig(max_steps=5, batch_size=8, learning_rate=1e-2, lora=LoraConfig(r=4, alpha=8), save_steps=1000)
-    train_sft(rows(16), str(model_dir), tmp_path / "model", cfg)
+    train_sft(TrainJob(str(model_dir), tmp_path / "model", cfg), rows(16))
     assert (tmp_path / "model-adapter" / "adapter_config.json").exists()
     assert not (tmp_path / "model" / "adapter_config.json").exists()
     before = load_file(model_dir / "model.safetensors")
@@ -56,7 +57,7 @@ def test_lora_trains_an_adapter_and_saves_a_merged_model(model_dir, tmp_path):
 def test_warmup_ratio_warms_up(model_dir, tmp_path):
     """warmup_ratio is a fraction of the round's steps (transformers reads warmup_steps < 1 that way)."""
     cfg = TrainConfig(max_steps=10, lr_scheduler="constant_with_warmup", warmup_ratio=0.5, learning_rate=1e-3)
-    trainer = make_sft_trainer(rows(4), str(model_dir), tmp_path / "w", cfg)
+    trainer = make_sft_trainer(rows(4), TrainJob(str(model_dir), tmp_path / "w", cfg))
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     lrs = []
     for _ in range(10):

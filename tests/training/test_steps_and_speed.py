@@ -9,8 +9,10 @@ from rsft.config import TrainConfig, build_config
 from rsft.errors import ConfigError
 from rsft.training import precision
 from rsft.training.batching import grouped_order
+from rsft.training.job import TrainJob
 from rsft.training.precision import autocast
 from rsft.training.sft import make_sft_trainer, train_sft
+from rsft.training.steps import decide_steps
 
 
 def rows(n: int, length: int = 4) -> list[dict[str, str]]:
@@ -27,7 +29,7 @@ def rows(n: int, length: int = 4) -> list[dict[str, str]]:
     (dict(max_steps=400, batch_size=64, min_steps=60, step_cap=200), 417, None, 400),  # max_steps: exact
 ])
 def test_steps_follow_the_rows(cfg, n_rows, global_batch, steps):
-    assert TrainConfig(**cfg).steps_for(n_rows, global_batch) == steps
+    assert decide_steps(TrainConfig(**cfg), n_rows, global_batch).max_steps == steps
 
 
 def test_bounds_out_of_order_are_one_line_naming_the_keys():
@@ -39,7 +41,7 @@ def test_bounds_out_of_order_are_one_line_naming_the_keys():
 @pytest.mark.parametrize(("changes", "steps"), [({}, 5), ({"min_steps": 7}, 7), ({"step_cap": 3}, 3)])
 def test_a_real_training_runs_the_steps_its_rows_give(model_dir, tmp_path, changes, steps):
     cfg = TrainConfig(epochs=2, batch_size=4, learning_rate=1e-3, save_steps=100, **changes)
-    result = train_sft(rows(10), str(model_dir), tmp_path / "out", cfg, label=None)
+    result = train_sft(TrainJob(str(model_dir), tmp_path / "out", cfg, label=None), rows(10))
     assert result.steps == steps  # 2 epochs x 10 rows / batch 4 = 5 steps, then the floor or the cap
 
 
@@ -56,9 +58,9 @@ def test_grouped_batches_pad_less_than_random_ones(model_dir, tmp_path):
     # half the rows 3 tokens long, half 40: random batches of 4 almost always mix them and pad to 40+
     # (320 rows: transformers sorts by length within megabatches of up to 50 batches, fewer on small data)
     data = [{"prompt": "1+2=", "completion": "3" * (3 if i % 2 else 40)} for i in range(320)]
-    grouped = make_sft_trainer(data, str(model_dir), tmp_path / "g", TrainConfig(batch_size=4), label=None)
-    uniform = make_sft_trainer(data, str(model_dir), tmp_path / "u", TrainConfig(batch_size=4, group_by_length=False),
-                               label=None)
+    grouped = make_sft_trainer(data, TrainJob(str(model_dir), tmp_path / "g", TrainConfig(batch_size=4), label=None))
+    uniform = make_sft_trainer(data, TrainJob(str(model_dir), tmp_path / "u",
+                                              TrainConfig(batch_size=4, group_by_length=False), label=None))
     g_pos, g_real = padded_tokens(grouped)
     u_pos, u_real = padded_tokens(uniform)
     assert g_real == u_real  # the same rows, once each
@@ -91,12 +93,13 @@ def test_auto_bf16_reaches_the_trainer_and_is_said_once(model_dir, tmp_path, mon
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(precision, "BF16_MIN_WIDTH", 64)  # the test model is 64 wide
     precision.say_precision.cache_clear()
-    trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w", TrainConfig(batch_size=4))
-    make_sft_trainer(rows(8), str(model_dir), tmp_path / "w2", TrainConfig(batch_size=4))
+    trainer = make_sft_trainer(rows(8), TrainJob(str(model_dir), tmp_path / "w", TrainConfig(batch_size=4)))
+    make_sft_trainer(rows(8), TrainJob(str(model_dir), tmp_path / "w2", TrainConfig(batch_size=4)))
     assert trainer.args.bf16 and not trainer.args.fp16
     err = capsys.readouterr().err
     assert err.count("bf16 autocast") == 1 and "train.mixed_precision: no" in err
-    fp32 = make_sft_trainer(rows(8), str(model_dir), tmp_path / "w3", TrainConfig(batch_size=4, mixed_precision="no"))
+    fp32 = make_sft_trainer(rows(8), TrainJob(str(model_dir), tmp_path / "w3",
+                                              TrainConfig(batch_size=4, mixed_precision="no")))
     assert not fp32.args.bf16
     precision.say_precision.cache_clear()
 
@@ -116,8 +119,8 @@ def test_a_row_trl_drops_is_never_drawn(model_dir, tmp_path):
     # a prompt that fills max_length leaves no completion token to learn: TRL drops the row, and the
     # grouped order is worked out from what TRL kept (an order over the given rows would index past it)
     data = rows(6) + [{"prompt": "1+2=" * 20, "completion": "3"}] * 2
-    trainer = make_sft_trainer(data, str(model_dir), tmp_path / "w", TrainConfig(batch_size=4, max_length=32),
-                               label=None)
+    trainer = make_sft_trainer(data, TrainJob(str(model_dir), tmp_path / "w", TrainConfig(batch_size=4, max_length=32),
+                                              label=None))
     assert len(trainer.train_dataset) == 6
     seen = [b["input_ids"].shape[0] for b in trainer.get_train_dataloader()]
     assert sum(seen) == trainer.args.max_steps * 4
@@ -127,8 +130,8 @@ def test_extra_precision_and_steps_decide_when_given(model_dir, tmp_path, monkey
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(precision, "BF16_MIN_WIDTH", 64)
     cfg = TrainConfig(batch_size=4, extra={"fp16": False, "bf16": False})
-    trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "a", cfg, label=None)
+    trainer = make_sft_trainer(rows(8), TrainJob(str(model_dir), tmp_path / "a", cfg, label=None))
     assert not trainer.args.bf16 and not trainer.args.fp16  # extra set the flags: rsft adds neither
     cfg = TrainConfig(batch_size=4, epochs=1, extra={"num_train_epochs": 3})
-    trainer = make_sft_trainer(rows(8), str(model_dir), tmp_path / "b", cfg, label=None)
+    trainer = make_sft_trainer(rows(8), TrainJob(str(model_dir), tmp_path / "b", cfg, label=None))
     assert trainer.args.max_steps == -1 and trainer.args.num_train_epochs == 3  # TRL counts epochs then

@@ -1,7 +1,9 @@
 """The train stage: SFT on selected.jsonl, from the previous round's model (or the base), into ``model/``.
 
 Checkpoints go to ``model-work/`` while it trains, so a killed stage resumes
-from the last one (`rsft.training.sft`).
+from the last one (`rsft.training.sft`). ``train.json`` records the result and
+the plan it trained by: the step count and the precision the settings resolved
+to on this machine (`rsft.training.job`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from rsft.stages.run import Run
 
 def train_stage(run: Run, r: int) -> None:
     from rsft.monitoring.trackers import train_env
+    from rsft.training.job import TrainJob
     from rsft.training.sft import train_sft
 
     rd = run.round(r)
     rows = list(read_jsonl(rd.selected))
     init = run.base_model if (run.cfg.train.init == "base" or r == 0) else run.policy(r)
-    label = f"round-{r:03d}-train"
-    result = train_sft(rows, init, rd.model, run.cfg.train, seed=run.cfg.seed + r, dtype=run.cfg.model.dtype,
-                       label=f"round {r} train", report_to=run.cfg.report_to,
-                       tracker_env=train_env(run.cfg.report_to, run.dir, label))
+    job = TrainJob(init, rd.model, run.cfg.train, seed=run.cfg.seed + r, dtype=run.cfg.model.dtype,
+                   label=f"round {r} train", report_to=tuple(run.cfg.report_to))
+    result = train_sft(job, rows, tracker_env=train_env(run.cfg.report_to, run.dir, f"round-{r:03d}-train"))
     atomic_write_json(rd.path / "train.json", {
         "init": init, "steps": result.steps, "loss": result.loss, "rows": result.rows,
         "seconds": round(result.seconds, 3),
+        "plan": result.plan.to_json() if result.plan is not None else None,
     })

@@ -8,6 +8,10 @@ built-ins are `torchrun` and `accelerate` (``train.launcher``); a user's
 ``"package.module:function"`` with the same signature is another (a cluster's
 own wrapper, say). They are resolved by the registry, kind ``launcher``.
 
+`build_launcher` checks a launcher once, where it is configured: the name
+resolves and, for more than one process, the command it builds runs a program
+that exists.
+
 A launcher only builds the command. It does not run it, pick a backend (gloo
 on CPU, NCCL on GPU is the training code's choice, `rsft.training.sft`), or
 span several machines: every built-in is single-node.
@@ -59,8 +63,19 @@ def accelerate(processes: int, module: str, args: list[str]) -> list[str]:
             "--main_process_port", str(free_port()), "-m", module, *args]
 
 
-def build_launcher(spec: Any, key: str = "train.launcher") -> Launcher:
-    """The launcher function a config names (the registry's builder for kind ``launcher``)."""
+def build_launcher(spec: Any, key: str = "train.launcher", processes: int = 1) -> Launcher:
+    """The launcher function a config names (the registry's builder for kind ``launcher``), checked: for
+    `processes` > 1 the command it builds must be one whose program exists (`check_launcher`).
+
+    This is the one launcher check. It runs where a launcher is configured (`TrainConfig` as the config
+    loads, `RewardModelTraining` as it is made), so a typo or a missing `accelerate` is one line naming
+    the key before any work, not a failed launch after the earlier stages ran."""
+    if processes > 1:
+        check_launcher(spec, processes, key)
+    return _named(spec, key)
+
+
+def _named(spec: Any, key: str) -> Launcher:
     launcher = lookup("launcher", spec, key)
     if not callable(launcher):
         raise ConfigError(f"key '{key}': {spec!r} is not a function (processes, module, args) -> argv")
@@ -68,12 +83,10 @@ def build_launcher(spec: Any, key: str = "train.launcher") -> Launcher:
 
 
 def check_launcher(spec: Any, processes: int, key: str = "train.launcher") -> list[str]:
-    """The command the launcher would run, built once; its program must exist. Returns the command.
-
-    Checked before any work (preflight, and `rsft reward-model train`), so a missing `accelerate`
-    is one line naming the key rather than a failed launch after the earlier stages ran."""
+    """The command the launcher would run for `processes` ranks, built once: a list of strings whose
+    program exists. Returns the command."""
     try:
-        argv = build_launcher(spec, key)(processes, "rsft.training.worker", ["JOB.json"])
+        argv = _named(spec, key)(processes, "rsft.training.worker", ["JOB.json"])
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever a user's launcher raises

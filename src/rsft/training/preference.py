@@ -195,7 +195,7 @@ class RewardModelTraining:
             raise DataError(f"reward model training: {bad} = {getattr(self, bad)!r} is out of range")
         from rsft.training.launchers import build_launcher
 
-        build_launcher(self.launcher, "launcher")
+        build_launcher(self.launcher, "launcher", self.processes)  # the one launcher check
 
 
 def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardModelTraining,
@@ -219,9 +219,7 @@ def train_reward_model(pairs_path: str | Path, out_dir: str | Path, cfg: RewardM
         fit_reward_model(train, held, str(work), cfg)
     else:
         from rsft.training.launch import run_processes
-        from rsft.training.launchers import check_launcher
 
-        check_launcher(cfg.launcher, cfg.processes, "launcher")
         atomic_write_jsonl(work / "train-pairs.jsonl", [dataclasses.asdict(p) for p in train])
         atomic_write_jsonl(work / "held-pairs.jsonl", [dataclasses.asdict(p) for p in held])
         run_processes("rsft.training.preference:reward_model_job", {

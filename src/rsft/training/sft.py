@@ -12,19 +12,22 @@ Training checkpoints every `save_steps` into a work directory; a killed round
 resumes from the last complete checkpoint and records the loss an
 uninterrupted run would (`rsft.training.checkpoints`). The finished model is
 written to a temporary directory together with its result (``rsft-train.json``:
-steps, loss, and a fingerprint of the inputs) and renamed into place, so a
+steps, loss, the plan it trained by, and a fingerprint of the inputs) and renamed into place, so a
 half-written model never exists, and a model already in place with the result
 of the same inputs (a kill after the rename, before the caller recorded it) is
 not trained again.
 
-With ``train.processes`` > 1 the same training runs as that many DDP ranks
-(gloo on CPU, NCCL on GPU) started by ``train.launcher``: the driver writes
-the rows and a job spec into the work directory and waits
-(`rsft.training.launch`); every rank runs `sft_job`; rank 0 shows progress and
-writes the model. ``batch_size`` is per rank, as TRL's
-``per_device_train_batch_size``. DeepSpeed and FSDP settings in ``train.extra``
-pass through to SFTConfig. Callbacks (the warm start's pass@1 check) are
-in-process objects, so a run with callbacks trains in one process.
+What is trained is one `TrainJob`; the step count and the precision it means on
+this machine are planned once, in the driver (`rsft.training.job`), and this
+module only applies the plan. With ``train.processes`` > 1 the same training
+runs as that many DDP ranks (gloo on CPU, NCCL on GPU) started by
+``train.launcher``: the driver writes the rows and the job spec (the job and
+its plan, as JSON) into the work directory and waits (`rsft.training.launch`);
+every rank runs `sft_job` by that plan; rank 0 shows progress and writes the
+model. ``batch_size`` is per rank, as TRL's ``per_device_train_batch_size``.
+DeepSpeed and FSDP settings in ``train.extra`` pass through to SFTConfig.
+Callbacks (the warm start's pass@1 check) are in-process objects, so a run
+with callbacks trains in one process.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -44,12 +46,13 @@ from typing import Any
 
 from rsft.config import TrainConfig
 from rsft.data.formats import is_trajectory_row
-from rsft.modeling import DTYPES, checkpoint_dtype, load_model, load_tokenizer, stop_token_ids
-from rsft.progress import quiet_hf, rich_train_callback, notice
+from rsft.modeling import DTYPES, load_model, load_tokenizer, stop_token_ids
+from rsft.progress import notice, quiet_hf, rich_train_callback
 from rsft.training.batching import FixedOrder, grouped_order
-from rsft.training.precision import cpu_only, precision_for, say_precision
+from rsft.training.job import TrainJob, TrainPlan, fingerprint, plan_for, plan_job
+from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir
+from rsft.training.precision import cpu_only, say_decided
 from rsft.training.tokens import token_dataset
-from rsft.rundir import TRAIN_RESULT, atomic_write_json, atomic_write_jsonl, read_jsonl, replace_dir, work_dir
 from rsft.training.checkpoints import (AlreadyFinished, checkpoint_ledger, end_guard, logged_loss, logged_tokens,
                                        resume_point, run_loss)
 
@@ -64,17 +67,19 @@ class TrainResult:
     seconds: float
     log: tuple[dict[str, Any], ...] = ()  # the Trainer's log history (loss per logging step, ...)
     resumed_from: int = 0  # the step of the checkpoint this training resumed from (0: from the start)
+    plan: TrainPlan | None = None  # the steps and precision it was trained by (None: a record older than plans)
 
 
-def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] = (),
-               assistant_only: bool = False, rows: int | None = None, width: int | None = None) -> Any:
-    """TRL's SFTConfig for a round of `rows` training rows (their count sets the steps: `cfg.steps_for`;
-    None leaves TRL to count epochs) on a model of hidden size `width` (it decides `auto` precision);
-    `assistant_only` (agent trajectories) also masks the tool messages inside the completion, through
-    TRL's `assistant_only_loss` and the template's generation markers."""
+def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, plan: TrainPlan | None = None,
+               report_to: tuple[str, ...] = (), assistant_only: bool = False) -> Any:
+    """TRL's SFTConfig for training by `plan` (its steps and precision; None: the plan of a job with no
+    rows and no model yet, as a check before the run builds it); `assistant_only` (agent trajectories)
+    also masks the tool messages inside the completion, through TRL's `assistant_only_loss` and the
+    template's generation markers. It decides nothing itself: the plan did (`rsft.training.job`)."""
     from trl import SFTConfig
 
-    precision = precision_for(cfg, width)
+    if plan is None:
+        plan = plan_for(cfg, None)
     kwargs: dict[str, Any] = dict(
         output_dir=str(out_dir),
         per_device_train_batch_size=cfg.batch_size,
@@ -83,13 +88,13 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a value below 1 as a fraction of the steps
         weight_decay=cfg.weight_decay,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
+        num_train_epochs=plan.steps.num_train_epochs,
+        max_steps=plan.steps.max_steps,
         max_length=cfg.max_length,
         completion_only_loss=True,
         assistant_only_loss=assistant_only,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        bf16=plan.precision.autocast == "bf16",
+        fp16=plan.precision.autocast == "fp16",
 
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -109,12 +114,8 @@ def sft_config(cfg: TrainConfig, out_dir: Path, seed: int, report_to: list[str] 
     kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = False
     if distributed():
         kwargs["ddp_backend"] = "gloo" if kwargs["use_cpu"] else "nccl"
-    kwargs.update(cfg.extra)
-    args = SFTConfig(**kwargs)
-    if rows is not None and not {"max_steps", "num_train_epochs"} & cfg.extra.keys():
-        # the global batch as the Trainer will draw it (per device x GPUs in DataParallel, x accumulation, x ranks)
-        args.max_steps = cfg.steps_for(rows, args.train_batch_size * args.gradient_accumulation_steps * args.world_size)
-    return args
+    kwargs.update(cfg.extra)  # its max_steps, num_train_epochs, bf16, fp16 are what the plan took already
+    return SFTConfig(**kwargs)
 
 
 @contextlib.contextmanager
@@ -155,27 +156,29 @@ def peft_config(cfg: TrainConfig) -> Any:
     )
 
 
-def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainConfig, seed: int = 0,
-                     dtype: str = "float32", label: str | None = "train", callbacks: list[Any] = (),
-                     report_to: list[str] = ()) -> Any:
-    """A TRL SFTTrainer over prompt/completion `rows`, checkpointing into `work` (complete checkpoints
-    marked, the older ones removed); with a `label`, a progress bar by that name."""
+def make_sft_trainer(rows: list[dict[str, Any]], job: TrainJob, callbacks: list[Any] = (),
+                     plan: TrainPlan | None = None) -> Any:
+    """A TRL SFTTrainer for `job` over prompt/completion `rows`, by `plan` (default: planned here for
+    these rows), checkpointing into `job.work` (complete checkpoints marked, the older ones removed);
+    with a label, a progress bar by that name."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
     quiet_hf()
-    model = load_model(init_path, dtype)
-    tokenizer = load_tokenizer(init_path)
-    width = getattr(model.config.get_text_config(), "hidden_size", None)
-    args = sft_config(cfg, work, seed, report_to, any(is_trajectory_row(r) for r in rows), len(rows), width)
+    cfg, label = job.train, job.label
+    plan = plan or plan_job(job, len(rows))
+    if label is not None:
+        say_decided(plan.precision, cfg)
+    model = load_model(job.init_path, plan.precision.dtype)
+    tokenizer = load_tokenizer(job.init_path)
+    args = sft_config(cfg, job.work, job.seed, plan, job.report_to, any(is_trajectory_row(r) for r in rows))
+    say_other_batch(plan, args.train_batch_size * args.gradient_accumulation_steps * args.world_size)
     grouped = (cfg.group_by_length and "train_sampling_strategy" not in cfg.extra and args.max_steps > 0
                and not args.packing and not args.padding_free)
     # the sampled token ids when every row has them (rsft.training.tokens), else TRL tokenizes the text
     tokenized = token_dataset(rows, tokenizer, stop_token_ids(tokenizer, model.generation_config.eos_token_id))
     dataset = Dataset.from_list(tokenized if tokenized is not None else
                                 [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    if cfg.mixed_precision == "auto" and label is not None:
-        say_precision(precision_for(cfg, width))
     bar = [rich_train_callback(label)] if label is not None else []
     trainer = trainer_class(grouped)(
         model=model, args=args, train_dataset=dataset,
@@ -186,6 +189,16 @@ def make_sft_trainer(rows: list[dict[str, Any]], init_path: str, work: Path, cfg
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; our bar shows the loss
     return trainer
+
+
+@functools.cache
+def say_other_batch(plan: TrainPlan, drawn: int) -> None:
+    """The Trainer draws another global batch than the steps were counted for (a device layout
+    `rsft.training.steps.global_batch` does not know): the steps stand, the passes over the rows differ."""
+    counted = plan.steps.decided_by in ("train.epochs", "train.min_steps", "train.step_cap")
+    if counted and drawn != plan.steps.global_batch:
+        notice(f"train: the {plan.steps.max_steps} steps were counted at {plan.steps.global_batch} rows a step, but "
+               f"the Trainer draws {drawn}; each step still trains {drawn} rows")
 
 
 @functools.cache
@@ -212,21 +225,6 @@ def trainer_class(grouped: bool) -> Any:
     return GroupedSFTTrainer
 
 
-def fingerprint(rows: list[dict[str, Any]], init_path: str, cfg: TrainConfig, seed: int, dtype: str) -> str:
-    """sha256 of what a training run depends on: the rows, the settings, and the init model (its own
-    result's fingerprint when rsft trained it, so a retrained previous round changes this one)."""
-    init_result = Path(init_path) / RESULT_FILE
-    init_key = None
-    if init_result.is_file():
-        with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
-            init_key = json.loads(init_result.read_text(encoding="utf-8")).get("fingerprint")
-    h = hashlib.sha256(json.dumps({"init": init_path, "init_fingerprint": init_key, "seed": seed, "dtype": dtype,
-                                   "train": cfg.model_dump(mode="json")}, sort_keys=True).encode())
-    for row in rows:
-        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-    return h.hexdigest()
-
-
 def finished(out_dir: Path, key: str) -> TrainResult | None:
     """The result saved with the model in `out_dir` when it was trained from the same inputs, else None."""
     try:
@@ -239,42 +237,38 @@ def finished(out_dir: Path, key: str) -> TrainResult | None:
 
 
 def result_from(data: dict[str, Any]) -> TrainResult:
+    plan = data.get("plan")
     return TrainResult(steps=int(data["steps"]), loss=float(data["loss"]), rows=int(data["rows"]),
                        seconds=float(data["seconds"]), log=tuple(data.get("log", ())),
-                       resumed_from=int(data.get("resumed_from", 0)))
+                       resumed_from=int(data.get("resumed_from", 0)),
+                       plan=TrainPlan.from_json(plan) if isinstance(plan, dict) else None)
 
 
-def train_sft(
-    rows: list[dict[str, Any]],
-    init_path: str,
-    out_dir: Path,
-    cfg: TrainConfig,
-    seed: int = 0,
-    dtype: str = "float32",
-    label: str = "train",
-    callbacks: list[Any] = (),
-    report_to: list[str] = (),
-    tracker_env: dict[str, str] | None = None,
-) -> TrainResult:
-    """Fine-tune the model at `init_path` on `rows` and write it to `out_dir`.
+def train_sft(job: TrainJob, rows: list[dict[str, Any]], callbacks: list[Any] = (),
+              tracker_env: dict[str, str] | None = None) -> TrainResult:
+    """Fine-tune `job`'s init model on `rows` and write it to `job.out_dir`; `callbacks` (in-process
+    TrainerCallbacks) and `tracker_env` (the environment TRL's trackers write by) are not part of the job.
 
-    `work_dir(out_dir)` (``OUT-work``) holds checkpoints while training; it is
-    resumed from when present and removed once the model is in place. Without
-    callbacks (whose state the caller reads), a model already in `out_dir`
-    with the result of these inputs is returned as it is, not trained again.
+    The steps and precision are planned here, once (`rsft.training.job.plan_job`), and every process
+    trains by that plan. `job.work` (``OUT-work``) holds checkpoints while training; it is resumed from
+    when present and removed once the model is in place. Without callbacks (whose state the caller
+    reads), a model already in `out_dir` with the result of this job, plan and rows is returned as it
+    is, not trained again.
     """
     t0 = time.perf_counter()
-    key = fingerprint(rows, init_path, cfg, seed, dtype)
-    work = work_dir(out_dir)
-    done = None if callbacks else finished(out_dir, key)
+    plan = plan_job(job, len(rows))
+    key = fingerprint(rows, job, plan)
+    work = job.work
+    done = None if callbacks else finished(job.out_dir, key)
     if done is not None:
         shutil.rmtree(work, ignore_errors=True)
-        return done
+        return done  # its record holds this plan: the fingerprint hashes it
+    if job.label is not None:
+        say_decided(plan.precision, job.train)
     resume = resume_point(work)
-    adapter = out_dir.parent / f"{out_dir.name}-adapter"
-    if cfg.processes == 1:
-        fit_sft(rows, init_path, work, cfg, seed, dtype, label, callbacks, report_to, tracker_env, key,
-                str(resume) if resume else None, str(adapter))
+    resume_from = str(resume) if resume else None
+    if job.train.processes == 1:
+        fit_sft(rows, job, plan, key, resume_from, callbacks, tracker_env)
     else:
         if callbacks:
             raise ValueError("train_sft: callbacks are in-process objects; processes > 1 cannot run them")
@@ -282,22 +276,22 @@ def train_sft(
 
         atomic_write_jsonl(work / "rows.jsonl", rows)
         run_processes("rsft.training.sft:sft_job", {
-            "rows_path": str(work / "rows.jsonl"), "init_path": init_path, "work": str(work),
-            "cfg": cfg.model_dump(mode="json"), "seed": seed, "dtype": dtype, "report_to": list(report_to),
-            "key": key, "resume": str(resume) if resume else None, "adapter": str(adapter)},
-            work, cfg.processes, cfg.launcher, label, env=tracker_env)
+            "job": job.to_json(), "plan": plan.to_json(), "rows_path": str(work / "rows.jsonl"), "key": key,
+            "resume": resume_from}, work, job.train.processes, job.train.launcher, job.label or "train",
+            env=tracker_env)
     final = work / "final"
     result = result_from(json.loads((final / RESULT_FILE).read_text(encoding="utf-8")))
-    replace_dir(final, out_dir)
+    replace_dir(final, job.out_dir)
     shutil.rmtree(work, ignore_errors=True)
     return dataclasses.replace(result, seconds=time.perf_counter() - t0)
 
 
-def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainConfig, seed: int, dtype: str,
-            label: str | None, callbacks: list[Any], report_to: list[str], tracker_env: dict[str, str] | None,
-            key: str, resume: str | None, adapter: str, progress: Path | None = None) -> TrainResult:
-    """Train from `resume` (a complete checkpoint) or from scratch, and write the model with its result
-    to ``work/final``: in this process, or as one of the DDP ranks (only rank 0 writes)."""
+def fit_sft(rows: list[dict[str, Any]], job: TrainJob, plan: TrainPlan, key: str, resume: str | None,
+            callbacks: list[Any] = (), tracker_env: dict[str, str] | None = None,
+            progress: Path | None = None) -> TrainResult:
+    """Train by `plan` from `resume` (a complete checkpoint) or from scratch, and write the model with its
+    result (fingerprint `key`) to ``job.work/final``: in this process, or as one of the DDP ranks (only
+    rank 0 writes; `progress`: the file its bar is read from)."""
     t0 = time.perf_counter()
     with environment(tracker_env or {}):  # where TRL's own trackers write the loss curve
         more = list(callbacks)
@@ -305,7 +299,7 @@ def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainCo
             from rsft.training.launch import progress_file_callback
 
             more.append(progress_file_callback(progress))
-        trainer = make_sft_trainer(rows, init_path, work, cfg, seed, dtype, label, more, report_to)
+        trainer = make_sft_trainer(rows, job, more, plan)
         start_step, start_sum = logged_loss(Path(resume)) if resume else (0, 0.0)
         if resume:
             # TRL counts the tokens trained on (the log's num_tokens) from 0 in each process; carry on the count
@@ -327,49 +321,33 @@ def fit_sft(rows: list[dict[str, Any]], init_path: str, work: Path, cfg: TrainCo
         log.append({"epoch": state.epoch, "step": steps, "total_flos": float(state.total_flos), "train_loss": loss,
                     "train_runtime": 0.0, "train_samples_per_second": 0.0, "train_steps_per_second": 0.0})
     result = TrainResult(steps=steps, loss=loss, rows=len(rows), seconds=time.perf_counter() - t0, log=tuple(log),
-                         resumed_from=start_step)
-    save_final(trainer, cfg, dtype, work / "final", Path(adapter), {**dataclasses.asdict(result), "fingerprint": key},
-               stored_dtype(init_path, dtype, cfg.save_dtype))
+                         resumed_from=start_step, plan=plan)
+    save_final(trainer, job, plan, {**dataclasses.asdict(result), "fingerprint": key})
     return result
 
 
-def stored_dtype(init_path: str, dtype: str, setting: str = "auto") -> str:
-    """The dtype the trained model is saved in (`train.save_dtype`): auto is the init checkpoint's own (a
-    bfloat16 checkpoint, loaded in float32 to train on a CPU, is saved back in bfloat16, said once), else
-    the one it was loaded in."""
-    stored = setting if setting != "auto" else checkpoint_dtype(init_path) or dtype
-    if stored != dtype:
-        say_saved_dtype(stored, dtype)
-    return stored
-
-
-@functools.cache
-def say_saved_dtype(stored: str, dtype: str) -> None:
-    notice(f"train: the model trains in {dtype} (model.dtype) and is saved in {stored}, the checkpoint's own dtype; "
-           f"updates below {stored}'s resolution round away (train.save_dtype: {dtype} keeps them)")
-
-
-def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter: Path, record: dict[str, Any],
-               save_dtype: str | None = None) -> None:
-    """Write the trained model (merged, for LoRA) in `save_dtype` (default: `dtype`), its tokenizer and
-    `record` to `final`.
+def save_final(trainer: Any, job: TrainJob, plan: TrainPlan, record: dict[str, Any]) -> None:
+    """Write the trained model (merged, for LoRA) in the plan's saved dtype, its tokenizer and `record` to
+    ``job.work/final`` (a LoRA adapter to `job.adapter` as well).
 
     DeepSpeed ZeRO-3 and FSDP shard the weights across ranks, so every rank takes part in the Trainer's
     own save (it gathers them); a LoRA adapter saved that way is merged by rank 0 from disk."""
+    final, adapter, lora = job.work / "final", job.adapter, job.train.lora is not None
+    dtype, save_dtype = plan.precision.dtype, plan.precision.save_dtype
     main = trainer.args.should_save
     if main:
         shutil.rmtree(final, ignore_errors=True)  # what a kill during an earlier save left
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
-        trainer.save_model(str(adapter if cfg.lora is not None else final))
-        if main and cfg.lora is not None:
-            load_model(str(adapter), save_dtype or dtype).save_pretrained(final)  # the adapter on its base, merged
+        trainer.save_model(str(adapter if lora else final))
+        if main and lora:
+            load_model(str(adapter), save_dtype).save_pretrained(final)  # the adapter on its base, merged
     elif main:
         trained = trainer.model
-        if cfg.lora is not None:
+        if lora:
             trained.save_pretrained(adapter)
             trainer.processing_class.save_pretrained(adapter)  # an adapter directory loads on its own too
             trained = trained.merge_and_unload()
-        if save_dtype is not None and save_dtype != dtype:
+        if save_dtype != dtype:
             trained = trained.to(DTYPES[save_dtype])
         trained.save_pretrained(final)
     if main:
@@ -377,13 +355,14 @@ def save_final(trainer: Any, cfg: TrainConfig, dtype: str, final: Path, adapter:
         atomic_write_json(final / RESULT_FILE, record)
 
 
-def sft_job(rows_path: str, init_path: str, work: str, cfg: dict[str, Any], seed: int, dtype: str,
-            report_to: list[str], key: str, resume: str | None, adapter: str) -> dict[str, Any]:
-    """One DDP rank of `train_sft` (run by `rsft.training.worker`): everything it needs comes as JSON (the
-    trackers' environment comes as environment)."""
+def sft_job(job: dict[str, Any], plan: dict[str, Any], rows_path: str, key: str,
+            resume: str | None) -> dict[str, Any]:
+    """One DDP rank of `train_sft` (run by `rsft.training.worker`): the job and the plan the driver
+    decided come as JSON, the rows as a file (the trackers' environment comes as environment). The rank
+    shows no bar of its own: it writes its progress for the driver's."""
     from rsft.training.launch import PROGRESS
 
-    result = fit_sft(list(read_jsonl(Path(rows_path))), init_path, Path(work), TrainConfig.model_validate(cfg),
-                     seed, dtype, None, [], report_to, None, key, resume, adapter,
-                     progress=Path(work) / PROGRESS)
+    spec = dataclasses.replace(TrainJob.from_json(job), label=None)
+    result = fit_sft(list(read_jsonl(Path(rows_path))), spec, TrainPlan.from_json(plan), key, resume,
+                     progress=spec.work / PROGRESS)
     return {"steps": result.steps, "loss": result.loss}

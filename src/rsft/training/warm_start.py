@@ -12,6 +12,10 @@ The check runs on a dev split, never on the held-out eval prompts (the base
 row would otherwise be tuned on the test set): gold prompts beyond the ones it
 trains on, topped up with train prompts. It is judged by the run's judge
 (`eval.scorer`, else the run's scorer), with the rounds' stop strings.
+
+`check_warm_start` is the one check that there is something to warm-start on
+and to check with: preflight runs it before any work, `warm_start` again on
+what it is handed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from transformers import TrainerCallback
 
 from rsft.config import EvalConfig, TrainConfig, WarmStartConfig
 from rsft.data.formats import sft_row
-from rsft.errors import RsftError
+from rsft.errors import ConfigError
 from rsft.evaluation import evaluate
 from rsft.records import Prompt
 from rsft.sampling.base import SamplingParams
@@ -68,6 +72,19 @@ def dev_prompts(gold: list[tuple[Prompt, Any]], train: list[Prompt], trained: in
     return out
 
 
+def check_warm_start(gold: list[tuple[Prompt, Any]], dev: list[Prompt], task: str | None = None,
+                     column_hint: bool = True) -> None:
+    """The warm start has gold completions to train on (`task`: the task's name, for the message;
+    `column_hint`: name task.completion_column, which only a dataset task has) and `dev` prompts left
+    for its check; else a one-line ConfigError naming the key."""
+    if not gold:
+        raise ConfigError(f"key 'warm_start.enabled': {f'task {task!r}' if task else 'the task'} has no gold "
+                          "completions to warm-start on" + (" (set task.completion_column)" if column_hint else ""))
+    if not dev:
+        raise ConfigError("key 'warm_start.examples': no gold or train prompts are left for the warm start's dev "
+                          "check; lower warm_start.examples or add prompts")
+
+
 def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev: list[Prompt],
                judge: Any, cfg: WarmStartConfig, params: SamplingParams, seed: int = 0,
                agent: Callable[[Any, str], Any] | None = None, rounds: TrainConfig | None = None) -> dict[str, Any]:
@@ -76,13 +93,10 @@ def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev
     rounds' precision and batching settings (`rounds`: the run's train section). Returns the pass@1
     history of the checks."""
     from rsft.modeling import load_tokenizer
+    from rsft.training.job import TrainJob
     from rsft.training.sft import train_sft
 
-    if not gold:
-        raise RsftError("warm_start.enabled: this task has no gold completions (set task.completion_column)")
-    if not dev:
-        raise RsftError("warm_start.enabled: no prompts left for the warm start's dev check "
-                        "(more gold or train prompts than warm_start.examples are needed)")
+    check_warm_start(gold, dev)
     rows = [sft_row(p, c) for p, c in gold[: cfg.examples]]
     train = TrainConfig(
         max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
@@ -92,6 +106,7 @@ def warm_start(init_path: str, out_dir: Any, gold: list[tuple[Prompt, Any]], dev
     )
     wrap = (lambda engine: agent(engine, init_path)) if agent is not None else None  # init_path: its tokenizer, context
     stopper = StopAtPass1(dev, judge, load_tokenizer(init_path), cfg, params, wrap)
-    result = train_sft(rows, init_path, out_dir, train, seed=seed, label="warm start", callbacks=[stopper])
+    result = train_sft(TrainJob(init_path, out_dir, train, seed=seed, label="warm start"), rows, callbacks=[stopper])
     return {"steps": result.steps, "loss": result.loss, "checks": stopper.history, "dev_prompts": len(dev),
-            "reached_target": bool(stopper.history and stopper.history[-1][1] >= cfg.target_pass1)}
+            "reached_target": bool(stopper.history and stopper.history[-1][1] >= cfg.target_pass1),
+            "plan": result.plan.to_json() if result.plan is not None else None}
