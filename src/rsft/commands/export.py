@@ -24,7 +24,8 @@ from pathlib import Path
 from rsft.errors import RsftError
 from rsft.progress import notice
 from rsft.records import Group
-from rsft.rundir import atomic_write_jsonl, check_output, read_jsonl, round_dirs
+from rsft.rundir.files import atomic_write_jsonl, check_output, read_jsonl
+from rsft.rundir.layout import RunDir, round_dirs
 from rsft.selection import normalize
 from rsft.stages.run import Run
 from rsft.stages.select import held_out
@@ -70,7 +71,7 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
     if output is None:
         # never the round's own pairs.jsonl: that file belongs to the select stage
         name = f"pairs-round-{round_index:03d}.jsonl" if round_index is not None else "pairs-all-rounds.jsonl"
-        output = run_dir / "exports" / name
+        output = RunDir(run_dir).exports / name
     atomic_write_jsonl(Path(output), rows)
     return Path(output), len(rows)
 
@@ -89,7 +90,7 @@ def export_sft(run_dir: str | Path, round_index: int | None = None, output: str 
         raise RsftError(f"{run_dir}: nothing selected in {which}; run the select stage first")
     if output is None:
         name = f"sft-round-{round_index:03d}.jsonl" if round_index is not None else "sft-all-rounds.jsonl"
-        output = run_dir / "exports" / name
+        output = RunDir(run_dir).exports / name
     atomic_write_jsonl(Path(output), rows)
     return Path(output), len(rows)
 
@@ -98,8 +99,7 @@ def _rounds_with(run_dir: Path, round_index: int | None, output: str | Path | No
     """The rounds of a run whose `stage` is done (one, or all), after checking the arguments."""
     if round_index is not None and round_index < 0:
         raise RsftError(f"round must be 0 or more, got {round_index}")
-    if not (run_dir / "config.yaml").is_file():
-        raise RsftError(f"{run_dir}: not a run directory (no config.yaml)")
+    RunDir.existing(run_dir)
     if output is not None:
         check_output(Path(output), "--output")
     rounds = [rd for rd in round_dirs(run_dir) if rd.done(stage)]

@@ -61,7 +61,7 @@ def select_stage(run: Run, r: int) -> None:
         replay_out.append_to(selected_out)  # this round's rows first, then the replayed ones
     pairs_out.notice(r)
     kept_out.notice(r)
-    write_selection(rd.path / "selection.json", rules, clean, kept_out, replay_out, pairs_out)
+    write_selection(rd.selection_file, rules, clean, kept_out, replay_out, pairs_out)
 
 
 def held_out(run: Run) -> Contamination:
