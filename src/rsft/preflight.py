@@ -219,12 +219,9 @@ def model_parts(run: Run) -> tuple[Any, Any]:
     """The tokenizer and model config the next round starts from (the base once it is built), no weights."""
     m = run.cfg.model
     if m.path == "tiny" and not is_done(run.dir, "base"):
-        from rsft.tasks.tiny_model import char_tokenizer, tiny_config
+        from rsft.tasks.tiny_model import char_tokenizer, tiny_alphabet, tiny_config
 
-        if run.task.alphabet is None:
-            raise ConfigError(f"key 'model.path': 'tiny' needs a task with a character alphabet, "
-                              f"task {run.task.name!r} has none; give a model path")
-        tokenizer = char_tokenizer(run.task.alphabet, run.task.chat_template)
+        tokenizer = char_tokenizer(tiny_alphabet(run.task), run.task.chat_template)
         return tokenizer, tiny_config(tokenizer, m.tiny)
     built = is_done(run.dir, "base") and Path(run.base_model).is_dir()
     path, what = (run.base_model, "base model") if built else (run.model_path, "model.path")
