@@ -39,7 +39,7 @@ class TrainJob:
     train: TrainConfig
     seed: int = 0
     dtype: str = "float32"  # the dtype the model is loaded and trained in (model.dtype)
-    label: str | None = "train"  # the progress bar's name; None: no bar, no notices
+    label: str | None = "train"  # the progress bar's name; None: no bar (nor the precision notices)
     report_to: tuple[str, ...] = ()  # TRL's trackers
 
     def __post_init__(self) -> None:
