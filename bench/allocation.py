@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import demo_variant  # noqa: E402
 
-from rsft.rounds import run, run_round_stage  # noqa: E402
-from rsft.rundir.files import read_jsonl  # noqa: E402
-from rsft.selection import normalize  # noqa: E402
+from rsft.core.rundir.files import read_jsonl  # noqa: E402
+from rsft.loop.rounds import run, run_round_stage  # noqa: E402
+from rsft.parts.selection import normalize  # noqa: E402
 
 PIN = {"sampling.engine": "transformers"}  # per-sample seeds: allocations differ only in where samples go
 STRATEGIES = {

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from rsft.config import TinyModelConfig
-from rsft.records import Prompt
-from rsft.tasks.tiny_model import char_tokenizer, tiny_llama
+from rsft.core.config import TinyModelConfig
+from rsft.core.records import Prompt
+from rsft.inputs.tasks.tiny_model import char_tokenizer, tiny_llama
 
 ALPHABET = "0123456789+=-*/() abcdefghijklmnopqrstuvwxyz"
 SHAPES = {
@@ -69,8 +69,8 @@ def demo_variant(out: Path, name: str, changes: dict) -> object:
     """The demo's config under another name and output dir, with dotted-key changes applied."""
     import json
 
-    from rsft.config import build_config
-    from rsft.demo import DEMO
+    from rsft.core.config import build_config
+    from rsft.loop.demo import DEMO
 
     data = json.loads(json.dumps(DEMO))
     data.update({"name": name, "output_dir": str(out)})

@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rsft.commands.evaluate import evaluate_model
-from rsft.commands.graduate import graduate
-from rsft.config import build_config, load_config
-from rsft.rounds import run
-from rsft.rundir.files import read_json
+from rsft.core.config import build_config, load_config
+from rsft.core.rundir.files import read_json
+from rsft.loop.commands.evaluate import evaluate_model
+from rsft.loop.commands.graduate import graduate
+from rsft.loop.rounds import run
 
 LEARN = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "learn.yaml"
 

@@ -5,7 +5,7 @@ CTranslate2 float32, chat prompts with the template's system prompt), then build
 tokens both ways, with TRL's own SFTTrainer doing the tokenizing:
 - before (text): the row as {prompt, completion} text; TRL renders prompt and prompt + completion through
   the chat template and takes the completion from where they diverge;
-- after (ids): the row with the sampled `completion_ids` (rsft.training.tokens).
+- after (ids): the row with the sampled `completion_ids` (rsft.learning.training.tokens).
 A row mismatches when its completion's training ids differ from the sampled ids (plus <|im_end|>). Prints
 the rates and where the first difference falls.
 
@@ -33,15 +33,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args()
-    from rsft.config import TrainConfig
-    from rsft.data.formats import prompt_ids
-    from rsft.gguf import convert_gguf
-    from rsft.records import Prompt
-    from rsft.sampling.base import SamplingParams
-    from rsft.sampling.ctranslate2_engine import CTranslate2Engine
+    from rsft.core.config import TrainConfig
+    from rsft.core.records import Prompt
+    from rsft.inputs.data.formats import prompt_ids
+    from rsft.inputs.gguf import convert_gguf
+    from rsft.learning.training.job import TrainJob
+    from rsft.learning.training.sft import make_sft_trainer
+    from rsft.parts.sampling.base import SamplingParams
+    from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine
     from rsft.stages.select_rows import sample_row
-    from rsft.training.job import TrainJob
-    from rsft.training.sft import make_sft_trainer
 
     model = convert_gguf(GGUF)
     questions = [json.loads(x)["question"] for x in GSM8K.read_text().splitlines()[: args.prompts]]

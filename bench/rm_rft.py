@@ -34,12 +34,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import demo_variant  # noqa: E402
 
-from rsft.records import Group
-from rsft.rounds import run, run_round_stage
-from rsft.rundir.files import read_jsonl
-from rsft.tasks.addition import addition_scorer
-from rsft.commands.export import export_pairs
-from rsft.training.preference import RewardModelTraining, train_reward_model
+from rsft.core.records import Group
+from rsft.core.rundir.files import read_jsonl
+from rsft.inputs.tasks.addition import addition_scorer
+from rsft.learning.training.preference import RewardModelTraining, train_reward_model
+from rsft.loop.commands.export import export_pairs
+from rsft.loop.rounds import run, run_round_stage
 
 
 def verifier_share(kept_path: Path) -> float:
@@ -120,8 +120,8 @@ def main() -> None:
           f"held-out accuracy {report['eval_before']['accuracy']:.3f} -> {ev['accuracy']:.3f}, ECE {ev['ece']:.3f}")
 
     # the RM's decision threshold: midway between its mean scores of held-out correct and incorrect answers
-    from rsft.scoring.spec import build_scorer
-    from rsft.training.preference import load_pairs, split_pairs
+    from rsft.learning.training.preference import load_pairs, split_pairs
+    from rsft.parts.scoring.spec import build_scorer
 
     rm = build_scorer({"name": "reward_model", "kwargs": {"path": str(args.out / "rm")}})
     _, held = split_pairs(load_pairs(pairs), 0.1, 0)

@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import build_model, interleaved, machine, make_prompts, median  # noqa: E402
 
-from rsft.sampling.base import SamplingParams  # noqa: E402
-from rsft.sampling.transformers_engine import TransformersEngine  # noqa: E402
+from rsft.parts.sampling.base import SamplingParams  # noqa: E402
+from rsft.parts.sampling.transformers_engine import TransformersEngine  # noqa: E402
 
 
 def hf_generate(engine: TransformersEngine, texts: list[str], k: int, new_tokens: int) -> int:

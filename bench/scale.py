@@ -35,9 +35,9 @@ SCORER = "def score(prompts, completions, answer, **kw):\n    return [float(c ==
 def child(n_prompts: int, engine: str, n: int, ray_workers: int, work: Path) -> dict:
     """Run one round's sample, score and select on `n_prompts` prompts; report seconds and peak RSS."""
     sys.path.insert(0, str(work))
-    from rsft.config import build_config
-    from rsft.progress import quiet_hf
-    from rsft.rounds import open_run
+    from rsft.core.config import build_config
+    from rsft.core.progress import quiet_hf
+    from rsft.loop.rounds import open_run
     from rsft.stages.runner import run_base_stage, run_stage
 
     quiet_hf()

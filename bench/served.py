@@ -28,7 +28,7 @@ def user_model(path: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rsft.tasks.tiny_model import char_tokenizer
+    from rsft.inputs.tasks.tiny_model import char_tokenizer
 
     if (path / "config.json").exists():
         return path
@@ -44,7 +44,7 @@ def user_model(path: Path) -> Path:
 
 
 def user_data(out: Path) -> tuple[Path, Path]:
-    from rsft.tasks.addition import gold_completion, make_task
+    from rsft.inputs.tasks.addition import gold_completion, make_task
 
     task = make_task(digits=3, n_train=2000, n_eval=300, n_gold=0, seed=5)
     files = []
@@ -77,7 +77,7 @@ def config(out: Path, name: str, model: Path, train: Path, test: Path, rounds: i
 
 
 SCORER = '''
-from rsft.tasks.addition import addition_scorer
+from rsft.inputs.tasks.addition import addition_scorer
 
 
 def score(prompts, completions, sum, **kwargs):
@@ -93,8 +93,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["transformers", "served"], help="run one engine only")
     ap.add_argument("--python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     args = ap.parse_args()
-    from rsft.config import build_config
-    from rsft.rounds import run
+    from rsft.core.config import build_config
+    from rsft.loop.rounds import run
     from rsft.stages.metrics import round_rows
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")

@@ -39,15 +39,15 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache
+from transformers import DynamicCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ALPHABET, SHAPES, interleaved, machine, median  # noqa: E402
 
-from rsft.records import Prompt  # noqa: E402
-from rsft.sampling.base import SamplingParams  # noqa: E402
-from rsft.sampling.transformers_engine import TransformersEngine  # noqa: E402
-from rsft.tasks.tiny_model import char_tokenizer, tiny_llama  # noqa: E402
+from rsft.core.records import Prompt  # noqa: E402
+from rsft.inputs.tasks.tiny_model import char_tokenizer, tiny_llama  # noqa: E402
+from rsft.parts.sampling.base import SamplingParams  # noqa: E402
+from rsft.parts.sampling.transformers_engine import TransformersEngine  # noqa: E402
 
 
 def fact(rng: random.Random) -> str:

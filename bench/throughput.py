@@ -62,10 +62,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ALPHABET, SHAPES, interleaved, machine, make_prompts, median  # noqa: E402
 from sampling import hf_generate  # noqa: E402
 
-from rsft.sampling.base import SamplingParams  # noqa: E402
-from rsft.sampling.ctranslate2_engine import CTranslate2Engine, resolve_compute_type  # noqa: E402
-from rsft.sampling.transformers_engine import TransformersEngine  # noqa: E402
-from rsft.tasks.tiny_model import char_tokenizer, tiny_llama  # noqa: E402
+from rsft.inputs.tasks.tiny_model import char_tokenizer, tiny_llama  # noqa: E402
+from rsft.parts.sampling.base import SamplingParams  # noqa: E402
+from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine, resolve_compute_type  # noqa: E402
+from rsft.parts.sampling.transformers_engine import TransformersEngine  # noqa: E402
 
 
 def eos_logits(model, tok, texts: list[str], new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,8 +205,8 @@ def main() -> None:
         closers = []
         if args.vllm:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-            from rsft.sampling.openai_engine import OpenAIEngine
-            from rsft.sampling.vllm_engine import VLLMEngine
+            from rsft.parts.sampling.openai_engine import OpenAIEngine
+            from rsft.parts.sampling.vllm_engine import VLLMEngine
 
             t0 = time.perf_counter()
             vllm = VLLMEngine.from_path(path, enforce_eager=True, max_model_len=256)

@@ -11,7 +11,7 @@ each one's own default:
   use_cpu=True)` and nothing more (`use_cpu` because TRL's default bf16 refuses to start on a
   machine without a GPU otherwise; the rest: bf16 autocast, activation checkpointing, padding to the
   longest row, logging every 10 steps, ...).
-- **rsft**: `rsft.training.sft.make_sft_trainer`, the round's own trainer, with a `TrainConfig` of the
+- **rsft**: `rsft.learning.training.sft.make_sft_trainer`, the round's own trainer, with a `TrainConfig` of the
   same hyperparameters and rsft's defaults for the rest (its checkpointing every `save_steps`
   included); the progress bar is off in both.
 
@@ -44,14 +44,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ALPHABET, build_model, machine, median  # noqa: E402
 
-from rsft.config import TinyModelConfig, TrainConfig  # noqa: E402
-from rsft.data.formats import sft_row  # noqa: E402
-from rsft.modeling import load_model, load_tokenizer  # noqa: E402
-from rsft.progress import quiet_hf  # noqa: E402
-from rsft.tasks.addition import make_task  # noqa: E402
-from rsft.tasks.tiny_model import build_tiny  # noqa: E402
-from rsft.training.job import TrainJob  # noqa: E402
-from rsft.training.sft import make_sft_trainer  # noqa: E402
+from rsft.core.config import TinyModelConfig, TrainConfig  # noqa: E402
+from rsft.core.progress import quiet_hf  # noqa: E402
+from rsft.inputs.data.formats import sft_row  # noqa: E402
+from rsft.inputs.modeling import load_model, load_tokenizer  # noqa: E402
+from rsft.inputs.tasks.addition import make_task  # noqa: E402
+from rsft.inputs.tasks.tiny_model import build_tiny  # noqa: E402
+from rsft.learning.training.job import TrainJob  # noqa: E402
+from rsft.learning.training.sft import make_sft_trainer  # noqa: E402
 
 HELDOUT = 64  # rows kept out of training, on which each trained model's loss is measured
 SETTINGS = {  # shape: (batch size, learning rate, default steps per run)

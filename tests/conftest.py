@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rsft.config import TinyModelConfig
-from rsft.tasks.tiny_model import char_tokenizer, tiny_llama
+from rsft.core.config import TinyModelConfig
+from rsft.inputs.tasks.tiny_model import char_tokenizer, tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHABET = "0123456789+="
@@ -71,7 +71,7 @@ def smol_gguf() -> Path:
 def smol_dir() -> Path:
     """SmolLM2-135M-Instruct as an HF checkpoint in float32 (the GGUF's dequantized weights exactly),
     converted by rsft's own GGUF path (cached: `make model` did it once)."""
-    from rsft.gguf import convert_gguf
+    from rsft.inputs.gguf import convert_gguf
 
     return convert_gguf(_real_model(), "float32")
 
@@ -79,7 +79,7 @@ def smol_dir() -> Path:
 @pytest.fixture(scope="session")
 def smol_bf16() -> Path:
     """The same model saved in bfloat16, the dtype the hub checkpoint has."""
-    from rsft.gguf import convert_gguf
+    from rsft.inputs.gguf import convert_gguf
 
     return convert_gguf(_real_model(), "bfloat16")
 
@@ -110,7 +110,7 @@ INTEGRATION_TESTS = {"test_the_warm_start_checks_on_a_dev_split_with_the_judge",
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         rel = Path(str(item.fspath)).relative_to(ROOT / "tests")
-        if (rel.parts[0] in INTEGRATION_DIRS or rel.name in INTEGRATION_FILES
+        if (INTEGRATION_DIRS & set(rel.parts[:-1]) or rel.name in INTEGRATION_FILES
                 or item.name.split("[")[0] in INTEGRATION_TESTS
                 or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.integration)

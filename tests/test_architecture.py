@@ -2,7 +2,7 @@
 
 Imports are read with `ast`, those inside functions and under TYPE_CHECKING
 included: a lazy import is still a dependency. Names the registry imports by
-string (`rsft.registry.BUILTINS`) are not imports, by design.
+string (`rsft.core.registry.BUILTINS`) are not imports, by design.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# bottom to top; a module may import its own layer and the ones below, never above
+# bottom to top, one folder per layer (src/rsft/<folder>/): a module may import its own layer and the ones
+# below, never above. The folder names are the layers, so where a module sits says which floor it is on.
 LAYERS = [
-    ("foundations", ["rsft.errors", "rsft.records", "rsft.progress", "rsft.registry", "rsft.rundir", "rsft.runlock",
-                     "rsft.config", "rsft.config_sections", "rsft.metrics_schema"]),
-    ("data and tasks", ["rsft.data", "rsft.modeling", "rsft.gguf", "rsft.tasks", "rsft.serving"]),
-    ("parts", ["rsft.sampling", "rsft.scoring", "rsft.agents", "rsft.selection", "rsft.metrics", "rsft.metrics_table",
-               "rsft.decontamination", "rsft.distributed"]),
-    ("training and evaluation", ["rsft.training", "rsft.evaluation", "rsft.monitoring"]),
+    ("core", ["rsft.core"]),
+    ("inputs", ["rsft.inputs"]),
+    ("parts", ["rsft.parts"]),
+    ("learning", ["rsft.learning"]),
     ("stages", ["rsft.stages"]),
-    ("loop and commands", ["rsft.rounds", "rsft.preflight", "rsft.commands", "rsft.demo"]),
+    ("loop", ["rsft.loop"]),
     ("cli", ["rsft.cli", "rsft"]),
 ]
+PACKAGE_ROOT = {"__init__.py", "cli.py"}  # the only modules outside a layer folder
 
 
 def modules() -> dict[str, Path]:
@@ -126,7 +126,7 @@ def test_imports_flow_down_the_layers():
 
 
 def test_every_registry_entry_imports():
-    from rsft.registry import BUILDERS, BUILTINS, import_object
+    from rsft.core.registry import BUILDERS, BUILTINS, import_object
 
     for kind, table in BUILTINS.items():
         for name, target in table.items():
@@ -135,3 +135,11 @@ def test_every_registry_entry_imports():
             assert callable(import_object(target, f"{kind}.{name}")), (kind, name)
     for kind, target in BUILDERS.items():
         assert callable(import_object(target, kind))
+
+
+def test_every_module_sits_in_a_layer_folder():
+    root = SRC / "rsft"
+    loose = sorted(p.name for p in root.glob("*.py") if p.name not in PACKAGE_ROOT)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert loose == []
+    assert folders == sorted(prefix.split(".")[1] for _, prefixes in LAYERS for prefix in prefixes if "." in prefix and prefix != "rsft.cli")

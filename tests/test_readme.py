@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsft.config import build_config
+from rsft.core.config import build_config
 from tests.conftest import ROOT, run_cli
 
 BLOCK = re.compile(r"(<!-- not run by the README test[^>]*-->\s*\n)?```(\w*)\n(.*?)```", re.DOTALL)

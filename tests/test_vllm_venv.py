@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT
-from tests.serving.vllm_venv import vllm_python
+from tests.inputs.serving.vllm_venv import vllm_python
 
 
 def run_vllm_tests(marker: str) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rsft.errors import RsftError, disk_full
+from rsft.core.errors import RsftError, disk_full
 
 app = typer.Typer(
     help="Rejection-sampling fine-tuning (RAFT / ReST-EM / iterative best-of-N) for Hugging Face causal LMs.",
@@ -34,7 +34,7 @@ def demo(
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete an earlier demo run and start over.")] = False,
 ) -> None:
     """Watch a 1M-parameter model learn 3-digit addition by rejection sampling, on a CPU, in minutes."""
-    from rsft.demo import demo as run_demo
+    from rsft.loop.demo import demo as run_demo
 
     run_dir = run_demo(overrides or [], output_dir, fresh=fresh)
     typer.echo(f"run directory: {run_dir}")
@@ -48,14 +48,14 @@ def run(
                                                         "cluster unless the config sets ray.address); needs rsft[ray].")] = False,
 ) -> None:
     """Run (or resume) rejection-sampling fine-tuning from a config."""
-    from rsft.rounds import run_from_file
+    from rsft.loop.rounds import run_from_file
 
     run_dir = run_from_file(config, (["ray.enabled=true"] if use_ray else []) + (overrides or []))
     typer.echo(f"run directory: {run_dir}")
 
 
 def _stage(stage: str, run_dir: Path, round_index: int, force: bool) -> None:
-    from rsft.rounds import run_round_stage
+    from rsft.loop.rounds import run_round_stage
 
     ran = run_round_stage(run_dir, round_index, stage, force)
     typer.echo(f"round {round_index} {stage}: {'done' if ran else 'already done (use --force to redo)'}")
@@ -84,7 +84,7 @@ def score(
     if target.is_dir():
         _stage("score", target, round_index, force)
         return
-    from rsft.commands.score_file import score_file
+    from rsft.loop.commands.score_file import score_file
 
     if scorer is None:
         raise RsftError("rsft score FILE needs --scorer (e.g. --scorer numeric or --scorer my_module:my_reward)")
@@ -116,7 +116,7 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a model on held-out prompts: greedy pass@1, pass@k, maj@k."""
-    from rsft.commands.evaluate import evaluate_model
+    from rsft.loop.commands.evaluate import evaluate_model
 
     metrics = evaluate_model(target, config, overrides or [], round_index)
     if as_json:
@@ -133,9 +133,9 @@ def metrics(
     wide: Annotated[bool, typer.Option("--wide", help="Every column, not only the ones that fit 80 columns.")] = False,
 ) -> None:
     """Per-round metrics of a run, as a table (compact, or --wide) or JSON."""
-    from rsft.rounds import print_table
-    from rsft.rundir.layout import RunDir
-    from rsft.rundir.rows import round_rows
+    from rsft.core.rundir.layout import RunDir
+    from rsft.core.rundir.rows import round_rows
+    from rsft.loop.rounds import print_table
 
     RunDir.existing(run_dir)
     if as_json:
@@ -147,7 +147,7 @@ def metrics(
 @app.command()
 def report(run_dir: Path) -> None:
     """Write RUN/report.html: plots and tables of every round, self-contained (no network needed)."""
-    from rsft.monitoring.report import write_report
+    from rsft.learning.monitoring.report import write_report
 
     typer.echo(f"wrote {write_report(run_dir)}")
 
@@ -159,7 +159,7 @@ def graduate(
                                                      min=1)] = None,
 ) -> None:
     """Run the GRPO hand-off a monitor trigger prepared in RUN/graduate/, with TRL's GRPOTrainer."""
-    from rsft.commands.graduate import graduate as run_graduate
+    from rsft.loop.commands.graduate import graduate as run_graduate
 
     typer.echo(f"GRPO model: {run_graduate(run_dir, max_steps)}")
 
@@ -174,7 +174,7 @@ def convert(
 ) -> None:
     """Convert a GGUF file into an HF checkpoint with a corrected tokenizer (cached by the file's sha256); a
     config's model.path may name the .gguf directly, and rsft does this on its own."""
-    from rsft.gguf import convert_gguf, gguf_file
+    from rsft.inputs.gguf import convert_gguf, gguf_file
 
     source = gguf_file(gguf_path)
     if source is None:
@@ -183,7 +183,7 @@ def convert(
     if output is not None:
         import shutil
 
-        from rsft.rundir.files import check_output
+        from rsft.core.rundir.files import check_output
 
         check_output(output, "--output", is_dir=True)
         shutil.copytree(out, output, dirs_exist_ok=True)
@@ -211,7 +211,7 @@ def export_pairs_cmd(
                                                       "margin (tau > 0).", min=0.0)] = None,
 ) -> None:
     """Chosen/rejected pairs (TRL DPO format, with reward margins) from a run's scored samples."""
-    from rsft.commands.export import export_pairs
+    from rsft.loop.commands.export import export_pairs
 
     if threshold is not None and not all_pairs:  # best vs worst takes no threshold: it would be ignored
         raise RsftError(f"--threshold {threshold:g} applies with --all-pairs (it decides which samples count as "
@@ -229,7 +229,7 @@ def export_sft_cmd(
     output: Annotated[Optional[Path], typer.Option(help="Output JSONL (default: RUN/exports/sft-round-NNN.jsonl, or sft-all-rounds.jsonl).")] = None,
 ) -> None:
     """The rows the rounds trained on (TRL prompt/completion; agent trajectories as conversations)."""
-    from rsft.commands.export import export_sft
+    from rsft.loop.commands.export import export_sft
 
     path, count = export_sft(run_dir, round_index, output)
     typer.echo(f"wrote {count} rows to {path}")
@@ -257,7 +257,7 @@ def reward_model_train(
                                                "module:function.")] = "torchrun",
 ) -> None:
     """Train a scalar reward model with the soft-label Bradley-Terry loss; report accuracy and calibration."""
-    from rsft.training.preference import RewardModelTraining, train_reward_model
+    from rsft.learning.training.preference import RewardModelTraining, train_reward_model
 
     cfg = RewardModelTraining(init=init, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
                               batch_size=batch_size, max_length=max_length, eval_fraction=eval_fraction, seed=seed,
@@ -297,8 +297,8 @@ def best_of_n_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Inference-time best-of-N: the best of N samples per prompt under a scorer, as JSONL."""
-    from rsft.commands.best_of_n import best_of_n
-    from rsft.rundir.files import atomic_write_jsonl, check_output
+    from rsft.core.rundir.files import atomic_write_jsonl, check_output
+    from rsft.loop.commands.best_of_n import best_of_n
 
     if (prompt is None) == (input_path is None):
         raise RsftError("best-of-n needs exactly one of --prompt TEXT or --input FILE")
@@ -320,7 +320,7 @@ def best_of_n_cmd(
 
 
 def _fields(pairs: list[str]) -> dict[str, object]:
-    from rsft.config import parse_value
+    from rsft.core.config import parse_value
 
     out = {}
     for pair in pairs:
@@ -333,7 +333,7 @@ def _fields(pairs: list[str]) -> dict[str, object]:
 
 def _scorer_spec(text: str) -> object:
     """--scorer: a name, 'module:function', or an inline YAML/JSON spec such as '{name: numeric}'."""
-    from rsft.config import parse_value
+    from rsft.core.config import parse_value
 
     if not text.lstrip().startswith("{"):
         return text

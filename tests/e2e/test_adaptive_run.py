@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from rsft.config import build_config
-from rsft.rounds import run
-from rsft.rundir.files import read_jsonl
+from rsft.core.config import build_config
+from rsft.core.rundir.files import read_jsonl
+from rsft.loop.rounds import run
 from tests.conftest import ROOT
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import make_model_dir
-from tests.e2e.test_bad_input_suite import G, Case, assert_one_line, invoke, jsonl, prepare, workspace  # noqa: F401
-from tests.serving.fake_server import FakeServer
+from tests.e2e.test_bad_input_suite import Case, G, assert_one_line, invoke, jsonl, prepare, workspace  # noqa: F401
+from tests.inputs.serving.fake_server import FakeServer
 
 DOWN = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
 ENV_OK = "    def __init__(self, prompt, start=3):\n        pass\n\n    def reset(self, prompt):\n        return 'go'\n"
@@ -129,7 +129,7 @@ def test_a_failing_environment_is_blamed_not_the_scorer(corpus):
     before constructing one): the message names the environment and rollout.env, not the scorer."""
     from transformers import AutoTokenizer
 
-    from rsft.agents.ctf import CHAT_TEMPLATE
+    from rsft.inputs.tasks.ctf import CHAT_TEMPLATE
 
     chat = make_model_dir(corpus / "chat-model", alphabet="0123456789+=$ ")
     tok = AutoTokenizer.from_pretrained(chat)
@@ -158,9 +158,8 @@ def test_scoring_a_file_that_keeps_nothing_exits_non_zero(corpus):
 
 
 def test_every_config_section_has_a_case():
+    from rsft.core.config import RunConfig
     from tests.e2e.test_bad_input_suite import CONFIG_CASES
-
-    from rsft.config import RunConfig
 
     keys = {arg.partition("=")[0].split(".")[0] for c in CONFIG_CASES + CASES for arg in c.args if "=" in arg}
     assert set(RunConfig.model_fields) - {"name"} <= keys, sorted(set(RunConfig.model_fields) - keys)

@@ -8,8 +8,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rsft.config import build_config
-from rsft.rounds import run
+from rsft.core.config import build_config
+from rsft.loop.rounds import run
 from tests.conftest import ROOT
 
 

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from rsft.config import build_config
-from rsft.rounds import run
+from rsft.core.config import build_config
+from rsft.loop.rounds import run
 from tests.conftest import ROOT, run_cli
 
 
@@ -57,7 +57,7 @@ def test_rsft_graduate_runs_two_grpo_steps_through_trl(graduated):
 
 
 STRICT = """
-from rsft.records import Score
+from rsft.core.records import Score
 SEEN = []
 
 def strict(prompts, completions, answer):  # names only what it needs, as rsft allows; TRL passes much more
@@ -107,7 +107,7 @@ def test_the_grpo_hand_off_samples_as_the_rounds_did(graduated):
 def test_the_reward_function_cuts_at_the_stop_strings_and_passes_trainer_objects_by_name():
     """The rounds' completions end before the first stop string; TRL's generation cannot stop on strings,
     so the reward function cuts them before scoring (hand-made inputs: what the scorer must see)."""
-    from rsft.monitoring.reward_func import as_reward_func
+    from rsft.learning.monitoring.reward_func import as_reward_func
 
     seen = []
 

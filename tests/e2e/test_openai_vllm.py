@@ -11,14 +11,14 @@ import httpx
 import pytest
 import torch
 
-from rsft.records import Prompt
-from rsft.sampling.base import SamplingParams
-from rsft.sampling.openai_engine import OpenAIEngine
-from rsft.serving.managed import ManagedServer, free_port
+from rsft.core.records import Prompt
+from rsft.inputs.serving.managed import ManagedServer, free_port
+from rsft.parts.sampling.base import SamplingParams
+from rsft.parts.sampling.openai_engine import OpenAIEngine
 from tests.conftest import make_model_dir, run_cli
-from tests.sampling.stats import chi_square_ok
-from tests.serving.proxy import FailingProxy
-from tests.serving.vllm_venv import vllm_python
+from tests.inputs.serving.proxy import FailingProxy
+from tests.inputs.serving.vllm_venv import vllm_python
+from tests.parts.sampling.stats import chi_square_ok
 
 SERVE_ARGS = ["--max-model-len", "64", "--enforce-eager"]
 
@@ -82,7 +82,7 @@ def dataset_config(tmp_path, model, engine_options, n_prompts=200, batch=2):
     return cfg
 
 
-@pytest.mark.slow  # 2+ min; tests/sampling/test_openai_engine.py has a scripted server that answers 500 then vanishes
+@pytest.mark.slow  # 2+ min; tests/parts/sampling/test_openai_engine.py has a scripted server that answers 500 then vanishes
 def test_a_server_killed_mid_stage_is_one_line_and_the_stage_resumes(served, tmp_path):
     _, model, python = served
     port = free_port()
@@ -133,8 +133,8 @@ def test_requests_that_fail_are_counted_and_the_run_goes_on(served, tmp_path):
 
 
 def test_the_judge_scores_with_a_real_vllm_serve(served):
-    from rsft.scoring.judge import parse_reply
-    from rsft.scoring.spec import build_scorer
+    from rsft.parts.scoring.judge import parse_reply
+    from rsft.parts.scoring.spec import build_scorer
 
     server, _, _ = served
     template = "{prompt}{completion}"

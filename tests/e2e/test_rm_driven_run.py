@@ -9,9 +9,9 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-from rsft.config import build_config
-from rsft.scoring.spec import build_scorer
-from rsft.rounds import run
+from rsft.core.config import build_config
+from rsft.loop.rounds import run
+from rsft.parts.scoring.spec import build_scorer
 from rsft.stages.run import Run
 from tests.conftest import ROOT
 

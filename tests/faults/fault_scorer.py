@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsft.data.formats import completion_text
-from rsft.scoring.code import code_scorer
+from rsft.inputs.data.formats import completion_text
+from rsft.parts.scoring.code import code_scorer
 
 _code: Any = None
 

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsft.distributed.reaper import session_processes
-from rsft.rundir.files import read_jsonl
+from rsft.core.rundir.files import read_jsonl
+from rsft.parts.distributed.reaper import session_processes
 
 ROUND_STAGES = ("sample", "score", "select", "train", "eval", "metrics", "monitor")
 # files whose bytes may differ between two runs of the same config, and why
 VOLATILE_FILES = {"stage_times.json": "wall-clock seconds per stage", "report.html": "plots the stage timings",
-                  "rsft.lock": "the pid and command of the process that last held the run (rsft.runlock)"}
+                  "rsft.lock": "the pid and command of the process that last held the run (rsft.core.runlock)"}
 # inside JSON files: wall-clock figures, the training inputs' fingerprint (it hashes the init model's
 # absolute path, which differs between the two run directories compared here), and the checkpoint step a
 # training resumed from (a record of the resume itself)
@@ -184,8 +184,8 @@ def _session_of(driver: int) -> str | None:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if "rsft.distributed.reaper" in argv:
-            i = argv.index("rsft.distributed.reaper")
+        if "rsft.parts.distributed.reaper" in argv:
+            i = argv.index("rsft.parts.distributed.reaper")
             if argv[i + 1:i + 2] == [str(driver)]:
                 return argv[i + 2]
     return None

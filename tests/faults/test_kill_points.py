@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from rsft.rundir.files import count_lines
+from rsft.core.rundir.files import count_lines
 from tests.faults.conftest import ROUNDS
 from tests.faults.harness import Harness, KillPoint, check_exactly_once, compare_runs, stages
 
@@ -43,7 +43,7 @@ def _trial(harness, control, tmp_path, point: KillPoint) -> None:
 
 
 def train_ids() -> list[str]:
-    from rsft.tasks.addition import make_task
+    from rsft.inputs.tasks.addition import make_task
 
     return [p.id for p in make_task(digits=2, n_train=32, n_eval=16, n_gold=200, seed=11).train]
 

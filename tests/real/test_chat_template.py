@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rsft.data.formats import end_of_turn_token, prompt_ids, render_prompt
-from rsft.records import Prompt
+from rsft.core.records import Prompt
+from rsft.inputs.data.formats import end_of_turn_token, prompt_ids, render_prompt
 
 pytestmark = pytest.mark.real_model
 
@@ -72,11 +72,11 @@ def test_the_end_of_turn_token_is_read_from_the_template(tok):
 
 
 def test_the_agent_path_renders_each_turn_with_the_tool_output_before_the_next_action(tok):
-    """The rollout hands the engine the conversation so far as chat messages (`rsft.sampling.rollout`): the
+    """The rollout hands the engine the conversation so far as chat messages (`rsft.parts.sampling.rollout`): the
     prompt, every action and every tool reply, then the generation prompt for the next action."""
-    from rsft.records import Sample
-    from rsft.sampling.base import SamplingParams
-    from rsft.sampling.rollout import AgentEngine, RolloutLimits
+    from rsft.core.records import Sample
+    from rsft.parts.sampling.base import SamplingParams
+    from rsft.parts.sampling.rollout import AgentEngine, RolloutLimits
 
     seen: list[str] = []
 
@@ -110,11 +110,12 @@ def test_the_agent_path_renders_each_turn_with_the_tool_output_before_the_next_a
 def test_training_agent_trajectories_needs_a_template_with_assistant_masks(smol_dir, tmp_path):
     """SmolLM2's template has no {% generation %} markers and TRL cannot patch it, so TRL cannot mask the tool
     output of a trajectory: the run says so in one line before any work."""
-    from rsft.errors import ConfigError
-    from rsft.preflight import check_agent
-    from rsft.config import build_config
-    from rsft.stages.run import Run
     from transformers import AutoTokenizer
+
+    from rsft.core.config import build_config
+    from rsft.core.errors import ConfigError
+    from rsft.loop.preflight import check_agent
+    from rsft.stages.run import Run
 
     cfg = build_config({"model": {"path": str(smol_dir)}, "task": {"name": "ctf"}, "output_dir": str(tmp_path)})
     with pytest.raises(ConfigError) as err:

@@ -13,9 +13,9 @@ import shutil
 import pytest
 import torch
 
-from rsft.records import Prompt
-from rsft.sampling.base import SamplingParams
-from tests.sampling.stats import chi_square_ok
+from rsft.core.records import Prompt
+from rsft.parts.sampling.base import SamplingParams
+from tests.parts.sampling.stats import chi_square_ok
 
 pytestmark = pytest.mark.real_model
 
@@ -28,8 +28,8 @@ GREEDY = SamplingParams(temperature=0, max_new_tokens=40)
 
 @pytest.fixture(scope="module")
 def engines(smol_dir):
-    from rsft.sampling.ctranslate2_engine import CTranslate2Engine
-    from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine
+    from rsft.parts.sampling.transformers_engine import TransformersEngine
 
     return {"transformers": TransformersEngine.from_path(str(smol_dir)),
             "ctranslate2": CTranslate2Engine.from_path(str(smol_dir), compute_type="float32")}
@@ -44,7 +44,7 @@ def hf(smol_dir):
 
 
 def test_greedy_agrees_token_for_token_across_engines_and_with_generate(engines, hf):
-    from rsft.data.formats import prompt_ids
+    from rsft.inputs.data.formats import prompt_ids
 
     model, tok = hf
     prompts = CHAT + TEXT
@@ -87,9 +87,9 @@ def eos_elsewhere(smol_dir, tmp_path_factory):
 
 def test_every_engine_stops_on_the_templates_end_of_turn(eos_elsewhere):
     """An engine that stopped only on the tokenizer's (or the config's) EOS would run past <|im_end|>."""
-    from rsft.modeling import load_tokenizer, stop_token_ids
-    from rsft.sampling.ctranslate2_engine import CTranslate2Engine
-    from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.inputs.modeling import load_tokenizer, stop_token_ids
+    from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine
+    from rsft.parts.sampling.transformers_engine import TransformersEngine
 
     tok = load_tokenizer(str(eos_elsewhere))
     assert tok.eos_token_id == 0 and stop_token_ids(tok, 0) == [0, 2]
@@ -121,7 +121,7 @@ def test_the_first_token_is_drawn_from_the_models_softmax(engines, hf, name):
     """4,000 first tokens at T=1 against softmax of the model's own logits (HF forward pass), pooled where
     fewer than 5 are expected; the 99.9% critical value, so a correct engine fails 1 run in 1,000.
     (CTranslate2 takes ~80 s to draw 4,000 hypotheses here: slow tier.)"""
-    from rsft.data.formats import prompt_ids
+    from rsft.inputs.data.formats import prompt_ids
 
     model, tok = hf
     p = Prompt("first", messages=({"role": "user", "content": "Give me one word."},))
@@ -140,8 +140,8 @@ def test_the_first_token_is_drawn_from_the_models_softmax(engines, hf, name):
 def test_speculative_sampling_with_the_ngram_draft_stays_exact(smol_dir, hf):
     """Prompt-lookup drafts on a repetitive prompt (so the draft proposes often): greedy equals plain greedy,
     and the first token's distribution is still the model's (chi-square as above)."""
-    from rsft.data.formats import prompt_ids
-    from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.inputs.data.formats import prompt_ids
+    from rsft.parts.sampling.transformers_engine import TransformersEngine
 
     model, tok = hf
     spec = TransformersEngine.from_path(str(smol_dir), draft="ngram", draft_tokens=4)
@@ -165,8 +165,8 @@ def test_int8_is_said_and_measured_against_float32(smol_dir, engines, hf):
     nats per token on average (0.76 at most), and its greedy text departs from float32's. The bounds: float32
     within 1e-3 (100x the float noise; AVX-512 kernels round differently, not by more), int8 between 0.02 (it
     really is quantized, not float32 said to be int8) and 1.0 nats per token on average (still this model)."""
-    from rsft.data.formats import prompt_ids
-    from rsft.sampling.ctranslate2_engine import CTranslate2Engine
+    from rsft.inputs.data.formats import prompt_ids
+    from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine
 
     model, tok = hf
     int8 = CTranslate2Engine.from_path(str(smol_dir), compute_type="int8")

@@ -1,4 +1,4 @@
-"""A GGUF file as a model source (`rsft.gguf`), on the real SmolLM2-135M-Instruct file: the checkpoint it
+"""A GGUF file as a model source (`rsft.inputs.gguf`), on the real SmolLM2-135M-Instruct file: the checkpoint it
 writes holds the file's own weights, and its tokenizer agrees with the chat template, the model config and
 llama.cpp's pre-tokenizer. Expected values come from the GGUF file read directly with the `gguf` package,
 or are written out by hand; never from rsft's conversion."""
@@ -76,7 +76,7 @@ def test_a_wrong_eos_and_a_missing_digit_split_are_corrected(smol_dir):
     from tokenizers import pre_tokenizers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from rsft.gguf import fix_tokenizer
+    from rsft.inputs.gguf import fix_tokenizer
 
     tok = AutoTokenizer.from_pretrained(smol_dir)
     tok.eos_token = "<|im_start|>"
@@ -96,7 +96,7 @@ def test_a_wrong_eos_and_a_missing_digit_split_are_corrected(smol_dir):
 def test_model_path_may_name_the_gguf_file(smol_gguf, smol_dir, tmp_path):
     """`model.path: FILE.gguf` runs on the converted checkpoint and says so in one line; a directory holding
     the file works the same."""
-    from rsft.config import build_config
+    from rsft.core.config import build_config
     from rsft.stages.run import Run
 
     cfg = build_config({"model": {"path": str(smol_gguf)}, "output_dir": str(tmp_path)})
@@ -118,9 +118,9 @@ def test_the_converted_model_continues_like_the_gguf_itself(smol_gguf, smol_dir)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rsft.records import Prompt
-    from rsft.sampling.base import SamplingParams
-    from rsft.sampling.transformers_engine import TransformersEngine
+    from rsft.core.records import Prompt
+    from rsft.parts.sampling.base import SamplingParams
+    from rsft.parts.sampling.transformers_engine import TransformersEngine
 
     texts = ["The capital of France is", "def fibonacci(n):", "Water boils at", "1, 2, 3, 4,"]
     direct = AutoModelForCausalLM.from_pretrained(smol_gguf.parent, gguf_file=smol_gguf.name, dtype=torch.float32)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsft.data.formats import prompt_ids
-from rsft.records import Prompt
-from rsft.sampling.base import SamplingParams
-from tests.serving.vllm_venv import vllm_python
+from rsft.core.records import Prompt
+from rsft.inputs.data.formats import prompt_ids
+from rsft.parts.sampling.base import SamplingParams
+from tests.inputs.serving.vllm_venv import vllm_python
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 def test_greedy_through_a_managed_vllm_serve_equals_generate(smol_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rsft.sampling.openai_engine import OpenAIEngine
+    from rsft.parts.sampling.openai_engine import OpenAIEngine
 
     python = vllm_python()
     engine = OpenAIEngine.from_path(str(smol_dir), serve=True, python=python,

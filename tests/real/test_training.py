@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 
-from rsft.config import LoraConfig, TrainConfig
-from rsft.data.formats import prompt_ids
-from rsft.records import Prompt
+from rsft.core.config import LoraConfig, TrainConfig
+from rsft.core.records import Prompt
+from rsft.inputs.data.formats import prompt_ids
 
 pytestmark = pytest.mark.real_model
 
@@ -37,8 +37,8 @@ def sampled_row(tok, pieces):
 def test_the_trainer_sees_the_sampled_tokens_not_a_retokenization(smol_dir, tok, tmp_path):
     """The model sampled "  12" as Ġ, Ġ, 1, 2 (two single spaces); the tokenizer would encode the text as ĠĠ,
     1, 2. Training on the re-encoded text would teach a sequence the model did not produce."""
-    from rsft.training.job import TrainJob
-    from rsft.training.sft import make_sft_trainer
+    from rsft.learning.training.job import TrainJob
+    from rsft.learning.training.sft import make_sft_trainer
 
     row = sampled_row(tok, ["Ġ", "Ġ", "1", "2"])
     assert row["completion"][0]["content"] == "  12"
@@ -56,8 +56,8 @@ def test_the_trainer_sees_the_sampled_tokens_not_a_retokenization(smol_dir, tok,
 def test_the_end_of_turn_label_survives_padding_when_pad_is_eos(smol_dir, tok, tmp_path):
     """pad == eos == <|im_end|> (id 2) here. A collator that masked the pad id out of the labels would mask
     every end-of-turn, and the model would never learn to stop: the classic symptom."""
-    from rsft.training.job import TrainJob
-    from rsft.training.sft import make_sft_trainer
+    from rsft.learning.training.job import TrainJob
+    from rsft.learning.training.sft import make_sft_trainer
 
     assert tok.pad_token_id == tok.eos_token_id == 2
     short, long = sampled_row(tok, ["Ġ", "Ġ", "1", "2"]), sampled_row(tok, ["Ġ", "Ġ", "1", "2", "Ġtwelve", "."])
@@ -82,8 +82,8 @@ LORA = TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3, save_steps=100
 @pytest.fixture(scope="module")
 def lora_round(smol_bf16, tok, tmp_path_factory):
     """Two LoRA steps on the bfloat16 checkpoint, loaded in float32 to train on the CPU."""
-    from rsft.training.job import TrainJob
-    from rsft.training.sft import train_sft
+    from rsft.learning.training.job import TrainJob
+    from rsft.learning.training.sft import train_sft
 
     out = tmp_path_factory.mktemp("lora") / "model"
     result = train_sft(TrainJob(str(smol_bf16), out, LORA, dtype="float32"), train_rows(tok))
@@ -111,11 +111,11 @@ def test_the_round_model_reloads_in_the_engines_and_the_adapter_merges_before_ct
     """On the float32 checkpoint (both merges then happen in float32): the merged model through the
     transformers engine, and the adapter directory itself through CTranslate2 (which merges it onto its base
     before converting), give the same greedy tokens, and two LoRA steps changed them."""
-    from rsft.sampling.base import SamplingParams
-    from rsft.sampling.ctranslate2_engine import CTranslate2Engine
-    from rsft.sampling.transformers_engine import TransformersEngine
-    from rsft.training.job import TrainJob
-    from rsft.training.sft import train_sft
+    from rsft.learning.training.job import TrainJob
+    from rsft.learning.training.sft import train_sft
+    from rsft.parts.sampling.base import SamplingParams
+    from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine
+    from rsft.parts.sampling.transformers_engine import TransformersEngine
 
     out = tmp_path / "model"
     train_sft(TrainJob(str(smol_dir), out, LORA), train_rows(tok))
@@ -131,10 +131,10 @@ def test_the_round_model_reloads_in_the_engines_and_the_adapter_merges_before_ct
 @pytest.mark.slow
 def test_a_full_fine_tune_learns_the_sampled_tokens(smol_dir, tok, tmp_path):
     """All weights, float32: a few steps on one sampled completion make it the greedy answer."""
-    from rsft.sampling.base import SamplingParams
-    from rsft.sampling.transformers_engine import TransformersEngine
-    from rsft.training.job import TrainJob
-    from rsft.training.sft import train_sft
+    from rsft.learning.training.job import TrainJob
+    from rsft.learning.training.sft import train_sft
+    from rsft.parts.sampling.base import SamplingParams
+    from rsft.parts.sampling.transformers_engine import TransformersEngine
 
     out = tmp_path / "model"
     result = train_sft(TrainJob(str(smol_dir), out, TrainConfig(max_steps=12, batch_size=4, learning_rate=1e-4,

@@ -14,10 +14,10 @@ import tracemalloc
 
 import pytest
 
-from rsft.config import build_config
-from rsft.data.prompts import LazyPrompts
-from rsft.rounds import open_run
-from rsft.rundir.files import count_lines
+from rsft.core.config import build_config
+from rsft.core.rundir.files import count_lines
+from rsft.inputs.data.prompts import LazyPrompts
+from rsft.loop.rounds import open_run
 from rsft.stages.runner import run_base_stage, run_stage
 from tests.conftest import make_model_dir
 

@@ -25,7 +25,7 @@ def vmodel(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vengine(vmodel):
-    from rsft.sampling.vllm_engine import VLLMEngine
+    from rsft.parts.sampling.vllm_engine import VLLMEngine
 
     engine = VLLMEngine.from_path(str(vmodel), **VLLM_OPTIONS)
     yield engine

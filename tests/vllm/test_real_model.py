@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsft.data.formats import prompt_ids
-from rsft.records import Prompt
-from rsft.sampling.base import SamplingParams
-from tests.sampling.stats import chi_square_ok
+from rsft.core.records import Prompt
+from rsft.inputs.data.formats import prompt_ids
+from rsft.parts.sampling.base import SamplingParams
+from tests.parts.sampling.stats import chi_square_ok
 
 pytestmark = pytest.mark.real_model
 
@@ -21,7 +21,7 @@ CHAT = [Prompt("hello", messages=({"role": "user", "content": "Say hello."},)),
 
 @pytest.fixture(scope="module")
 def smol_vllm(smol_dir):
-    from rsft.sampling.vllm_engine import VLLMEngine
+    from rsft.parts.sampling.vllm_engine import VLLMEngine
 
     # a token budget per step that holds every prompt of a batch: vLLM 0.32's CPU build fails a seeded request
     # whose prefill is split across steps ("CPU Generator does not use offset")

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from rsft.records import Prompt
-from rsft.sampling.base import SamplingParams
-from tests.sampling.stats import chi_square_ok, reference_probs, wide_nucleus_prompt
+from rsft.core.records import Prompt
+from rsft.parts.sampling.base import SamplingParams
+from tests.parts.sampling.stats import chi_square_ok, reference_probs, wide_nucleus_prompt
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +105,10 @@ def test_stop_strings_cut_and_finish(vengine):
 
 
 def test_chat_prompts_get_one_bos(tmp_path):
-    from rsft.modeling import load_tokenizer
-    from rsft.sampling.vllm_engine import VLLMEngine
+    from rsft.inputs.modeling import load_tokenizer
+    from rsft.parts.sampling.vllm_engine import VLLMEngine
     from tests.conftest import make_model_dir
-    from tests.data.test_formats import BOS_TEMPLATE
+    from tests.inputs.data.test_formats import BOS_TEMPLATE
     from tests.vllm.conftest import VLLM_OPTIONS
 
     path = make_model_dir(tmp_path / "chat", alphabet="0123456789+=ua:\n", heads=2)
@@ -126,8 +126,8 @@ def test_chat_prompts_get_one_bos(tmp_path):
 
 
 def test_a_misspelt_option_is_one_line_before_loading(vmodel):
-    from rsft.errors import ConfigError
-    from rsft.sampling.engines import check_engine_options
+    from rsft.core.errors import ConfigError
+    from rsft.parts.sampling.engines import check_engine_options
 
     with pytest.raises(ConfigError, match="sampling.engine_options.max_model_length") as e:
         check_engine_options("vllm", {"max_model_length": 64})

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from rsft.config import build_config
-from rsft.rounds import run
+from rsft.core.config import build_config
+from rsft.loop.rounds import run
 from tests.conftest import ROOT
 
 
@@ -54,7 +54,7 @@ def test_each_round_samples_from_the_previous_rounds_model(tmp_path):
 
 @pytest.mark.slow
 def test_a_lora_run_serves_adapters_on_one_loaded_base(tmp_path, monkeypatch):
-    from rsft.sampling import vllm_engine
+    from rsft.parts.sampling import vllm_engine
 
     loads = []
     real = vllm_engine.VLLMEngine.from_path.__func__

@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rsft.rundir.files import atomic_write_json, replace_dir
+from rsft.core.rundir.files import atomic_write_json, replace_dir
 from rsft.stages.run import Run
 
 
 def base_stage(run: Run) -> None:
     if run.base_model == run.model_path:
         return
-    from rsft.tasks.tiny_model import build_tiny, tiny_alphabet
-    from rsft.training.warm_start import dev_prompts, warm_start
+    from rsft.inputs.tasks.tiny_model import build_tiny, tiny_alphabet
+    from rsft.learning.training.warm_start import dev_prompts, warm_start
 
     t0 = time.perf_counter()
     init = run.model_path

@@ -2,17 +2,17 @@
 
 It uses `eval.engine` (default: the sampling engine in the checkpoint's own
 precision), the rounds' sampling parameters and the judge (`eval.scorer`, else
-the run's scorer); the metrics themselves are `rsft.evaluation`'s.
+the run's scorer); the metrics themselves are `rsft.learning.evaluation`'s.
 """
 
 from __future__ import annotations
 
-from rsft.rundir.files import atomic_write_json
+from rsft.core.rundir.files import atomic_write_json
 from rsft.stages.run import Run
 
 
 def eval_model(run: Run, model_path: str, round_index: int) -> dict[str, float]:
-    from rsft.evaluation import evaluate
+    from rsft.learning.evaluation import evaluate
 
     return evaluate(run.eval_engine(model_path), run.task.eval, run.eval_scorer, run.cfg.eval,
                     run.sampling_params(round_index), round_index=round_index,

@@ -1,6 +1,6 @@
 """Executors: where the sample and score stages' batches run, in this process or on Ray.
 
-Either way the stage hands `rsft.rundir.resumable_map` an ordered map over
+Either way the stage hands `rsft.core.rundir.resumable.resumable_map` an ordered map over
 batches and the driver appends each batch's lines in prompt order, so the files
 are the same; an executor only changes where the work happens. The stages ask
 the executor for that map and do not branch on which one it is.
@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rsft.errors import ConfigError
-from rsft.registry import lookup, resolve
+from rsft.core.errors import ConfigError
+from rsft.core.registry import lookup, resolve
 
 if TYPE_CHECKING:
     from rsft.stages.run import Run
@@ -58,7 +58,7 @@ class RayExecutor:
 
     @contextmanager
     def sampling(self, run: Run, r: int) -> Iterator[PassMap]:
-        from rsft.distributed import ActorPool
+        from rsft.parts.distributed import ActorPool
 
         run.release_engines()
         # an absolute path: a worker's working directory may differ (another node, a runtime_env working_dir),
@@ -71,7 +71,7 @@ class RayExecutor:
             pool.close()
 
     def scoring(self, run: Run, r: int, local: Lines) -> BatchMap:
-        from rsft.distributed import task_map
+        from rsft.parts.distributed import task_map
 
         return lambda chunks: task_map("rsft.stages.workers:score_task", (str(run.dir.resolve()),), chunks,
                                        run.cfg.ray, f"round {r} score")

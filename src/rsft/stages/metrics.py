@@ -1,5 +1,5 @@
 """The metrics stage: the round's records and stage files combined into ``metrics.json``, one row of
-`rsft.metrics_schema` (which `rsft.rundir.rows.round_rows` collects for tables and `rsft metrics`).
+`rsft.core.metrics_schema` (which `rsft.core.rundir.rows.round_rows` collects for tables and `rsft metrics`).
 
 It reads what the earlier stages wrote (the scored samples, the select stage's counts, the train stage's
 result, the held-out eval, the stage times) and selects nothing again.
@@ -7,9 +7,9 @@ result, the held-out eval, the stage times) and selects nothing again.
 
 from __future__ import annotations
 
-from rsft import metrics_schema as M
-from rsft.metrics import round_metrics
-from rsft.rundir.files import atomic_write_json, iter_groups, read_json
+from rsft.core import metrics_schema as M
+from rsft.core.rundir.files import atomic_write_json, iter_groups, read_json
+from rsft.parts.metrics import round_metrics
 from rsft.stages.run import Run
 
 

@@ -9,13 +9,13 @@ Trackers (`report_to`) get the round's metrics here, once per round.
 
 from __future__ import annotations
 
-from rsft.metrics_schema import ROUND, Row, is_base
-from rsft.monitoring.graduate import best_round, write_graduation
-from rsft.monitoring.trackers import log_round
-from rsft.monitoring.verdict import Fired, Verdict
-from rsft.progress import notice
-from rsft.rundir.files import atomic_write_json
-from rsft.rundir.rows import round_rows
+from rsft.core.metrics_schema import ROUND, Row, is_base
+from rsft.core.progress import notice
+from rsft.core.rundir.files import atomic_write_json
+from rsft.core.rundir.rows import round_rows
+from rsft.learning.monitoring.graduate import best_round, write_graduation
+from rsft.learning.monitoring.trackers import log_round
+from rsft.learning.monitoring.verdict import Fired, Verdict
 from rsft.stages.run import Run
 
 
@@ -36,7 +36,8 @@ def monitor_stage(run: Run, r: int) -> None:
     graduate = None
     if action == "graduate":
         trigger = next(f.trigger for f in fired if f.action == "graduate")
-        graduate = str(write_graduation(run, r, trigger, history))
+        graduate = str(write_graduation(run.cfg, run.dir, r, trigger, history,
+                                        lambda q: str(run.round(q).model) if q >= 0 else run.base_model))
     for f in fired:
         notice(f"round {r}: {f.trigger}: {f.reason} -> {f.action}")
     if run.cfg.report_to:

@@ -17,15 +17,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from rsft.config import RunConfig, load_config
-from rsft.modeling import resolve_path
-from rsft.registry import resolve
-from rsft.monitoring.verdict import Verdict
-from rsft.rundir.layout import RoundDir, RunDir
-from rsft.sampling.allocators import Allocation, DrawContext
-from rsft.sampling.base import Engine, SamplingParams
-from rsft.sampling.engines import engine_factory, exact_options
-from rsft.tasks.base import Task
+from rsft.core.config import RunConfig, load_config
+from rsft.core.registry import resolve
+from rsft.core.rundir.layout import RoundDir, RunDir
+from rsft.inputs.modeling import resolve_path
+from rsft.inputs.tasks.base import Task
+from rsft.learning.monitoring.verdict import Verdict
+from rsft.parts.sampling.allocators import Allocation, DrawContext
+from rsft.parts.sampling.base import Engine, SamplingParams
+from rsft.parts.sampling.engines import engine_factory, exact_options
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Run:
     cfg: RunConfig
     dir: Path
     _engines: dict[str, tuple[str, Engine]] = field(default_factory=dict, init=False, repr=False, compare=False)
-    lock: Path | None = field(default=None, init=False, repr=False, compare=False)  # rsft.runlock, when held
+    lock: Path | None = field(default=None, init=False, repr=False, compare=False)  # rsft.core.runlock, when held
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Run:
@@ -44,7 +44,7 @@ class Run:
 
     @property
     def layout(self) -> RunDir:
-        """Where each of the run's files lives (`rsft.rundir.layout`)."""
+        """Where each of the run's files lives (`rsft.core.rundir.layout`)."""
         return RunDir(self.dir)
 
     @cached_property
@@ -71,9 +71,9 @@ class Run:
         which ends a trajectory whose next turn would not fit `model_path`'s context."""
         if self.env is None:
             return engine
-        from rsft.data.formats import prompt_ids
-        from rsft.modeling import context_length, load_tokenizer, read_config
-        from rsft.sampling.rollout import AgentEngine, RolloutLimits
+        from rsft.inputs.data.formats import prompt_ids
+        from rsft.inputs.modeling import context_length, load_tokenizer, read_config
+        from rsft.parts.sampling.rollout import AgentEngine, RolloutLimits
 
         ro = self.cfg.rollout
         tokenizer = load_tokenizer(self.cfg.model.tokenizer if model_path == self.model_path and self.cfg.model.tokenizer
@@ -103,7 +103,7 @@ class Run:
 
     @cached_property
     def model_path(self) -> str:
-        """`model.path` as the loaders read it: a GGUF file is its converted checkpoint (`rsft.gguf`, cached
+        """`model.path` as the loaders read it: a GGUF file is its converted checkpoint (`rsft.inputs.gguf`, cached
         by the file's sha256 and said in one line); 'tiny' stays 'tiny'."""
         path = self.cfg.model.path
         return path if path == "tiny" else resolve_path(path, "model.path")

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rsft.errors import RedoFrom, RsftError
-from rsft.rundir.layout import TRAIN_RESULT, RoundDir, is_done, mark_done, record_time
+from rsft.core.errors import RedoFrom, RsftError
+from rsft.core.rundir.layout import TRAIN_RESULT, RoundDir, is_done, mark_done, record_time
 from rsft.stages.base_model import base_stage
 from rsft.stages.evaluate import eval_base_stage, eval_stage
 from rsft.stages.metrics import metrics_stage

@@ -1,7 +1,7 @@
 """The sample stage: K samples per train prompt from the current policy, appended to samples.jsonl per batch.
 
 How many samples each prompt gets is the allocation strategy's business
-(`Run.allocation`, `rsft.sampling.allocators`): the stage runs each of its
+(`Run.allocation`, `rsft.parts.sampling.allocators`): the stage runs each of its
 passes over the train prompts as a resumable map (GVM first pre-samples into
 ``presample.jsonl``), and lets it record what it decided (``allocation.json``)
 once a pass is whole. Strategies that score while they sample write their
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rsft.records import Prompt
-from rsft.rundir import resumable_map
+from rsft.core.records import Prompt
+from rsft.core.rundir.resumable import resumable_map
 from rsft.stages.executors import executor_for
 from rsft.stages.run import Run
 

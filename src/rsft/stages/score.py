@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsft.errors import RedoFrom
-from rsft.records import Group, Score
-from rsft.rundir import count_lines, iter_groups, resumable_map
-from rsft.scoring.base import score_groups, scorer_name
+from rsft.core.errors import RedoFrom
+from rsft.core.records import Group, Score
+from rsft.core.rundir.files import count_lines, iter_groups
+from rsft.core.rundir.resumable import resumable_map
+from rsft.parts.scoring.base import score_groups, scorer_name
 from rsft.stages.executors import executor_for
 from rsft.stages.run import Run
 

@@ -13,7 +13,7 @@ Every output is written whole and atomically (a temporary file renamed into plac
 - ``pairs.jsonl``: each group's best-vs-worst preference pair, TRL DPO format, made of the whole scored
   group less what overlaps the held-out prompts (none for agent trajectories: `has_tool_output`);
 - ``selection.json``: survivors after each rule, the row counts, what decontamination dropped
-  (`rsft.decontamination`), the mean selection score of what was kept and, when round samples are
+  (`rsft.parts.decontamination`), the mean selection score of what was kept and, when round samples are
   judged too, the judge's precision on them; the metrics stage reads it instead of selecting again.
 
 It reads scored.jsonl one group at a time (rules never look across groups) and streams every output,
@@ -26,12 +26,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rsft.decontamination import Contamination
-from rsft.errors import RsftError
-from rsft.progress import notice
-from rsft.records import Group
-from rsft.rundir import JsonlWriter, atomic_write_json, iter_groups
-from rsft.selection import Rule, select_group
+from rsft.core import metrics_schema as M
+from rsft.core.errors import RsftError
+from rsft.core.progress import notice
+from rsft.core.records import Group
+from rsft.core.rundir.files import JsonlWriter, atomic_write_json, iter_groups
+from rsft.parts.decontamination import Contamination
+from rsft.parts.selection import Rule, select_group
 from rsft.stages.run import Run
 from rsft.stages.select_replay import EarlierRounds, ReplayWriter, replay_row
 from rsft.stages.select_rows import decontaminated_pairs, has_tool_output, sft_rows
@@ -210,10 +211,10 @@ def write_selection(path: Path, rules: RuleChain, clean: Decontaminate, kept: Ke
                     pairs: PairsWriter) -> None:
     """selection.json, from the counts each step and writer kept (`decontaminated`: samples and replayed rows
     kept out of selected.jsonl; `pairs_decontaminated`: scored samples kept out of pairs.jsonl)."""
-    atomic_write_json(path, {
-        "survivors": dict(rules.survivors()), "kept": kept.kept, "rows": kept.kept, "replayed": replay.replayed,
-        "decontaminated": clean.dropped, "pairs_decontaminated": pairs.decontaminated,
-        "selection_score": kept.score_sum / kept.kept if kept.kept else None,
-        "judge_precision_kept": kept.judge_passed / kept.judged if kept.judged else None,
+    atomic_write_json(path, {  # under the metric keys where the metrics row takes them over
+        M.SURVIVORS: dict(rules.survivors()), M.KEPT: kept.kept, "rows": kept.kept, M.REPLAYED: replay.replayed,
+        M.DECONTAMINATED: clean.dropped, "pairs_decontaminated": pairs.decontaminated,
+        M.SELECTION_SCORE: kept.score_sum / kept.kept if kept.kept else None,
+        M.JUDGE_PRECISION_KEPT: kept.judge_passed / kept.judged if kept.judged else None,
         "pairs_skipped_trajectories": pairs.trajectory_groups,
     })

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from rsft.data.formats import completion_text, is_trajectory_row
-from rsft.errors import RsftError
-from rsft.records import Group
-from rsft.rundir import JsonlWriter, iter_groups
-from rsft.selection import best_sample, normalize
+from rsft.core.errors import RsftError
+from rsft.core.records import Group
+from rsft.core.rundir.files import JsonlWriter, iter_groups
+from rsft.inputs.data.formats import completion_text, is_trajectory_row
+from rsft.parts.selection import best_sample, normalize
 from rsft.stages.select_rows import sample_row
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rsft.data.formats import sft_row, trajectory_row
-from rsft.decontamination import Contamination
-from rsft.records import Group, Prompt, Sample, Score
-from rsft.selection import normalize, rank_key
+from rsft.core.records import Group, Prompt, Sample, Score
+from rsft.inputs.data.formats import sft_row, trajectory_row
+from rsft.parts.decontamination import Contamination
+from rsft.parts.selection import normalize, rank_key
 
 
 def sft_rows(kept: list[Group]) -> list[dict[str, Any]]:
@@ -29,7 +29,7 @@ def sft_rows(kept: list[Group]) -> list[dict[str, Any]]:
 def sample_row(prompt: Prompt, sample: Sample) -> dict[str, Any]:
     """A TRL prompt/completion row for one sample: its text, or its whole trajectory (agent tasks). A
     single-turn row also carries the ids the engine sampled (``completion_ids``), which training uses
-    instead of tokenizing the text again (`rsft.training.tokens`); TRL ignores the column."""
+    instead of tokenizing the text again (`rsft.learning.training.tokens`); TRL ignores the column."""
     if sample.turns:
         return trajectory_row(prompt, sample)
     row = sft_row(prompt, sample.text)

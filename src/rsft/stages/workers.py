@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsft.records import Group
+from rsft.core.records import Group
 from rsft.stages.run import Run
 from rsft.stages.sample import pass_lines
 from rsft.stages.score import score_batch

@@ -1,1 +1,0 @@
-"""Agent tasks: environments whose tools run in the sandbox (see rsft.sampling.rollout)."""
