@@ -92,7 +92,7 @@ def test_a_hostile_agent_is_contained(host_secret, tmp_path, monkeypatch):
     port = listener.getsockname()[1]
     p = make_task(n_train=1, n_eval=0, n_gold=0).train[0]
     env = CtfEnv(p, timeout=2.0, output_limit=400)
-    assert env.tool.box.mode == "bwrap"  # this machine has it; the README promises it
+    assert env.tool.box.mode == "bwrap"  # this machine has it; docs/agents.md promises it
     attempts = [
         f"cat {host_secret}", f"ls {host_secret.parent}", "env", "cat /proc/1/environ",
         f"grep -r {SECRET} / 2>/dev/null | head -3",

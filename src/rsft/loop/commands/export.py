@@ -5,7 +5,8 @@ Per prompt, the default pair is its best sample (chosen) against its worst
 (rejected); groups whose samples all scored the same give no pair. With
 `all_pairs`, every accepted × rejected combination (accepted: score at least
 `threshold`) is emitted, best-first, up to `cap` per prompt. Each pair carries
-its reward margin and, with `tau`, the soft label hp = σ(margin / τ) that the
+how much better `chosen` is once: its reward `margin`, or with `tau` the soft
+label p = σ(margin / τ) in its place (the gap kept as `reward_gap`), which the
 reward-model trainer honours. Pairs whose two texts normalize to the same
 string, and repeats across rounds, are dropped. The pairs of one group are
 `rsft.stages.select_rows.decontaminated_pairs`, the same the select stage
@@ -13,8 +14,8 @@ writes: samples that overlap the run's held-out prompts (the stage's
 decontamination, `selection.decontaminate`) are in no pair.
 
 Rows are {prompt, chosen, rejected}: strings for text prompts, message lists
-for chat prompts (TRL's conversational preference format), plus margin, p and
-prompt_id, which DPOTrainer ignores.
+for chat prompts (TRL's conversational preference format), plus margin (or p and
+reward_gap) and prompt_id, which DPOTrainer ignores.
 """
 
 from __future__ import annotations
