@@ -64,7 +64,8 @@ from sampling import hf_generate  # noqa: E402
 
 from rsft.inputs.tasks.tiny_model import char_tokenizer, tiny_llama  # noqa: E402
 from rsft.parts.sampling.base import SamplingParams  # noqa: E402
-from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine, resolve_compute_type  # noqa: E402
+from rsft.parts.sampling.ctranslate2_convert import resolve_compute_type  # noqa: E402
+from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine  # noqa: E402
 from rsft.parts.sampling.transformers_engine import TransformersEngine  # noqa: E402
 
 

@@ -15,7 +15,8 @@ from rsft.core.records import Prompt  # noqa: E402
 from rsft.inputs.modeling import load_model, load_tokenizer  # noqa: E402
 from rsft.parts.sampling import ctranslate2_engine as ct2e  # noqa: E402
 from rsft.parts.sampling.base import SamplingParams  # noqa: E402
-from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine, checkpoint_hash, plan_batches  # noqa: E402
+from rsft.parts.sampling.ctranslate2_convert import checkpoint_hash  # noqa: E402
+from rsft.parts.sampling.ctranslate2_engine import CTranslate2Engine, plan_batches  # noqa: E402
 from tests.parts.sampling.stats import chi_square_ok, reference_probs, wide_nucleus_prompt  # noqa: E402
 
 
