@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     from rsft.core.config import build_config
     from rsft.loop.rounds import run
-    from rsft.stages.metrics import round_rows
+    from rsft.core.rundir.rows import round_rows
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     args.out.mkdir(parents=True, exist_ok=True)

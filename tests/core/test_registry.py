@@ -33,6 +33,10 @@ def by_name(n: int = 4, train=None):
     return squares(n)
 
 
+def named(name: str = "mine", n: int = 4):  # its own `name` option is not the task section's
+    return squares(n)
+
+
 def my_engine(model_path, tokenizer_path=None, dtype="float32", trust_remote_code=False, rows: int = 1024):
     engine = TransformersEngine.from_path(model_path, tokenizer_path, dtype, trust_remote_code, max_batch_tokens=rows)
     engine.built_by_user = True
@@ -83,6 +87,11 @@ def test_a_user_task_gets_params_seed_and_the_task_section_as_settings(user_modu
     assert task.name == "squares" and [p.text for p in task.train] == ["0*0=", "1*1=", "2*2="]
     assert [p.fields["answer"] for p in task.eval] == [9, 16, 25]
     assert {p.fields["train"] for p in task.train} == {"ignored.jsonl"}  # the whole section, as `settings`
+
+
+def test_a_user_task_may_have_its_own_name_option(user_module):
+    cfg = build_config({"task": {"name": f"{user_module}:named", "params": {"name": "x", "n": 2}}})
+    assert len(resolve("task", cfg.task, seed=0).train) == 1
 
 
 def test_a_user_task_naming_a_task_setting_as_a_parameter_is_told_to_take_settings(user_module):

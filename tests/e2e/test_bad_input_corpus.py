@@ -87,6 +87,7 @@ CASES = [
          ["monitor.triggers.0", "unknown monitor 'entropy_colapse'"]),
     Case("monitor-action-unknown", ["run", G, "monitor.action=panic"], ["key 'monitor.action'"]),
     Case("report-to-unknown", ["run", G, "report_to=[tensorbord]"], ["key 'report_to.0'", "tensorbord"]),
+    Case("executor-unknown", ["run", G, "executor=dask"], ["key 'executor'", "unknown executor 'dask'"]),
     Case("rollout-max-turns-zero", ["run", G, "rollout.max_turns=0"], ["key 'rollout.max_turns'"]),
     Case("model-tiny-shape", ["run", G, "model.tiny.num_heads=0"], ["key 'model.tiny.num_heads'"]),
     Case("report-not-a-bool", ["run", G, "report=sometimes"], ["key 'report'", "'sometimes'"]),

@@ -3,10 +3,11 @@
 The sections live in `rsft.core.config_sections`; this module puts them together
 (`RunConfig`) and loads them: from YAML, with ``a.b=c`` overrides from the command
 line, validated before anything runs. An unknown key or a wrong type is a one-line
-`ConfigError` naming the dotted key. Selection rules are built through the
-registry as the config loads (`rsft.parts.selection`), so a typo in a rule name or
-option is reported here. The other named extensions (task, scorer, engine) are
-checked when a run opens, since building them reads files and imports code.
+`ConfigError` naming the dotted key. Selection rules, the allocation strategy, the
+trackers and a named executor are built through the registry as the config loads
+(cheap: none of them loads a model or imports torch), so a typo in their names or
+options is reported here. The other named extensions (task, scorer, engine) are
+checked when a run opens (preflight), since building them reads files and imports code.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class RunConfig(Section):
         if self.executor is not None:
             resolve("executor", self.executor)  # a name or 'module:Class' that does not build fails here
         if self.executor == "ray" and not self.uses_ray:
-            raise ValueError("executor: ray needs an enabled ray section (ray: {address: ...})")
+            raise ConfigError("key 'executor': ray needs an enabled ray section (ray: {address: ...})")
         return self
 
     @model_validator(mode="after")

@@ -99,6 +99,9 @@ BUILTINS: dict[str, dict[str, str]] = {
     },
 }
 
+# the kinds whose user form is a class (the others take a factory function)
+CLASS_KINDS = frozenset({"rule", "monitor", "env", "allocation", "executor", "tracker"})
+
 # what turns a config spec of each kind into the built object
 BUILDERS: dict[str, str] = {
     "engine": "rsft.parts.sampling.engines:build_engine",
@@ -151,7 +154,8 @@ def lookup(kind: str, name: Any, key: str) -> Any:
     if isinstance(name, str) and ":" in name:
         return import_object(name, key)
     names = sorted(table) + (["auto"] if kind == "engine" else [])
-    raise ConfigError(f"key '{key}': unknown {kind} {name!r}, expected one of {names} or 'module:function'")
+    form = "'module:Class'" if kind in CLASS_KINDS else "'module:function'"
+    raise ConfigError(f"key '{key}': unknown {kind} {name!r}, expected one of {names} or {form}")
 
 
 def resolve(kind: str, spec: Any, **context: Any) -> Any:

@@ -80,11 +80,10 @@ class RayExecutor:
 def build_executor(name: str, key: str = "executor") -> Executor:
     """The executor `name` means: local, ray, or a user's 'module:Class' (built with no arguments)."""
     cls = lookup("executor", name, key)
-    made = cls()
-    if not all(callable(getattr(made, m, None)) for m in ("sampling", "scoring")):
+    if not isinstance(cls, type) or not all(callable(getattr(cls, m, None)) for m in ("sampling", "scoring")):
         raise ConfigError(f"key '{key}': {name!r} is not an executor (it needs sampling(run, r) and "
                           "scoring(run, r, local) methods; see rsft.stages.executors)")
-    return made
+    return cls()
 
 
 def executor_for(run: Run) -> Executor:

@@ -34,17 +34,18 @@ ROUND_STAGES: dict[str, Callable[[Run, int], None]] = {
 ROUND_STAGE_NAMES = tuple(ROUND_STAGES)
 
 
-def resumed_from(rd: RoundDir, stage: str) -> list[Path]:
-    """The files a stage resumes from: a forced or redone stage deletes them first."""
-    return {"sample": [rd.samples, rd.presample, rd.allocation],
+def resumed_from(rd: RoundDir, stage: str, passes: tuple[str, ...] = ("draw", "presample")) -> list[Path]:
+    """The files a stage resumes from: a forced or redone stage deletes them first (`passes`: the
+    allocation's sampling passes, each with its own file)."""
+    return {"sample": [*(rd.pass_file(p) for p in dict.fromkeys(("draw", "presample", *passes))), rd.allocation],
             "score": [rd.scored], "train": [rd.model_work, rd.model / TRAIN_RESULT]}.get(stage, [])
 
 
-def reset_from(rd: RoundDir, stage: str) -> None:
+def reset_from(rd: RoundDir, stage: str, passes: tuple[str, ...] = ("draw", "presample")) -> None:
     """Un-mark `stage` and the round's later stages, and delete what `stage` onwards would resume from."""
     for later in ROUND_STAGE_NAMES[ROUND_STAGE_NAMES.index(stage):]:
         rd.done_marker(later).unlink(missing_ok=True)
-        for target in resumed_from(rd, later):
+        for target in resumed_from(rd, later, passes):
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
@@ -81,14 +82,14 @@ def run_stage(run: Run, r: int, name: str, force: bool = False) -> bool:
     if rd.done(name) and not force:
         return False
     if force:
-        reset_from(rd, name)
+        reset_from(rd, name, run.allocation.passes)
     fn = ROUND_STAGES[name]
     if name == "train":
         run.release_engines(keep_switchable=True)  # training needs the memory the sampling engine holds
     try:
         _timed(rd.path, name, lambda: fn(run, r))
     except RedoFrom as e:
-        reset_from(rd, e.stage)
+        reset_from(rd, e.stage, run.allocation.passes)
         raise
     return True
 

@@ -28,10 +28,9 @@ Lines = Callable[[list[Prompt]], list[dict[str, Any]]]  # a batch of prompts -> 
 
 def sample_stage(run: Run, r: int) -> None:
     rd, alloc = run.round(r), run.allocation
-    outputs = {"draw": rd.samples, "presample": rd.presample}
     with executor_for(run).sampling(run, r) as pass_map:
         for name in alloc.passes:
-            out = outputs.get(name, rd.path / f"{name}.jsonl")
+            out = rd.pass_file(name)
             label = f"round {r} {'sample' if name == 'draw' else name}"
             resumable_map(run.task.train, out, None, run.cfg.sampling.batch_size, label, lambda p: p.id,
                           mapper=pass_map(name, lambda name=name: pass_lines(run, r, name)))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 
-CONFIG = ROOT / "tests" / "agents" / "ctf_mini.yaml"
+CONFIG = Path(__file__).with_name("ctf_mini.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,10 @@ def test_a_user_allocation_module_class_runs_its_passes_through_the_sample_stage
     assert len(read_groups(rd.path / "probe.jsonl")) == 6  # its own pass, its own file
     assert json.loads((rd.path / "after-probe.json").read_text()) == {"pass": "probe"}
     assert json.loads((rd.path / "after-draw.json").read_text()) == {"pass": "draw"}
+    # --force sample clears the strategy's own pass file too: a torn one is not resumed from
+    (rd.path / "probe.jsonl").write_text("not json\n")
+    run_stage(run, 0, "sample", force=True)
+    assert len(read_groups(rd.path / "probe.jsonl")) == 6
 
 
 def test_a_user_allocation_options_are_checked_against_its_signature(tmp_path, monkeypatch):
@@ -139,7 +143,7 @@ def test_a_user_executor_module_class_carries_the_sample_and_score_batches(tmp_p
 def test_executor_defaults_and_refusals():
     assert build_config({}).executor_name == "local"
     assert type(resolve("executor", "local")).__name__ == "LocalExecutor"
-    with pytest.raises(ConfigError, match="executor: ray needs an enabled ray section"):
+    with pytest.raises(ConfigError, match="key 'executor': ray needs an enabled ray section"):
         build_config({"executor": "ray"})
-    with pytest.raises(ConfigError, match=r"key 'executor': unknown executor 'dask'"):
+    with pytest.raises(ConfigError, match=r"key 'executor': unknown executor 'dask'.* or 'module:Class'"):
         resolve("executor", "dask")

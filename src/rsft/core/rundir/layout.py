@@ -62,7 +62,12 @@ class RoundDir:
 
     samples = property(lambda self: self.path / "samples.jsonl")
     presample = property(lambda self: self.path / "presample.jsonl")  # GVM's first samples per prompt
-    allocation = property(lambda self: self.path / "allocation.json")  # GVM's plan
+    allocation = property(lambda self: self.path / "allocation.json")  # what the allocation decided (GVM's plan, carry's count)
+
+    def pass_file(self, name: str) -> Path:
+        """Where one of the allocation's sampling passes writes: ``draw`` is samples.jsonl, GVM's ``presample``
+        presample.jsonl, a user strategy's own pass ``<name>.jsonl``."""
+        return {"draw": self.samples, "presample": self.presample}.get(name, self.path / f"{name}.jsonl")
     scored = property(lambda self: self.path / "scored.jsonl")
     scored_failed = property(lambda self: self.path / "scored.failed.jsonl")  # groups whose scorer raised, kept aside
     selected = property(lambda self: self.path / "selected.jsonl")

@@ -52,7 +52,7 @@ def build_task(cfg: TaskConfig, seed: int = 0) -> Task:
     """The Task a config names, cut to `max_train_prompts` / `max_eval_prompts`."""
     factory = lookup("task", cfg.name, "task.name")
     accepted = parameters(factory)
-    named = sorted(set(accepted) & (set(type(cfg).model_fields) - {"params", "settings"}))
+    named = sorted(set(accepted) & (set(type(cfg).model_fields) - {"name", "params", "settings"}))
     if named:  # the old wiring by name: say so rather than leave the parameter at its default
         raise ConfigError(f"key 'task.name': task {cfg.name!r} takes {named[0]!r}, a task section setting; a task "
                           "factory takes `settings` (the whole task section) for those, and task.params for its own")

@@ -54,8 +54,8 @@ def grpo_defaults(cfg: RunConfig, prompts: int = 4) -> dict[str, Any]:
 
 def write_graduation(cfg: RunConfig, run_dir: Path, r: int, trigger: str, history: list[Row],
                      model_of: Callable[[int], str]) -> Path:
-    """Write ``RUN/graduate/`` for round r; `model_of(round)` is that round's model path (-1: the base),
-    as the run knows it (`Run.policy`'s rules); the best round by held-out greedy pass@1 is the start."""
+    """Write ``RUN/graduate/`` for round r; `model_of(round)` is that round's saved model path (-1: the
+    base model); GRPO starts from the best round by held-out greedy pass@1."""
     layout = RunDir(run_dir)
     out = layout.graduate
     groups = read_groups(RoundDir(run_dir, r).scored)

@@ -111,11 +111,11 @@ class Mlflow(Tracker):
 
 def build_tracker(name: str, key: str = "report_to") -> Tracker:
     """The tracker `name` means: a built-in, or a user's 'module:Class' (built with no arguments)."""
-    made = lookup("tracker", name, key)()
-    if not callable(getattr(made, "log_round", None)):
+    cls = lookup("tracker", name, key)
+    if not isinstance(cls, type) or not callable(getattr(cls, "log_round", None)):  # refused before it runs
         raise ConfigError(f"key '{key}': {name!r} is not a tracker (it needs log_round(run_dir, values, step); "
                           "see rsft.learning.monitoring.trackers.Tracker)")
-    return made
+    return cls()
 
 
 def trackers(names: list[str]) -> list[Tracker]:
@@ -131,7 +131,8 @@ def check_trackers(names: list[str]) -> None:
     """Each tracker builds and its library is installed (a one-line error naming the extra otherwise)."""
     for name, t in zip(names, trackers(names), strict=True):
         if t.library and importlib.util.find_spec(t.library) is None:
-            raise ConfigError(f"key 'report_to': {name} is not installed (pip install 'rsft[{name}]')")
+            how = f"pip install 'rsft[{name}]'" if ":" not in name else f"it needs the module {t.library!r}"
+            raise ConfigError(f"key 'report_to': {name} is not installed ({how})")
 
 
 def flatten(row: Row) -> dict[str, float]:

@@ -65,7 +65,9 @@ def export_pairs(run_dir: str | Path, round_index: int | None = None, output: st
     left_out = (f"{decontaminated} samples overlap the held-out prompts (selection.decontaminate) and are in no "
                 "pair") if decontaminated else ""
     if not rows:
-        why = left_out or _why_no_pairs(rounds, all_pairs, threshold)
+        why = _why_no_pairs(rounds, all_pairs, threshold)
+        if left_out:  # a threshold no sample reached is said too; "scored the same" would then be a guess
+            why = left_out if why.startswith("every group") else f"{why}; {left_out}"
         raise RsftError(f"{run_dir}: no pairs: {why}; nothing was written")
     if left_out:
         notice(left_out)

@@ -214,7 +214,8 @@ def build_allocation(name: str, sampling: SamplingConfig, key: str = "sampling.a
         return cls.from_config(sampling)
     options = check_options(cls, sampling.allocation_options, "sampling.allocation_options", what=name)
     made = cls(**options)
-    missing = [a for a in ("passes", "lines", "after", "check") if not hasattr(made, a)]
+    missing = [a for a in ("passes", "lines", "after", "check", "scores_while_sampling", "may_keep_none")
+               if not hasattr(made, a)]
     if missing:
         raise ConfigError(f"key '{key}': {name!r} is not an allocation (no {', '.join(missing)}); subclass "
                           "rsft.parts.sampling.allocators.Allocation")

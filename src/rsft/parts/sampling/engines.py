@@ -8,13 +8,16 @@ this module only chooses and calls. It samples nothing.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 from rsft.core.errors import ConfigError
+from rsft.core.progress import notice
 from rsft.core.registry import BUILTINS, accepts_any, check_options, lookup, parameters
 from rsft.parts.sampling.base import MODEL_ARGS, Engine, EngineFactory
 
 KEY = "sampling.engine"
+_SAID: set[str] = set()  # user factories whose plain-function notice was given
 
 
 EXTRAS = {"ctranslate2": "ctranslate2", "vllm": "vllm", "openai": "httpx"}  # engine -> the module its extra installs
@@ -41,7 +44,15 @@ def engine_factory(name: str, key: str = KEY) -> tuple[str, EngineFactory]:
     if resolved in EXTRAS and importlib.util.find_spec(EXTRAS[resolved]) is None:
         raise ConfigError(f"key '{key}': {resolved} is not installed (pip install 'rsft[{resolved}]')")
     found = lookup("engine", resolved, key)
-    return resolved, found if isinstance(found, EngineFactory) else EngineFactory(found)
+    if isinstance(found, EngineFactory):
+        return resolved, found
+    hooks = "lora_rank" in parameters(found) or callable(getattr(sys.modules.get(getattr(found, "__module__", "")),
+                                                                  "check_options", None))
+    if hooks and resolved not in _SAID:  # what rsft used to find by name: said once, not dropped silently
+        _SAID.add(resolved)
+        notice(f"{key}: {resolved!r} is a plain function, so rsft neither passes it lora_rank nor calls its "
+               "module's check_options; name an EngineFactory(fn, check=..., serves_lora=True) instead")
+    return resolved, EngineFactory(found)
 
 
 def check_engine_options(name: str, options: dict[str, Any], key: str = "sampling.engine_options",

@@ -200,7 +200,8 @@ class TransformersEngine:
 
 
 def check_options(options: dict[str, Any], key: str = "sampling.engine_options") -> None:
-    """The hook `rsft.parts.sampling.engines` calls when the config loads: the draft's path and draft_tokens."""
+    """The engine factory's `check` (`rsft.parts.sampling.engines` calls it when the run opens, in preflight, and
+    again when the engine is built): the draft's path and draft_tokens."""
     from rsft.parts.sampling.speculative import check_options as check_draft
 
     check_draft(options, key)
