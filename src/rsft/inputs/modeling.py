@@ -14,16 +14,42 @@ and the chat template's end-of-turn token.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from rsft.core.errors import RsftError
 from rsft.inputs.data.formats import end_of_turn_token
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class _Dtypes(Mapping[str, "torch.dtype"]):
+    """The weight dtypes rsft loads by name; torch is imported on the first lookup, not with this module,
+    so that what only reads configs (the CLI refusing a bad config) starts without torch and transformers."""
+
+    NAMES = ("float32", "bfloat16", "float16")
+
+    def __getitem__(self, name: str) -> torch.dtype:
+        import torch
+
+        if name not in self.NAMES:
+            raise KeyError(name)
+        return getattr(torch, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.NAMES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.NAMES)
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
+
+
+DTYPES = _Dtypes()
 
 
 def resolve_path(path: str, what: str = "model.path") -> str:
@@ -62,6 +88,8 @@ def load_tokenizer(path: str, what: str = "model.path", trust_remote_code: bool 
     check_model_path(path, what, need_config=False)
     path = resolve_path(path, what)
     try:
+        from transformers import AutoTokenizer
+
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - OSError, ValueError, a tokenizers parse error...
         raise RsftError(f"{what} {path!r}: cannot load tokenizer ({type(e).__name__}: "
@@ -83,6 +111,8 @@ def load_model(
 
             model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
         else:
+            from transformers import AutoModelForCausalLM
+
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except Exception as e:  # noqa: BLE001 - OSError, ValueError, safetensors' own error on a corrupt file...
         raise RsftError(f"{what} {path!r}: cannot load model ({type(e).__name__}: "
