@@ -19,6 +19,7 @@ link of every page leads to a file or folder that exists, and an anchor to a hea
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -187,4 +188,13 @@ def test_the_examples_left_what_they_promise(request: pytest.FixtureRequest):
     assert sum(RAN.values()) >= 6
     assert (workspace / "runs" / "my-run" / "round-002" / "metrics.json").exists()
     assert (workspace / "rm" / "config.json").exists()
-    assert (workspace / "runs" / "smollm2" / "round-000" / "metrics.json").exists()
+    # the real model's round (README "A real pretrained model"): what tests/real/test_run.py checks in the slow tier
+    smol = workspace / "runs" / "smollm2" / "round-000"
+    metrics = json.loads((smol / "metrics.json").read_text())
+    assert metrics["eval"]["engine"] == "ctranslate2" and metrics["eval"]["precision"] == "float32"
+    sampled = {tuple(s["token_ids"]) for line in (smol / "kept.jsonl").read_text().splitlines()
+               for s in json.loads(line)["samples"] if s["finish_reason"] == "stop"}
+    rows = [json.loads(x) for x in (smol / "selected.jsonl").read_text().splitlines()]
+    assert rows and all(tuple(r["completion_ids"]) in sampled and r["completion_ids"][-1] == 2 for r in rows)
+    adapter = json.loads((smol / "model-adapter" / "adapter_config.json").read_text())
+    assert {"q_proj", "v_proj", "down_proj"} <= set(adapter["target_modules"])  # all-linear on Llama's names

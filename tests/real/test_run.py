@@ -38,6 +38,8 @@ def write_config(tmp_path, smol_gguf, rounds=1, n_train=6, n_eval=4, **extra):
     return path
 
 
+@pytest.mark.slow  # the README test runs examples/smollm2.yaml (the same path) in the default tier and checks
+# the engine, the trained ids and the LoRA targets on it
 def test_one_round_on_the_real_model_from_its_gguf_file(smol_gguf, smol_dir, tmp_path):
     proc = run_cli("run", str(write_config(tmp_path, smol_gguf)), cwd=tmp_path, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]

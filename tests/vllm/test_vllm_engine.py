@@ -104,6 +104,8 @@ def test_stop_strings_cut_and_finish(vengine):
     assert any(s.finish_reason == "stop" and len(s.text) < len(t.text) for g, h in zip(cut, long) for s, t in zip(g, h))
 
 
+@pytest.mark.slow  # a third vLLM load (25 s); the ids it is given are rsft's prompt_ids, whose one-BOS rule
+# tests/inputs/data/test_formats.py checks in the default tier
 def test_chat_prompts_get_one_bos(tmp_path):
     from rsft.inputs.modeling import load_tokenizer
     from rsft.parts.sampling.vllm_engine import VLLMEngine
