@@ -114,3 +114,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 or item.name.split("[")[0] in INTEGRATION_TESTS
                 or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.integration)
+
+
+def invoke(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """`rsft ARGS` through the CLI's own entry point in this process: (exit code, stdout, stderr) as a shell
+    would see them, without an interpreter start and the imports (run_cli runs a real process)."""
+    import contextlib
+    import io
+
+    from rsft.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["rsft", *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                rc = 0
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    return rc, out.getvalue(), err.getvalue()

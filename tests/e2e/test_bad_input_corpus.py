@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import make_model_dir
-from tests.e2e.test_bad_input_suite import Case, G, assert_one_line, invoke, jsonl, prepare, workspace  # noqa: F401
+from tests.conftest import invoke, make_model_dir
+from tests.e2e.test_bad_input_suite import Case, G, assert_one_line, jsonl, prepare, workspace  # noqa: F401
 from tests.inputs.serving.fake_server import FakeServer
 
 DOWN = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there

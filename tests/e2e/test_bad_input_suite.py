@@ -9,14 +9,12 @@ through `rsft.cli.main` (the same code path as the console script) so the corpus
 from __future__ import annotations
 
 import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from rsft.cli import main
+from tests.conftest import invoke
 
 ROWS = [{"prompt": f"{a}+{b}=", "answer": a + b} for a, b in [(1, 2), (3, 4), (5, 6), (7, 1)]]
 
@@ -55,27 +53,6 @@ def finished(workspace, model_dir):
                          "selection.rules=[{rule: passes, min: 0.0}]"], workspace)
     assert rc == 0, err
     return workspace / "runs" / "done"
-
-
-def invoke(args: list[str], cwd: Path) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    old_argv, old_cwd = sys.argv, os.getcwd()
-    sys.argv = ["rsft", *args]
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main()
-                rc = 0
-            except SystemExit as e:
-                rc = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = old_argv
-        os.chdir(old_cwd)
-    return rc, out.getvalue(), err.getvalue()
 
 
 G = "good.yaml"

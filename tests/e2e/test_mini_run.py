@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, invoke, run_cli
 
 MINI = ROOT / "tests" / "e2e" / "mini.yaml"
 
@@ -85,9 +85,10 @@ def test_eval_command_on_run_and_on_model(mini_run):
     on_run = json.loads(run_cli("eval", str(run_dir), "--json", check=True).stdout)
     saved = json.loads((run_dir / "round-001" / "eval.json").read_text())
     assert on_run["greedy_pass@1"] == saved["greedy_pass@1"]
-    on_model = json.loads(run_cli("eval", str(run_dir / "round-001" / "model"), "--config", str(MINI),
-                                  "--json", check=True).stdout)
-    assert on_model["greedy_pass@1"] == saved["greedy_pass@1"]
+    rc, out, err = invoke(["eval", str(run_dir / "round-001" / "model"), "--config", str(MINI), "--json"],
+                          run_dir.parent)  # the CLI's entry point in this process
+    assert rc == 0, err
+    assert json.loads(out)["greedy_pass@1"] == saved["greedy_pass@1"]
 
 
 def test_rerun_is_a_no_op_resume(mini_run):

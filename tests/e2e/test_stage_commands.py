@@ -7,8 +7,7 @@ process)."""
 
 from __future__ import annotations
 
-from tests.conftest import ROOT, run_cli
-from tests.e2e.test_bad_input_suite import invoke
+from tests.conftest import ROOT, invoke, run_cli
 
 MINI = ROOT / "tests" / "e2e" / "mini.yaml"
 

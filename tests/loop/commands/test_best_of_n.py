@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from rsft.loop.commands.best_of_n import best_of_n
-from tests.conftest import run_cli
+from tests.conftest import invoke, run_cli
 
 
 def length_scorer(prompts, completions, **kwargs):
@@ -31,15 +31,18 @@ def test_same_seed_same_answer(model_dir):
 
 
 def test_cli_with_input_file_and_fields(tmp_path, model_dir):
+    """Through the CLI's entry point in this process (argv, exit code, stdout as a shell sees them)."""
     f = tmp_path / "prompts.jsonl"
     f.write_text("".join(json.dumps({"prompt": f"{i}+{i}=", "answer": 2 * i}) + "\n" for i in range(3)))
-    proc = run_cli("best-of-n", "--model", str(model_dir), "--scorer", "addition", "--n", "4", "--input", str(f),
-                   "--max-new-tokens", "4", "--all", check=True)
-    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    rc, out, err = invoke(["best-of-n", "--model", str(model_dir), "--scorer", "addition", "--n", "4", "--input",
+                           str(f), "--max-new-tokens", "4", "--all"], tmp_path)
+    assert rc == 0, err
+    rows = [json.loads(x) for x in out.splitlines()]
     assert [r["answer"] for r in rows] == [0, 2, 4]
     assert all(len(r["candidates"]) == 4 and "completion" in r for r in rows)
-    one = run_cli("best-of-n", "--model", str(model_dir), "--scorer", "tests.loop.commands.test_best_of_n:length_scorer",
-                  "--prompt", "7+1=", "--n", "3", "--max-new-tokens", "4", check=True)
-    assert len(one.stdout.splitlines()) == 1
-    bad = run_cli("best-of-n", "--model", str(model_dir), "--scorer", "addition")
+    rc, out, err = invoke(["best-of-n", "--model", str(model_dir), "--scorer",
+                           "tests.loop.commands.test_best_of_n:length_scorer", "--prompt", "7+1=", "--n", "3",
+                           "--max-new-tokens", "4"], tmp_path)
+    assert rc == 0 and len(out.splitlines()) == 1, err
+    bad = run_cli("best-of-n", "--model", str(model_dir), "--scorer", "addition")  # a real process: exit 2
     assert bad.returncode == 2 and "exactly one of --prompt" in bad.stderr
