@@ -115,6 +115,8 @@ def test_a_server_killed_mid_stage_is_one_line_and_the_stage_resumes(served, tmp
     assert all(len(g["samples"]) == 4 and not any("error" in s for s in g["samples"]) for g in groups)
 
 
+@pytest.mark.slow  # a whole run through a failing proxy (15 s); tests/parts/sampling/test_openai_engine.py counts
+# failed requests as sample errors against a scripted server in the default tier
 def test_requests_that_fail_are_counted_and_the_run_goes_on(served, tmp_path):
     server, model, _ = served
     with FailingProxy(server.base_url, every=5) as proxy:

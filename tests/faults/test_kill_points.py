@@ -1,6 +1,6 @@
 """SIGKILL `rsft run` at points across every stage, resume, and compare with an uninterrupted run.
 
-The default suite kills at one point (training, a resume from a mid-stage checkpoint); `slow` adds 22 more: every stage of both rounds once, and 6 drawn at random, each at a
+The slow tier kills at one point (training, a resume from a mid-stage checkpoint) and 22 more: every stage of both rounds once, and 6 drawn at random, each at a
 random fraction of its stage (seeded, so a failure can be replayed).
 """
 
@@ -48,6 +48,8 @@ def train_ids() -> list[str]:
     return [p.id for p in make_task(digits=2, n_train=32, n_eval=16, n_gold=200, seed=11).train]
 
 
+@pytest.mark.slow  # 54 s; the default tier's kills: tests/inputs/tasks/test_ctf_run.py (kill -9 mid-stage, resume)
+# and tests/learning/training/test_resume.py (a checkpoint torn by a kill, a kill during the final save)
 @pytest.mark.parametrize("point", DEFAULT, ids=str)
 def test_a_kill_then_resume_gives_the_uninterrupted_run(harness, control, tmp_path, point):
     _trial(harness, control, tmp_path, point)
