@@ -30,7 +30,7 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray,gguf]'
+	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray,gguf,reasoning-gym]'
 	touch $@
 
 $(SMOL_GGUF): | $(PY)

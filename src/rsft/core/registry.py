@@ -59,6 +59,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "countdown": "rsft.inputs.tasks.countdown:make_task",
         "dataset": "rsft.inputs.tasks.dataset:dataset_task",
         "ctf": "rsft.inputs.tasks.ctf:make_task",
+        "reasoning_gym": "rsft.inputs.tasks.reasoning_gym:make_task",
     },
     "env": {
         "ctf": "rsft.inputs.tasks.ctf:CtfEnv",

@@ -69,7 +69,7 @@ def held_out(run: Run) -> Contamination:
     """The held-out prompts indexed for the decontamination test (`selection.decontaminate`): the one
     the select stage applies, and `rsft export pairs` with it, so an export holds no pair the stage would
     not have written."""
-    return Contamination(run.task.eval, run.cfg.selection.decontaminate)
+    return Contamination(run.task.eval, run.cfg.selection.decontaminate, run.task.train)
 
 
 class RuleChain:
