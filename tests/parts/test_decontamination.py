@@ -97,10 +97,9 @@ def test_text_without_spaces_is_compared_by_ngrams():
 def test_a_templated_chat_dataset_keeps_its_samples_through_the_select_stage(tmp_path):
     """The first real run's failure: GSM8K-style chat rows (a system prompt, the question and one shared
     instruction) lost every passing sample to decontamination. Now only a prompt that is a held-out one is."""
-    from rsft.core.config import build_config
-    from rsft.loop.rounds import open_run
-    from rsft.core.config import TinyModelConfig
+    from rsft.core.config import TinyModelConfig, build_config
     from rsft.inputs.tasks.tiny_model import char_tokenizer, tiny_llama
+    from rsft.loop.rounds import open_run
     from rsft.stages.runner import run_stage
 
     # a tokenizer that can write these prompts, with a chat template and room for them (the fake engine

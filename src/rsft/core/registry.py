@@ -60,6 +60,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "dataset": "rsft.inputs.tasks.dataset:dataset_task",
         "ctf": "rsft.inputs.tasks.ctf:make_task",
         "reasoning_gym": "rsft.inputs.tasks.reasoning_gym:make_task",
+        "humaneval": "rsft.inputs.tasks.humaneval:make_task",
     },
     "env": {
         "ctf": "rsft.inputs.tasks.ctf:CtfEnv",

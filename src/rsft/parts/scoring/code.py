@@ -4,7 +4,9 @@
 ``(prompts, completions, tests, **kwargs) -> list[Score]``. For each completion it
 
 1. extracts the code: the last fenced ```python block (an unclosed one counts, as a truncated
-   sample leaves it), else the last fenced block with no language, else the whole completion;
+   sample leaves it), else the last fenced block with no language, else the whole completion; with a
+   ``code_prefix`` field (HumanEval: the prompt's signature and docstring, which the completion
+   continues) the code runs after it (a completion that writes the whole function again redefines it);
 2. turns the prompt's ``tests`` field into steps (`split_tests`);
 3. runs code and steps in a `Sandbox` (see sandbox.py for what each mode protects);
 4. scores the fraction of tests passed.
@@ -127,8 +129,10 @@ def code_scorer(timeout: float = 5.0, memory_mb: int = 512, workers: int = 2, mo
     chosen = f"{sandbox.mode!r}" + (" (chosen by mode: auto)" if mode == "auto" else "")
     said = threading.Event()  # the mode is said once, when scoring starts (not while a config is checked)
 
-    def score_one(completion: Any, tests: Any, entry_point: str | None) -> Score:
+    def score_one(completion: Any, tests: Any, entry_point: str | None, prefix: str | None) -> Score:
         code = extract_code(completion_text(completion))
+        if prefix and code.strip():  # HumanEval-style: the completion continues the prompt's code
+            code = prefix + code
         try:
             steps = split_tests(tests, entry_point)
         except ValueError as e:
@@ -147,10 +151,11 @@ def code_scorer(timeout: float = 5.0, memory_mb: int = 512, workers: int = 2, mo
             said.set()
             notice(f"code scorer: sandbox mode {chosen}; it does not protect against: {UNPROTECTED[sandbox.mode]}")
         entry_points = kwargs.get("entry_point") or [None] * len(completions)
-        if not (len(prompts) == len(completions) == len(tests) == len(entry_points)):
-            raise ValueError("prompts, completions, tests and entry_point must have one entry per sample")
+        prefixes = kwargs.get("code_prefix") or [None] * len(completions)
+        if not (len(prompts) == len(completions) == len(tests) == len(entry_points) == len(prefixes)):
+            raise ValueError("prompts, completions, tests, entry_point and code_prefix must have one entry per sample")
         with ThreadPoolExecutor(max_workers=min(workers, max(1, len(completions)))) as pool:
-            return list(pool.map(score_one, completions, tests, entry_points))
+            return list(pool.map(score_one, completions, tests, entry_points, prefixes))
 
     score_code.sandbox = sandbox  # type: ignore[attr-defined]
     return score_code
