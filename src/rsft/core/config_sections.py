@@ -70,6 +70,13 @@ class TaskConfig(Section):
         "prompt", description="Column holding the prompt: a string, or a list of chat messages."
     )
     id_column: str | None = Field(None, description="Column with a stable prompt id; default: the row number.")
+    system_prompt: str | None = Field(
+        None, description="Make chat prompts from a text prompt column, with this system turn (see prompt_template)."
+    )
+    prompt_template: str | None = Field(
+        None, description="Make chat prompts from a text prompt column: the user turn, a format string over the row's "
+        "columns, e.g. '{question} End with #### <number>.'; default: the prompt column as it is."
+    )
     completion_column: str | None = Field(
         None, description="Column with a gold completion, used only by `warm_start`."
     )

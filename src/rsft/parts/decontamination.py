@@ -11,8 +11,10 @@ What is compared is what differs between prompts, not what they share:
 - an n-gram found in **two or more distinct held-out prompts**, or in two or more distinct train prompts
   (the first `TEMPLATE_SAMPLE` of them, enough to see what every prompt carries), is template: an
   instruction sentence every prompt carries ("Answer with #### <number>."), not any one prompt's content,
-  so it is not evidence of contamination; the prompts' own n-grams still are. (A held-out question that
-  two different train prompts both quote is missed by the n-gram test; an exact copy is still caught.)
+  so it is not evidence of contamination. Its tokens are masked before the n-grams are taken, so an n-gram
+  that straddles the end of a question and the start of the instruction is not evidence either; the
+  prompts' own n-grams (within what the template leaves) still are. (A held-out question that two
+  different train prompts both quote is missed by the n-gram test; an exact copy is still caught.)
 - tokens are runs of letters and digits, and each character of a script written without spaces (Chinese,
   Japanese, Korean) is a token of its own, so text without spaces (CJK, code such as ``a+b==c``) is
   compared by n-grams too, not as one giant "word"; punctuation is not a token.
@@ -58,9 +60,18 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+def _ngrams(text: str, n: int, template: set[tuple[str, ...]] | None = None) -> set[tuple[str, ...]]:
+    """The token n-grams of `text`; with `template`, only those lying wholly outside the template's spans
+    (every token a template n-gram covers is masked first)."""
     words = tokens(text)
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    if not template:
+        return set(grams)
+    covered = [False] * len(words)
+    for i, g in enumerate(grams):
+        if g in template:
+            covered[i:i + n] = [True] * n
+    return {g for i, g in enumerate(grams) if not any(covered[i:i + n])}
 
 
 class Contamination:
@@ -77,7 +88,7 @@ class Contamination:
             seen = {normalize(prompt_text(p)) for p in itertools.islice(train, TEMPLATE_SAMPLE)} - texts
             in_train = Counter(g for t in seen for g in _ngrams(t, n))
             self.template = {g for g, c in counts.items() if c > 1 or in_train[g] > 1}
-            self.grams = set(counts) - self.template
+            self.grams = {g for t in texts for g in _ngrams(t, n, self.template)}
 
     def hits(self, prompt: Any, completion: str = "") -> bool:
         text = normalize(prompt_text(prompt))
@@ -85,7 +96,7 @@ class Contamination:
             return True
         if self.n is None or not self.grams:
             return False
-        return any(_ngrams(t, self.n) & self.grams for t in (text, completion) if t)
+        return any(_ngrams(t, self.n, self.template) & self.grams for t in (text, completion) if t)
 
     def groups(self, groups: list[Group]) -> tuple[list[Group], int]:
         """The groups without the samples that hit; and how many samples were dropped."""

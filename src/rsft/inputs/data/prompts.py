@@ -12,6 +12,7 @@ import functools
 import json
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,38 @@ def _is_messages(value: Any) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class ChatFormat:
+    """Text rows made into chat prompts (`task.system_prompt`, `task.prompt_template`): a system turn when
+    `system` is set, and a user turn `template.format(**row)` (default: the prompt column as it is), as a
+    user of TRL would map a question column into `messages` before training."""
+
+    system: str | None
+    template: str | None
+
+    def messages(self, where: str, row: dict[str, Any], text: str, prompt_column: str) -> tuple[dict[str, str], ...]:
+        try:
+            user = self.template.format(**row) if self.template is not None else text
+        except KeyError as e:
+            raise DataError(f"{where}: task.prompt_template names column {e.args[0]!r}, which the row does not "
+                            f"have (columns are {sorted(row)})") from None
+        except (IndexError, ValueError) as e:
+            raise DataError(f"{where}: task.prompt_template is not a format string over the columns ({e})") from None
+        system = ({"role": "system", "content": self.system},) if self.system else ()
+        return (*system, {"role": "user", "content": user})
+
+
 def rows_to_prompts(rows: list[Row], prompt_column: str, id_column: str | None,
-                    field_columns: list[str] | None, exclude: tuple[str, ...] = ()) -> list[Prompt]:
+                    field_columns: list[str] | None, exclude: tuple[str, ...] = (),
+                    chat: ChatFormat | None = None) -> list[Prompt]:
     seen: set[str] = set()
-    return [row_to_prompt(where, row, i, prompt_column, id_column, field_columns, exclude, seen)
+    return [row_to_prompt(where, row, i, prompt_column, id_column, field_columns, exclude, seen, chat)
             for i, (where, row) in enumerate(rows)]
 
 
 def row_to_prompt(where: str, row: dict[str, Any], i: int, prompt_column: str, id_column: str | None,
                   field_columns: list[str] | None, exclude: tuple[str, ...] = (),
-                  seen: set[str] | None = None) -> Prompt:
+                  seen: set[str] | None = None, chat: ChatFormat | None = None) -> Prompt:
     """The Prompt of one row (`i`: its position, the id when there is no id column); `seen` collects ids to
     refuse duplicates."""
     if prompt_column not in row:
@@ -105,8 +128,13 @@ def row_to_prompt(where: str, row: dict[str, Any], i: int, prompt_column: str, i
     if isinstance(value, str):
         if not value:
             raise DataError(f"{where}: column {prompt_column!r} is an empty prompt")
+        if chat is not None:
+            return Prompt(pid, messages=chat.messages(where, row, value, prompt_column), fields=fields)
         return Prompt(pid, text=value, fields=fields)
     if _is_messages(value):
+        if chat is not None:
+            raise DataError(f"{where}: column {prompt_column!r} already holds chat messages; task.system_prompt "
+                            "and task.prompt_template make chat prompts from a text column")
         return Prompt(pid, messages=tuple(value), fields=fields)
     raise DataError(f"{where}: column {prompt_column!r} must be a string or a list of "
                     f"{{role, content}} messages, got {type(value).__name__}")
@@ -160,7 +188,8 @@ class LazyPrompts(Sequence[Prompt]):
 
 
 def lazy_jsonl_prompts(path: Path, limit: int | None, prompt_column: str, id_column: str | None,
-                       field_columns: list[str] | None, exclude: tuple[str, ...] = ()) -> LazyPrompts:
+                       field_columns: list[str] | None, exclude: tuple[str, ...] = (),
+                       chat: ChatFormat | None = None) -> LazyPrompts:
     """Check every row of a JSONL prompt file (first `limit`) and index it for `LazyPrompts`."""
     offsets, seen = array("q"), set()
     with open(path, "rb") as f:
@@ -174,12 +203,13 @@ def lazy_jsonl_prompts(path: Path, limit: int | None, prompt_column: str, id_col
                 break
             row = parse_jsonl_line(path, lineno, raw)
             row_to_prompt(f"{path}:{lineno}", row, len(offsets), prompt_column, id_column, field_columns, exclude,
-                          seen)
+                          seen, chat)
             offsets.append(here)
     return LazyPrompts(Path(path), offsets, functools.partial(
-        _make_prompt, prompt_column=prompt_column, id_column=id_column, field_columns=field_columns, exclude=exclude))
+        _make_prompt, prompt_column=prompt_column, id_column=id_column, field_columns=field_columns, exclude=exclude,
+        chat=chat))
 
 
 def _make_prompt(i: int, row: dict[str, Any], prompt_column: str, id_column: str | None,
-                 field_columns: list[str] | None, exclude: tuple[str, ...]) -> Prompt:
-    return row_to_prompt("", row, i, prompt_column, id_column, field_columns, exclude)
+                 field_columns: list[str] | None, exclude: tuple[str, ...], chat: ChatFormat | None = None) -> Prompt:
+    return row_to_prompt("", row, i, prompt_column, id_column, field_columns, exclude, chat=chat)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rsft.core.errors import ConfigError, DataError
 from rsft.core.records import Prompt
-from rsft.inputs.data.prompts import lazy_jsonl_prompts, load_rows, rows_to_prompts
+from rsft.inputs.data.prompts import ChatFormat, lazy_jsonl_prompts, load_rows, rows_to_prompts
 from rsft.inputs.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -29,20 +29,21 @@ def dataset_task(settings: TaskConfig) -> Task:
     prompt_column, id_column, completion_column, field_columns = (s.prompt_column, s.id_column, s.completion_column,
                                                                   s.field_columns)
     max_train_prompts, max_eval_prompts = s.max_train_prompts, s.max_eval_prompts
+    chat = ChatFormat(s.system_prompt, s.prompt_template) if (s.system_prompt or s.prompt_template) else None
     if train is None:
         raise ConfigError("key 'task.train': the 'dataset' task needs a train file or 'hf:NAME'")
     exclude = (completion_column,) if completion_column else ()
     if completion_column is None and Path(train).suffix in (".jsonl", ".json") and Path(train).is_file():
         # read from disk as the stages ask: memory does not grow with the number of prompts
-        prompts = lazy_jsonl_prompts(Path(train), max_train_prompts, prompt_column, id_column, field_columns)
+        prompts = lazy_jsonl_prompts(Path(train), max_train_prompts, prompt_column, id_column, field_columns, chat=chat)
         train_rows = []
     else:
         train_rows = load_rows(train, train_split, "task.train")[:max_train_prompts]
-        prompts = rows_to_prompts(train_rows, prompt_column, id_column, field_columns, exclude)
+        prompts = rows_to_prompts(train_rows, prompt_column, id_column, field_columns, exclude, chat)
     evals: list[Prompt] = []
     if eval is not None:
         eval_rows = load_rows(eval, eval_split, "task.eval")[:max_eval_prompts]
-        evals = rows_to_prompts(eval_rows, prompt_column, id_column, field_columns, exclude)
+        evals = rows_to_prompts(eval_rows, prompt_column, id_column, field_columns, exclude, chat)
     gold = []
     if completion_column:
         for (where, row), p in zip(train_rows, prompts, strict=True):
