@@ -61,3 +61,13 @@ def test_bad_params_are_one_line_naming_the_key():
         task("chain_sum", size=5, eval_size=2, no_such_option=3)
     with pytest.raises(ConfigError, match=r"needs option 'dataset'"):
         resolve("task", build_config({"task": {"name": "reasoning_gym"}}).task)
+
+
+def test_the_task_sections_system_prompt_and_template_apply():
+    cfg = build_config({"task": {"name": "reasoning_gym", "params": {"dataset": "chain_sum", "size": 3, "eval_size": 1},
+                                 "system_prompt": "Be brief.", "prompt_template": "Q: {question}"}})
+    p = resolve("task", cfg.task, seed=0).train[0]
+    assert p.messages[0] == {"role": "system", "content": "Be brief."} and p.messages[1]["content"].startswith("Q: ")
+    bare = build_config({"task": {"name": "reasoning_gym", "params": {"dataset": "chain_sum", "size": 3},
+                                  "system_prompt": ""}})
+    assert [m["role"] for m in resolve("task", bare.task, seed=0).train[0].messages] == ["user"]

@@ -9,7 +9,9 @@ held-out ones, minus any whose question is also a train question (a procedural g
 itself; rsft says how many it dropped), so the splits never overlap.
 
 Prompts are chat prompts: reasoning-gym's own default system prompt (it asks for the answer inside
-``<answer>…</answer>``; `system_prompt` replaces it, "" leaves it out) and the question as the user turn.
+``<answer>…</answer>``; ``task.system_prompt`` replaces it, or names one of reasoning-gym's own, such as
+``simple``; "" leaves it out) and the question as the user turn (``task.prompt_template`` with
+``{question}`` wraps it).
 
 The verifier is the dataset's own ``score_answer(answer, entry)`` on the entry the prompt came from
 (``rg_index`` names it; the task's scorer holds the generated dataset). Answer extraction: the content of
@@ -43,8 +45,8 @@ def _require() -> Any:
     return reasoning_gym
 
 
-def make_task(dataset: str, size: int = 1000, eval_size: int = 200, seed: int = 0,
-              system_prompt: str | None = DEFAULT_SYSTEM, **config: Any) -> Task:
+def make_task(dataset: str, size: int = 1000, eval_size: int = 200, seed: int = 0, settings: Any = None,
+              **config: Any) -> Task:
     """Disjoint train and held-out prompts of one reasoning-gym dataset, scored by its own checker."""
     rg = _require()
     if size < 1 or eval_size < 0:
@@ -59,12 +61,15 @@ def make_task(dataset: str, size: int = 1000, eval_size: int = 200, seed: int = 
         data = rg.create_dataset(dataset, size=size + eval_size, seed=seed, **config)
     except TypeError as e:  # a key the dataset's config does not have
         raise ConfigError(f"key 'task.params' of task 'reasoning_gym' ({dataset}): {str(e).splitlines()[0]}") from None
+    system_prompt = DEFAULT_SYSTEM if settings is None or settings.system_prompt is None else settings.system_prompt
     system = SYSTEM_PROMPTS.get(system_prompt, system_prompt) if system_prompt else None
+    template = settings.prompt_template if settings is not None else None
     entries = [data[i] for i in range(size + eval_size)]
 
     def prompt(i: int, entry: dict[str, Any]) -> Prompt:
         turns = ({"role": "system", "content": system},) if system else ()
-        return Prompt(f"{dataset}-{seed}-{i}", messages=(*turns, {"role": "user", "content": entry["question"]}),
+        user = template.format(question=entry["question"]) if template else entry["question"]
+        return Prompt(f"{dataset}-{seed}-{i}", messages=(*turns, {"role": "user", "content": user}),
                       fields={"rg_index": i, "answer": str(entry["answer"])})
 
     train = [prompt(i, e) for i, e in enumerate(entries[:size])]
