@@ -9,6 +9,8 @@ The public API, imported lazily so that `import rsft` stays cheap:
     rsft.evaluate_model(model_or_run)     held-out metrics
     rsft.round_rows(run_dir)              per-round metrics
     rsft.write_report(run_dir)            RUN/report.html
+    rsft.compare([run_a, run_b, ...])     held-out curves side by side, paired bootstrap intervals
+    rsft.run_with_control(config)         a run and its matched random control, compared
     rsft.graduate(run_dir)                the GRPO hand-off a monitor prepared
     rsft.best_of_n(model, scorer, ...)    inference-time best-of-N
     rsft.export_pairs(run_dir)            DPO pairs from scored samples
@@ -30,6 +32,10 @@ _EXPORTS = {
     "evaluate_model": "rsft.loop.commands.evaluate",
     "round_rows": "rsft.core.rundir.rows",
     "write_report": "rsft.learning.monitoring.report",
+    "compare": "rsft.learning.monitoring.compare",
+    "Comparison": "rsft.learning.monitoring.compare",
+    "paired_bootstrap": "rsft.learning.monitoring.compare",
+    "run_with_control": "rsft.loop.control",
     "graduate": "rsft.loop.commands.graduate",
     "demo": "rsft.loop.demo",
     "best_of_n": "rsft.loop.commands.best_of_n",

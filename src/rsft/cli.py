@@ -32,11 +32,15 @@ def demo(
     overrides: Overrides = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Parent of the run directory.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete an earlier demo run and start over.")] = False,
+    control: Annotated[Optional[str], typer.Option(help="random: also run the matched random control and "
+                                                        "compare.")] = None,
 ) -> None:
     """Watch a 1M-parameter model learn 3-digit addition by rejection sampling, on a CPU, in minutes."""
     from rsft.loop.demo import demo as run_demo
 
-    run_dir = run_demo(overrides or [], output_dir, fresh=fresh)
+    if control not in (None, "random"):
+        raise RsftError(f"--control: expected 'random', got {control!r}")
+    run_dir = run_demo(overrides or [], output_dir, fresh=fresh, control=control)
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -46,12 +50,46 @@ def run(
     overrides: Overrides = None,
     use_ray: Annotated[bool, typer.Option("--ray", help="Sample and score on Ray (ray.enabled=true; a local "
                                                         "cluster unless the config sets ray.address); needs rsft[ray].")] = False,
+    control: Annotated[Optional[str], typer.Option(help="random: also run the matched random control (same "
+                                                        "prompts and row counts, samples kept at random) and "
+                                                        "compare the two.")] = None,
 ) -> None:
     """Run (or resume) rejection-sampling fine-tuning from a config."""
     from rsft.loop.rounds import run_from_file
 
-    run_dir = run_from_file(config, (["ray.enabled=true"] if use_ray else []) + (overrides or []))
-    typer.echo(f"run directory: {run_dir}")
+    if control not in (None, "random"):
+        raise RsftError(f"--control: expected 'random', got {control!r}")
+    given = (["ray.enabled=true"] if use_ray else []) + (overrides or [])
+    if control is None:
+        typer.echo(f"run directory: {run_from_file(config, given)}")
+        return
+    from rsft.core.config import load_config
+    from rsft.loop.control import run_with_control
+
+    main_dir, control_dir, _ = run_with_control(load_config(config, given), control)
+    typer.echo(f"run directory: {main_dir}\ncontrol run directory: {control_dir}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run directories; each later one is set against "
+                                                    "the first.")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.", min=100)] = 10_000,
+    confidence: Annotated[float, typer.Option(help="Interval coverage, e.g. 0.95.")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    report: Annotated[Optional[Path], typer.Option(help="Also write the comparison as an HTML page with its "
+                                                         "plot (needs rsft[report]).")] = None,
+) -> None:
+    """Held-out greedy pass@1 of runs side by side, with a paired bootstrap interval on each difference."""
+    from rsft.learning.monitoring.compare import compare as compare_runs
+
+    comparison = compare_runs(runs, resamples, confidence, seed)
+    for line in comparison.lines():
+        typer.echo(line)
+    if report is not None:
+        from rsft.learning.monitoring.report import write_compare_page
+
+        typer.echo(f"wrote {write_compare_page(comparison, report)}")
 
 
 def _stage(stage: str, run_dir: Path, round_index: int, force: bool) -> None:
@@ -92,6 +130,12 @@ def score(
     mean = "-" if result.mean is None else f"{result.mean:.4f}"
     typer.echo(f"scored {result.rows} rows: mean {mean}, {result.errors} scorer errors; "
                f"wrote {result.written} rows to {result.output}")
+
+
+@app.command()
+def rationalize(run_dir: Path, round_index: RoundOpt = 0, force: ForceOpt = False) -> None:
+    """Sample a round's unsolved prompts again with the gold answer as a hint (selection.rationalize, STaR)."""
+    _stage("rationalize", run_dir, round_index, force)
 
 
 @app.command()

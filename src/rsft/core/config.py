@@ -32,12 +32,12 @@ from rsft.core.config_sections import (  # noqa: F401 - every section is importa
     SamplingConfig,
     ScoringConfig,
     Section,
-    SelectionConfig,
     TaskConfig,
     TinyModelConfig,
     TrainConfig,
     WarmStartConfig,
 )
+from rsft.core.config_selection import RationalizeConfig, SelectionConfig  # noqa: F401
 from rsft.core.errors import ConfigError
 from rsft.core.registry import resolve
 

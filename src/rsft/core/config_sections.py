@@ -221,32 +221,6 @@ class RayConfig(Section):
         return value
 
 
-def _default_rules() -> list[Any]:
-    return [{"rule": "passes"}, {"rule": "drop_truncated"}, {"rule": "dedup"}, {"rule": "cap"}]
-
-
-class SelectionConfig(Section):
-    decontaminate: int | None = Field(
-        13, description="Drop kept and replayed samples whose prompt or completion shares a word n-gram of this "
-        "size with a held-out prompt (an exact prompt match is always dropped); null: exact matches only.", gt=0)
-    rules: list[Any] = Field(
-        default_factory=_default_rules, validate_default=True,
-        description="Rules applied in order to each group: {rule: NAME, option: value}, NAME a built-in "
-        "(passes, drop_truncated, dedup, cap, top_k, drop_uniform) or 'module:function'.",
-    )
-
-    @field_validator("rules", mode="after")
-    @classmethod
-    def _build_rules(cls, rules: list[Any]) -> list[Any]:
-        """Each item becomes its rule object, through the registry (a typo in a name or option is one line)."""
-        return [resolve("rule", item, key=f"selection.rules.{i}") for i, item in enumerate(rules)]
-
-    @property
-    def passes_min(self) -> float | None:
-        """The `passes` rule's threshold, when the chain has one."""
-        return next((r.min for r in self.rules if r.rule == "passes"), None)
-
-
 class LoraConfig(Section):
     r: int = Field(16, description="LoRA rank.", gt=0)
     alpha: int = Field(32, description="LoRA alpha.", gt=0)

@@ -57,6 +57,12 @@ DECONTAMINATED: Key[int] = Key("decontaminated", int, "Kept samples dropped for 
 SELECTION_SCORE: Key[float] = Key("selection_score", float, "Mean selection score of what was kept.")
 JUDGE_PRECISION_KEPT: Key[float] = Key("judge_precision_kept", float,
                                        "Share of what was kept that the judge (eval.scorer) accepts.")
+KEPT_COVERAGE: Key[float] = Key("kept_coverage", float, "Share of prompts with at least one kept sample.")
+DISTINCT_AFTER: Key[dict] = Key("distinct_after", dict, "Distinct samples per prompt as scored and after each "
+                                "selection rule, by rule name.")
+RATIONALIZED: Key[int] = Key("rationalized", int, "Kept samples that are STaR rationales (selection.rationalize).")
+RATIONALIZE_LEAKS: Key[int] = Key("rationalize_leaks", int, "Rationales refused for leaking the hint.")
+CONTROL: Key[str] = Key("control", str, "random: the round kept a matched random control, not the rules' choice.")
 TRAIN_LOSS: Key[float] = Key("train_loss", float, "The SFT loss the trainer reported.")
 TRAIN_STEPS: Key[int] = Key("train_steps", int, "Optimizer steps of the round's SFT.")
 SECONDS: Key[dict] = Key("seconds", dict, "Wall-clock seconds of each stage (stage_times.json).")
@@ -135,6 +141,7 @@ POLICY, TEACHER = "policy", "teacher"
 # every fixed key, in the order above (AtK families and greedy() keys are made per k / per trajectory key)
 ROUND_KEYS: tuple[Key[Any], ...] = (
     ROUND, EVAL, SAMPLER, KEPT, SURVIVORS, TRAIN_ROWS, REPLAYED, DECONTAMINATED, SELECTION_SCORE, JUDGE_PRECISION_KEPT,
+    KEPT_COVERAGE, DISTINCT_AFTER, RATIONALIZED, RATIONALIZE_LEAKS, CONTROL,
     TRAIN_LOSS, TRAIN_STEPS, SECONDS, SECONDS_TOTAL, TOKENS_PER_S, PROMPTS, SAMPLES, ACCEPTANCE_RATE, COVERAGE,
     DISTINCT_ACCEPTED, REWARD_MEAN, REWARD_MAX_MEAN, REWARD_MEDIAN_MEAN, ENTROPY_MEAN, TOKENS_GENERATED,
     TOKENS_PER_PROMPT, TOKENS_PER_PROMPT_MAX, SAMPLES_PER_PROMPT, SAMPLES_PER_PROMPT_MAX, FINISHED_BY_LENGTH,

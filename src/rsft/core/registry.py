@@ -72,6 +72,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "top_k": "rsft.parts.selection:TopKRule",
         "drop_uniform": "rsft.parts.selection:DropUniformRule",
         "drop_truncated": "rsft.parts.selection:DropTruncatedRule",
+        "pass_rate": "rsft.parts.selection:PassRateRule",
+        "diverse": "rsft.parts.selection:DiverseRule",
     },
     "monitor": {
         "entropy_collapse": "rsft.learning.monitoring.triggers:EntropyCollapse",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rsft.core.config import EvalConfig
 from rsft.core.metrics_schema import ENGINE, PRECISION
 from rsft.core.progress import progress_bar
+from rsft.core.rundir.files import atomic_write_jsonl
 from rsft.core.records import Group, Prompt
 from rsft.parts.metrics import eval_metrics
 from rsft.parts.sampling.base import Engine, SamplingParams
@@ -45,6 +47,7 @@ def evaluate(
     round_index: int = 0,
     batch_size: int = 64,
     timeout: float | None = None,
+    greedy_out: Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of one model on held-out prompts, keyed as `rsft.core.metrics_schema` names the EVAL keys.
 
@@ -52,10 +55,14 @@ def evaluate(
     filters with the same top-p/top-k, greedily for pass@1 and at `eval.temperature` for pass@k,
     with up to `eval.max_new_tokens` (default: the rounds') new tokens. The engine's name and
     precision are recorded beside the metrics, so a number is never read as another engine's.
+    `greedy_out`: where to write each prompt's greedy outcome (`write_greedy`), which `rsft compare`
+    pairs across runs.
     """
     tokens = cfg.max_new_tokens or params.max_new_tokens
     greedy = _run(engine, prompts, 1, dataclasses.replace(params, temperature=0.0, max_new_tokens=tokens), scorer,
                   batch_size, "eval greedy", timeout)
+    if greedy_out is not None:
+        write_greedy(greedy_out, greedy, cfg.pass_threshold)
     sampled: list[Group] = []
     if cfg.n > 0:
         sampled_params = dataclasses.replace(params, temperature=cfg.temperature, max_new_tokens=tokens,
@@ -66,3 +73,14 @@ def evaluate(
     metrics[ENGINE] = getattr(engine, "name", type(engine).__name__)
     metrics[PRECISION] = getattr(engine, "precision", "unknown")
     return metrics
+
+
+def write_greedy(path: Path, groups: list[Group], threshold: float) -> None:
+    """One line per held-out prompt: its id, the greedy sample's score (None on a scorer error) and whether it
+    passed; the per-prompt outcomes behind greedy pass@1."""
+    rows = []
+    for g in groups:
+        c = g.scores[0] if g.scores else None
+        rows.append({"id": g.prompt.id, "value": c.value if c is not None and c.ok else None,
+                     "passed": bool(c is not None and c.passes(threshold))})
+    atomic_write_jsonl(path, rows)

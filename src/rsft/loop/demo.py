@@ -43,8 +43,10 @@ def demo_config(overrides: list[str] = (), output_dir: str | Path | None = None)
     return build_config(data, overrides, source="demo")
 
 
-def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh: bool = False) -> Path:
-    """Run (or resume) the demo; returns the run directory. `fresh` deletes an earlier demo run first."""
+def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh: bool = False,
+         control: str | None = None) -> Path:
+    """Run (or resume) the demo; returns the run directory. `fresh` deletes an earlier demo run first (and its
+    control's); `control` ('random') runs the matched random control beside it and compares the two."""
     import shutil
 
     from rsft.core.metrics_schema import GREEDY_PASS1
@@ -53,15 +55,22 @@ def demo(overrides: list[str] = (), output_dir: str | Path | None = None, fresh:
     from rsft.loop.rounds import run
 
     cfg = demo_config(overrides, output_dir)
-    if fresh and cfg.run_dir.exists():
-        shutil.rmtree(cfg.run_dir)
+    if fresh:
+        for old in (cfg.run_dir, cfg.run_dir.with_name(f"{cfg.run_dir.name}-control-{control or 'random'}")):
+            if old.exists():
+                shutil.rmtree(old)
     table_console.print(
         f"[bold]rsft demo[/]: a {cfg.model.tiny.hidden_size}-wide, {cfg.model.tiny.num_layers}-layer Llama learns "
         f"{cfg.task.params.get('digits', 3)}-digit addition (digits reversed) by rejection sampling: "
         f"{cfg.rounds} rounds of sample K={cfg.sampling.n} → verify → keep the correct → fine-tune.\n"
         f"run directory: {cfg.run_dir} (run again to resume; --fresh to start over)"
     )
-    run_dir = run(cfg)
+    if control is not None:
+        from rsft.loop.control import run_with_control
+
+        run_dir = run_with_control(cfg, control)[0]
+    else:
+        run_dir = run(cfg)
     curve = [p for p in map(GREEDY_PASS1.of, round_rows(run_dir)) if p is not None]
     if len(curve) > 1:
         trail = " → ".join(f"{p:.1%}" for p in curve)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.core.config import RunConfig, build_config, dump_config, load_config, merged
-from rsft.core.errors import ConfigError
+from rsft.core.errors import ConfigError, RsftError
 from rsft.core.progress import notice, quiet_hf, table_console
 from rsft.core.rundir.files import atomic_write_text, remove_stale_temps
 from rsft.core.rundir.layout import RunDir, is_done_marker, round_dirs
@@ -24,7 +24,7 @@ from rsft.core.runlock import LOCK_FILE, acquire, release
 from rsft.loop.preflight import check_run
 from rsft.stages.monitor import monitor_action
 from rsft.stages.run import Run
-from rsft.stages.runner import check_ready, run_base_stage, run_stage
+from rsft.stages.runner import check_ready, run_base_stage, run_stage, skipped
 
 
 def run(cfg: RunConfig) -> Path:
@@ -37,6 +37,7 @@ def run(cfg: RunConfig) -> Path:
         for r in range(cfg.rounds):
             run_stage(run, r, "sample")
             run_stage(run, r, "score")
+            run_stage(run, r, "rationalize")  # only with selection.rationalize (STaR)
             run_stage(run, r, "select")
             run_stage(run, r, "train")
             run_stage(run, r, "eval")
@@ -162,6 +163,9 @@ def run_round_stage(run_dir: str | Path, r: int, stage: str, force: bool = False
     quiet_hf()
     run = Run.open(run_dir)
     check_ready(run, r, stage)
+    if skipped(run, stage):
+        raise RsftError(f"{run.layout.config}: selection.rationalize is not set, so round {r} has nothing to "
+                        "rationalize")
     check_run(run)
     lock = acquire(run.dir)
     try:

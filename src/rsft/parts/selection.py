@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from rsft.core.errors import ConfigError
 from rsft.core.records import Group, Sample, Score
@@ -123,6 +123,92 @@ class DropTruncatedRule(Rule):
     def __call__(self, group: Group) -> Group:
         """Drop samples that ended at max_new_tokens rather than at EOS or a stop string."""
         return group.keep([(s, c) for s, c in group.scored if s.finish_reason != "length"])
+
+
+class PassRateRule(Rule):
+    """Keep a prompt's samples only when its pass rate over the samples it has lies in [min, max]: a curriculum
+    of prompts that are neither solved every time nor never (the band where a sample says most about what to
+    learn). It keeps or drops whole groups and ranks nothing; the samples it keeps still need `passes` after
+    it to drop the failures. The rate counts the samples the chain hands it, so it goes first (the config
+    refuses it after a rule that keeps by score, where every rate would be 1); errored samples never reach
+    the chain, so they count neither way."""
+
+    rule: Literal["pass_rate"] = "pass_rate"
+    min: float = Field(0.0, description="Lowest pass rate kept (inclusive).", ge=0, le=1)
+    max: float = Field(1.0, description="Highest pass rate kept (inclusive).", ge=0, le=1)
+    threshold: float = Field(1.0, description="A sample passes at a score of at least this.")
+
+    @field_validator("max")
+    @classmethod
+    def _band(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min")
+        if low is not None and low > value:
+            raise ValueError(f"expected max >= min ({low})")
+        return value
+
+    def __call__(self, group: Group) -> Group:
+        scores = group.scores
+        rate = sum(c.passes(self.threshold) for c in scores) / len(scores) if scores else 0.0
+        return group if scores and self.min <= rate <= self.max else group.keep([])
+
+
+class DiverseRule(Rule):
+    """Keep at most n samples per prompt, the best first, and among samples with equal scores the ones that
+    differ most from those already kept: the normalized edit distance (Levenshtein, rapidfuzz) of each
+    candidate's key to its nearest kept sample, largest first, as the RFT paper kept distinct reasoning paths.
+
+    It is `cap` with a different tie-break: it never keeps a worse-scored sample over a better one, and it
+    drops nothing because it is similar (a copy of a kept sample is kept last; put `dedup` before it to drop
+    copies). The key is the normalized text (trajectories: their actions), the scorer's extracted answer, or
+    a user's ``module:function`` of (sample, score) returning a string."""
+
+    rule: Literal["diverse"] = "diverse"
+    n: int = Field(4, description="Keep at most n samples per prompt.", gt=0)
+    key: str = Field("normalized", description="What the distance compares: 'normalized' or 'exact' text, 'answer', or "
+                     "'module:function' of (sample, score) -> str.")
+    _key_fn: Any = PrivateAttr(default=None)
+
+    @field_validator("key")
+    @classmethod
+    def _key_name(cls, key: str) -> str:
+        if key not in ("normalized", "exact", "answer") and ":" not in key:
+            raise ValueError("expected 'normalized', 'exact', 'answer' or 'module:function'")
+        return key
+
+    def model_post_init(self, context: Any) -> None:
+        if ":" in self.key:
+            self._key_fn = lookup("rule", self.key, "selection.rules.key")  # a user's key function, imported now
+
+    def text(self, sample: Sample, score: Score) -> str:
+        if self._key_fn is not None:
+            return str(self._key_fn(sample, score))
+        return dedup_key(sample, score, self.key)
+
+    def __call__(self, group: Group) -> Group:
+        from rapidfuzz.distance import Levenshtein
+
+        ranked = sorted(group.scored, key=rank_key)
+        kept: list[tuple[Sample, Score]] = []
+        kept_texts: list[str] = []
+        i = 0
+        while i < len(ranked) and len(kept) < self.n:
+            tier = [p for p in ranked[i:] if rank_key(p)[0] == rank_key(ranked[i])[0]]  # equal scores, in rank order
+            i += len(tier)
+            while tier and len(kept) < self.n:
+                def spread(pair: tuple[Sample, Score]) -> float:
+                    t = self.text(*pair)
+                    return min((Levenshtein.normalized_distance(t, k) for k in kept_texts), default=1.0)
+                pick = max(tier, key=spread)  # max keeps the first (best-ranked) of equal spreads
+                tier.remove(pick)
+                kept.append(pick)
+                kept_texts.append(self.text(*pick))
+        chosen = {id(p[0]) for p in kept}
+        return group.keep([p for p in group.scored if id(p[0]) in chosen])
+
+
+def distinct_texts(group: Group) -> int:
+    """How many different samples a group holds (normalized text; trajectories: their actions)."""
+    return len({dedup_key(s, c, "normalized") for s, c in group.scored})
 
 
 class FunctionRule(Rule):

@@ -12,11 +12,14 @@ from rsft.stages.run import Run
 
 
 def eval_model(run: Run, model_path: str, round_index: int) -> dict[str, float]:
+    """Held-out metrics of `model_path`; each prompt's greedy outcome goes beside them (``eval-greedy.jsonl``,
+    the base's ``base-eval-greedy.jsonl``), for `rsft compare`."""
     from rsft.learning.evaluation import evaluate
 
+    out = run.layout.base_eval_greedy if round_index < 0 else run.round(round_index).eval_greedy
     return evaluate(run.eval_engine(model_path), run.task.eval, run.eval_scorer, run.cfg.eval,
                     run.sampling_params(round_index), round_index=round_index,
-                    batch_size=run.cfg.sampling.batch_size, timeout=run.cfg.scoring.timeout)
+                    batch_size=run.cfg.sampling.batch_size, timeout=run.cfg.scoring.timeout, greedy_out=out)
 
 
 def eval_stage(run: Run, r: int) -> None:

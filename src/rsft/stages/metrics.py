@@ -29,6 +29,8 @@ def metrics_stage(run: Run, r: int) -> None:
         M.SELECTION_SCORE: sel.get(M.SELECTION_SCORE),
         M.JUDGE_PRECISION_KEPT: sel.get(M.JUDGE_PRECISION_KEPT),
         M.REPLAYED: sel[M.REPLAYED],
+        **{k: sel[k] for k in (M.KEPT_COVERAGE, M.DISTINCT_AFTER, M.RATIONALIZED, M.RATIONALIZE_LEAKS, M.CONTROL)
+           if sel.get(k) is not None},  # absent in older runs' selection.json
         M.TRAIN_LOSS: train["loss"],
         M.TRAIN_STEPS: train["steps"],
         M.SECONDS: times,

@@ -21,6 +21,7 @@ from rsft.stages.base_model import base_stage
 from rsft.stages.evaluate import eval_base_stage, eval_stage
 from rsft.stages.metrics import metrics_stage
 from rsft.stages.monitor import monitor_stage
+from rsft.stages.rationalize import rationalize_stage
 from rsft.stages.run import Run
 from rsft.stages.sample import sample_stage
 from rsft.stages.score import score_stage
@@ -28,7 +29,7 @@ from rsft.stages.select import select_stage
 from rsft.stages.train import train_stage
 
 ROUND_STAGES: dict[str, Callable[[Run, int], None]] = {
-    "sample": sample_stage, "score": score_stage, "select": select_stage, "train": train_stage,
+    "sample": sample_stage, "score": score_stage, "rationalize": rationalize_stage, "select": select_stage, "train": train_stage,
     "eval": eval_stage, "metrics": metrics_stage, "monitor": monitor_stage,
 }
 ROUND_STAGE_NAMES = tuple(ROUND_STAGES)
@@ -38,7 +39,7 @@ def resumed_from(rd: RoundDir, stage: str, passes: tuple[str, ...] = ("draw", "p
     """The files a stage resumes from: a forced or redone stage deletes them first (`passes`: the
     allocation's sampling passes, each with its own file)."""
     return {"sample": [*(rd.pass_file(p) for p in dict.fromkeys(("draw", "presample", *passes))), rd.allocation],
-            "score": [rd.scored], "train": [rd.model_work, rd.model / TRAIN_RESULT]}.get(stage, [])
+            "score": [rd.scored], "rationalize": [rd.rationalized], "train": [rd.model_work, rd.model / TRAIN_RESULT]}.get(stage, [])
 
 
 def reset_from(rd: RoundDir, stage: str, passes: tuple[str, ...] = ("draw", "presample")) -> None:
@@ -58,9 +59,14 @@ def check_ready(run: Run, r: int, stage: str) -> None:
     if stage == "sample" and r > 0 and not run.round(r - 1).done("train"):
         raise RsftError(f"round {r}: round {r - 1} has no trained model yet; run its stages first")
     for prev in ROUND_STAGE_NAMES[: ROUND_STAGE_NAMES.index(stage)]:
-        if not run.round(r).done(prev):
+        if not run.round(r).done(prev) and not skipped(run, prev):
             raise RsftError(f"round {r}: stage '{prev}' has not finished; "
                             f"run `rsft {prev} {run.dir} --round {r}` first")
+
+
+def skipped(run: Run, stage: str) -> bool:
+    """A stage the config leaves out (rationalize without `selection.rationalize`): never run, never waited for."""
+    return stage == "rationalize" and run.cfg.selection.rationalize is None
 
 
 def _timed(where: Path, name: str, call: Callable[[], None]) -> None:
@@ -79,7 +85,7 @@ def run_stage(run: Run, r: int, name: str, force: bool = False) -> bool:
     """
     check_ready(run, r, name)
     rd = run.round(r)
-    if rd.done(name) and not force:
+    if (rd.done(name) and not force) or skipped(run, name):
         return False
     if force:
         reset_from(rd, name, run.allocation.passes)

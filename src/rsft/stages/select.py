@@ -23,6 +23,7 @@ replay included, so its memory does not grow with the round. The row formats liv
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from rsft.core.progress import notice
 from rsft.core.records import Group
 from rsft.core.rundir.files import JsonlWriter, atomic_write_json, iter_groups
 from rsft.parts.decontamination import Contamination
-from rsft.parts.selection import Rule, select_group
+from rsft.parts.selection import Rule, distinct_texts
+from rsft.stages.rationalize import LEAK, rationalized_groups
 from rsft.stages.run import Run
 from rsft.stages.select_replay import EarlierRounds, ReplayWriter, replay_row
 from rsft.stages.select_rows import decontaminated_pairs, has_tool_output, sft_rows
@@ -43,12 +45,18 @@ def select_stage(run: Run, r: int) -> None:
     rules = RuleChain(run.cfg.selection.rules)
     contamination = held_out(run)
     clean = Decontaminate(contamination)
+    control = RandomControl(run.cfg.seed, r) if run.cfg.selection.control == "random" else None
+    rationales = Rationales(rationalized_groups(run, r), run.cfg.selection.rationalize is not None)
     earlier = EarlierRounds([run.round(q).kept for q in range(r)] if run.cfg.train.replay == "all_rounds" else [])
     with KeptWriter(rd.kept, run.cfg.eval.pass_threshold) as kept_out, JsonlWriter(rd.selected) as selected_out, \
             PairsWriter(rd.pairs, contamination) as pairs_out, ReplayWriter(r) as replay_out:
         for g in iter_groups(rd.scored):  # one group at a time: memory does not grow with the round
             pairs_out.write(g)  # the whole group (a pair needs the worst samples, which rules drop), decontaminated
-            kept = clean.group(rules(g))
+            chosen = rationales.chain(g, rules)  # the rules; on an unsolved prompt, on its rationales
+            if control is not None:
+                chosen = control(g, len(chosen.samples))
+            kept = clean.group(chosen)
+            rationales.count(g, kept)
             kept_out.write(kept)
             rows = sft_rows([kept])
             for row in rows:
@@ -56,13 +64,14 @@ def select_stage(run: Run, r: int) -> None:
             before = earlier.take(g.prompt.id)
             replay_out.write(before, clean.rows(replay_row(before, rows)))
         earlier.check_finished()
+        rationales.check_finished()
         # an allocation that may keep none (carry skips solved prompts): the replayed rows are then all it trains on
         if not kept_out.kept and not (replay_out.replayed and run.allocation.may_keep_none):
             raise nothing_kept(r, rules, clean, kept_out.kept)
         replay_out.append_to(selected_out)  # this round's rows first, then the replayed ones
     pairs_out.notice(r)
     kept_out.notice(r)
-    write_selection(rd.selection_file, rules, clean, kept_out, replay_out, pairs_out)
+    write_selection(rd.selection_file, rules, clean, kept_out, replay_out, pairs_out, rationales, control)
 
 
 def held_out(run: Run) -> Contamination:
@@ -83,15 +92,94 @@ class RuleChain:
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self._left = [0] * len(rules)
+        self._distinct = [0] * len(rules)
+        self.groups_in = self.distinct_in = 0
 
     def __call__(self, group: Group) -> Group:
-        chosen, left = select_group(group, self.rules)
-        self._left = [a + b for a, b in zip(self._left, left, strict=True)]
-        return chosen
+        current = group.keep([(s, c) for s, c in group.scored if c.ok])
+        self.groups_in += 1
+        self.distinct_in += distinct_texts(current)
+        for i, rule in enumerate(self.rules):
+            current = rule(current)
+            self._left[i] += len(current.samples)
+            self._distinct[i] += distinct_texts(current)
+        return current
+
+    def others(self, group: Group) -> Group:
+        """The chain over a group that is not one of the round's own (rationales): the same rules, not
+        counted in the survivors."""
+        current = group.keep([(s, c) for s, c in group.scored if c.ok])
+        for rule in self.rules:
+            current = rule(current)
+        return current
 
     def survivors(self) -> list[tuple[str, int]]:
         """(rule name, samples left after it), in chain order."""
         return [(rule.rule, n) for rule, n in zip(self.rules, self._left, strict=True)]
+
+    def distinct(self) -> dict[str, float]:
+        """Distinct samples per prompt (normalized text) before the chain and after each rule: what `dedup`
+        and `diverse` change, beside what `cap` would keep."""
+        per = max(self.groups_in, 1)
+        out = {"scored": self.distinct_in / per}
+        for rule, n in zip(self.rules, self._distinct, strict=True):
+            out[rule.rule] = n / per
+        return out
+
+
+class RandomControl:
+    """The matched random control (`selection.control: random`): per prompt, as many samples as the rules kept,
+    drawn at random from all the prompt's samples the scorer did not fail on (truncated and failed ones
+    included: that is the point), seeded by the run's seed, the round and the prompt id. The control then
+    trains on the same number of rows of the same prompts as the real chain would, so a difference between
+    the two runs is the selection's, not the SFT on self-samples.
+
+    It is applied after the rules (whose counts it matches) and before decontamination, like them."""
+
+    def __init__(self, seed: int, r: int) -> None:
+        self.seed, self.round = seed, r
+
+    def __call__(self, group: Group, n: int) -> Group:
+        pool = [(s, c) for s, c in group.scored if c.ok]
+        chosen = random.Random(f"{self.seed}:{self.round}:{group.prompt.id}").sample(range(len(pool)), min(n, len(pool)))
+        return group.keep([pool[i] for i in sorted(chosen)])
+
+
+class Rationales:
+    """Step 1b: the rationalize stage's groups (STaR), walked in step with scored.jsonl. Where the rules keep
+    nothing of a prompt's own samples and it has rationales, the rules run on those instead (the prompt
+    without the hint); what that keeps, after decontamination, is counted as `rationalized`, and the
+    rationales the leak check refused as `rationalize_leaks`.
+
+    Only unsolved prompts have rationales, in scored.jsonl's order, so one look-ahead group is enough."""
+
+    def __init__(self, groups: Any, enabled: bool) -> None:
+        self.enabled = enabled
+        self._groups = iter(groups)
+        self._next: Group | None = next(self._groups, None)
+        self.kept = self.leaks = 0
+        self._used: set[str] = set()
+
+    def chain(self, group: Group, rules: RuleChain) -> Group:
+        chosen = rules(group)
+        nxt = self._next
+        if nxt is None or nxt.prompt.id != group.prompt.id:
+            return chosen
+        self._next = next(self._groups, None)
+        self.leaks += sum((c.error or "").startswith(LEAK) for c in nxt.scores)
+        if chosen.samples:
+            return chosen
+        self._used.add(group.prompt.id)
+        return rules.others(nxt)
+
+    def count(self, group: Group, kept: Group) -> None:
+        if group.prompt.id in self._used:
+            self.kept += len(kept.samples)
+
+    def check_finished(self) -> None:
+        if self._next is not None:
+            raise RsftError(f"rationalized.jsonl: prompt {self._next.prompt.id!r} is not an unsolved prompt of "
+                            "scored.jsonl in order; redo the round's rationalize stage (rsft rationalize --force)")
 
 
 class Decontaminate:
@@ -131,7 +219,7 @@ class KeptWriter:
     def __init__(self, path: Path, pass_threshold: float) -> None:
         self._out = JsonlWriter(path)
         self._pass = pass_threshold
-        self.kept = self.truncated = self.judged = self.judge_passed = 0
+        self.kept = self.prompts = self.truncated = self.judged = self.judge_passed = 0
         self.score_sum = 0.0
 
     def __enter__(self) -> KeptWriter:
@@ -142,6 +230,7 @@ class KeptWriter:
         if not group.samples:
             return
         self._out.write(group.to_json())
+        self.prompts += 1
         for s, c in group.scored:
             self.kept += 1
             self.score_sum += c.value
@@ -208,7 +297,7 @@ def nothing_kept(r: int, rules: RuleChain, clean: Decontaminate, kept: int) -> R
 
 
 def write_selection(path: Path, rules: RuleChain, clean: Decontaminate, kept: KeptWriter, replay: ReplayWriter,
-                    pairs: PairsWriter) -> None:
+                    pairs: PairsWriter, rationales: Rationales, control: RandomControl | None) -> None:
     """selection.json, from the counts each step and writer kept (`decontaminated`: samples and replayed rows
     kept out of selected.jsonl; `pairs_decontaminated`: scored samples kept out of pairs.jsonl)."""
     atomic_write_json(path, {  # under the metric keys where the metrics row takes them over
@@ -217,4 +306,9 @@ def write_selection(path: Path, rules: RuleChain, clean: Decontaminate, kept: Ke
         M.SELECTION_SCORE: kept.score_sum / kept.kept if kept.kept else None,
         M.JUDGE_PRECISION_KEPT: kept.judge_passed / kept.judged if kept.judged else None,
         "pairs_skipped_trajectories": pairs.trajectory_groups,
+        M.KEPT_COVERAGE: kept.prompts / rules.groups_in if rules.groups_in else None,
+        M.DISTINCT_AFTER: rules.distinct(),
+        M.RATIONALIZED: rationales.kept if rationales.enabled else None,
+        M.RATIONALIZE_LEAKS: rationales.leaks if rationales.enabled else None,
+        M.CONTROL: "random" if control is not None else None,
     })

@@ -69,6 +69,8 @@ class RoundDir:
         presample.jsonl, a user strategy's own pass ``<name>.jsonl``."""
         return {"draw": self.samples, "presample": self.presample}.get(name, self.path / f"{name}.jsonl")
     scored = property(lambda self: self.path / "scored.jsonl")
+    rationalized = property(lambda self: self.path / "rationalized.jsonl")  # STaR rationales, prompts without the hint
+    eval_greedy = property(lambda self: self.path / "eval-greedy.jsonl")  # each held-out prompt's greedy score
     scored_failed = property(lambda self: self.path / "scored.failed.jsonl")  # groups whose scorer raised, kept aside
     selected = property(lambda self: self.path / "selected.jsonl")
     kept = property(lambda self: self.path / "kept.jsonl")
@@ -128,6 +130,8 @@ class RunDir:
     base_model = property(lambda self: self.path / "base-model")  # the base rsft built or warm-started
     base_info = property(lambda self: self.path / "base.json")  # how the base was made
     base_eval = property(lambda self: self.path / "base-eval.json")  # the base's held-out metrics
+    base_eval_greedy = property(lambda self: self.path / "base-eval-greedy.jsonl")  # its greedy score per prompt
+    control = property(lambda self: self.path / "control.json")  # where `rsft run --control` put this run's control
     report = property(lambda self: self.path / "report.html")
     exports = property(lambda self: self.path / "exports")  # what `rsft export` writes
     trackers = property(lambda self: self.path / "trackers")  # the experiment trackers' own files

@@ -22,6 +22,7 @@ from rsft.core.errors import DiskFull, RsftError
 from rsft.core.rundir.files import atomic_write_text, check_output, read_jsonl
 from rsft.core.rundir.layout import RoundDir, RunDir
 from rsft.core.rundir.rows import round_rows
+from rsft.learning.monitoring.compare import Comparison, compare
 from rsft.learning.monitoring.verdict import Verdict
 from rsft.parts.metrics_table import round_table
 
@@ -114,6 +115,52 @@ def _examples(run_dir: Path, r: int, n: int = 3) -> str:
             if rows else "<p>no samples yet</p>")
 
 
+def compare_plot(comparison: Comparison) -> str:
+    """The comparison as an inline SVG: each run's curve, and each later run's difference with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
+    xs = [str(rc.round) for rc in comparison.rounds]
+    for i, run in enumerate(comparison.runs):
+        points = [(x, 100 * rc.pass1[i]) for x, rc in zip(xs, comparison.rounds, strict=True) if rc.pass1[i] is not None]
+        left.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=run.name)
+    left.set(title="held-out greedy pass@1", xlabel="round", ylabel="pass@1 (%)")
+    for j, run in enumerate(comparison.runs[1:]):
+        pts = [(x, rc.against_first[j]) for x, rc in zip(xs, comparison.rounds, strict=True)
+               if rc.against_first[j] is not None]
+        if pts:
+            mid = [100 * iv.diff for _, iv in pts]
+            err = [[100 * (iv.diff - iv.low) for _, iv in pts], [100 * (iv.high - iv.diff) for _, iv in pts]]
+            right.errorbar([x for x, _ in pts], mid, yerr=err, marker="o", capsize=4, label=run.name)
+    right.axhline(0, color="#888", lw=1)
+    right.set(title=f"difference from {comparison.runs[0].name}, {100 * comparison.confidence:.0f}% paired "
+              "bootstrap interval", xlabel="round", ylabel="points")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    out = _svg(fig)
+    plt.close(fig)
+    return out
+
+
+def _control_section(run_dir: Path) -> str:
+    """The run against the matched random control `rsft run --control` ran beside it (RUN/control.json)."""
+    layout = RunDir(run_dir)
+    if not layout.control.exists():
+        return ""
+    control = Path(json.loads(layout.control.read_text())["run"])
+    try:
+        comparison = compare([run_dir, control])
+    except RsftError as e:
+        return f"<h2>Against its matched random control</h2><p>{html.escape(str(e))}</p>"
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.lines())
+    return (f"<h2>Against its matched random control</h2><p>{html.escape(str(control))}</p>"
+            f"<div>{compare_plot(comparison)}</div><ul>{lines}</ul>")
+
+
 def render(run_dir: Path) -> str:
     rows = round_rows(run_dir)
     rounds = M.rounds_only(rows)
@@ -151,7 +198,18 @@ def render(run_dir: Path) -> str:
             f"</div><h2>Triggers fired</h2>"
             + (f"<table><tr><th>round</th><th>trigger</th><th>why</th><th>action</th></tr>{''.join(fired)}</table>"
                if fired else "<p>none</p>")
-            + f"<h2>Examples</h2>{examples}</body></html>")
+            + f"{_control_section(run_dir)}<h2>Examples</h2>{examples}</body></html>")
+
+
+def write_compare_page(comparison: Comparison, out: Path) -> Path:
+    """The comparison as one self-contained HTML page (`rsft compare --report`)."""
+    check_output(out, "rsft compare: cannot write")
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.lines())
+    names = " · ".join(html.escape(str(r)) for r in comparison.runs)
+    atomic_write_text(out, f"<!doctype html><html><head><meta charset=utf-8><title>rsft compare</title>"
+                           f"<style>{STYLE}</style></head><body><h1>rsft compare</h1><p>{names}</p>"
+                           f"<div>{compare_plot(comparison)}</div><ul>{lines}</ul></body></html>")
+    return out
 
 
 def write_report(run_dir: str | Path) -> Path:
