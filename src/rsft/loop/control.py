@@ -99,7 +99,7 @@ def run_with_control(cfg: RunConfig, mode: str = "random") -> tuple[Path, Path, 
     control = run(ccfg)
     atomic_write_text(RunDir(main).control, json.dumps({"run": str(control), "mode": mode}))
     write_report_if_asked(Run(cfg, main))  # now with the comparison in it
-    comparison = compare([main, control])
+    comparison = compare([control, main])  # the run against its control: the gain the selection made
     for line in comparison.lines():
         print(line)
     return main, control, comparison

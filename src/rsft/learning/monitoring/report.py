@@ -153,7 +153,7 @@ def _control_section(run_dir: Path) -> str:
         return ""
     control = Path(json.loads(layout.control.read_text())["run"])
     try:
-        comparison = compare([run_dir, control])
+        comparison = compare([control, run_dir])  # the run against its control
     except RsftError as e:
         return f"<h2>Against its matched random control</h2><p>{html.escape(str(e))}</p>"
     lines = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.lines())
