@@ -51,6 +51,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "flag": "rsft.parts.scoring.verifiers:flag",
         "json": "rsft.parts.scoring.verifiers:json_schema",
         "reward_model": "rsft.parts.scoring.reward_model:reward_model",
+        "prm": "rsft.parts.scoring.prm:prm",
         "code": "rsft.parts.scoring.code:code_scorer",
         "judge": "rsft.parts.scoring.judge:judge",
     },
@@ -193,6 +194,8 @@ def _hints(fn: Any) -> dict[str, Any]:
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 

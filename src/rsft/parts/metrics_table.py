@@ -74,6 +74,7 @@ COLUMNS = [
     Column("tok/s", M.TOKENS_PER_S, "{:,.0f}", False),
     Column("errors", M.SCORER_ERRORS, "{}", False),
     Column("kept", M.KEPT, _count, True),
+    Column("rationalized", M.RATIONALIZED, _count, True),  # only in runs with selection.rationalize
     Column("train rows", M.TRAIN_ROWS, "{:,}", False),
     Column("loss", M.TRAIN_LOSS, "{:.4f}", False),
     Column("secs", M.SECONDS_TOTAL, _secs, True),
