@@ -79,7 +79,7 @@ demo: $(VENV)/.rsft
 	$(VENV)/bin/rsft demo
 
 test: $(VENV)/.rsft $(VENV)/.sandbox $(VENV)/.browser $(VVENV)/.rsft $(CACHE)/.model
-	RSFT_REAL_MODEL=required $(PY) -m pytest -p no:cacheprovider
+	RSFT_REAL_MODEL=required $(PY) -m pytest -p no:cacheprovider --durations=25
 
 # the fast tier for the inner loop: no model training, no subprocess runs, no real model (under 2 minutes;
 # tests/conftest.py marks the rest `integration`)

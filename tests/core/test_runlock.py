@@ -60,6 +60,7 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
     other.wait()
 
 
+@pytest.mark.slow  # 1 to 1.5 minutes; the lock itself is tested in-process above
 def test_two_rsft_runs_on_one_directory_the_second_refuses_in_one_line(tmp_path):
     """A real `rsft run` holds the lock from before its first write to its end; a second `rsft run` and an
     `rsft sample RUN` on the same directory exit non-zero with one line, and change nothing; once the first

@@ -8,6 +8,10 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
+# the whole module is the slow tier: its run (a warm start, then 3 rounds) takes 3 to 10 minutes on 2 cores,
+# and CI ran the default tier past 15 minutes with it; the default tier's 3-round run is the README's
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):

@@ -68,6 +68,7 @@ def test_hard_labels_raise_held_out_accuracy(tmp_path, policy):
     assert good.value > bad.value
 
 
+@pytest.mark.slow  # a minute; test_cli_trains_on_half_labels_and_reports_no_accuracy keeps half labels in the default tier
 def test_half_labels_keep_reward_gaps_near_zero(tmp_path, policy):
     report = train(tmp_path, policy, 0.5)
     hard = train(tmp_path, policy, 1.0)

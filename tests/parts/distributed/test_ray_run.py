@@ -33,6 +33,7 @@ def test_a_two_round_run_on_ray_gives_the_same_files_as_one_without(tmp_path):
     assert count_lines(ray_run / "round-001" / "samples.jsonl") == 48
 
 
+@pytest.mark.slow  # 1 to 1.5 minutes; tests/parts/distributed/test_ray_pool.py runs real Ray in the default tier
 def test_a_round_sampled_and_scored_on_ray_equals_one_without(tmp_path):
     """Round 0's samples and scores, in this process: 2 sampling actors and scoring tasks on a local
     cluster against the in-process stages, byte for byte."""
