@@ -34,6 +34,8 @@ def base_and_rm(tmp_path_factory):
     return out, base, out / "rm"
 
 
+@pytest.mark.slow  # 1 to 2 minutes (a warm start, then rounds); the reward-hacking metrics are unit-tested in
+# tests/learning/monitoring/test_reward_hacking_metrics.py, the reward_model scorer in tests/parts/scoring
 def test_rounds_scored_by_a_reward_model_are_evaluated_by_the_verifier(base_and_rm):
     out, base, rm = base_and_rm
     data = yaml.safe_load((ROOT / "tests" / "e2e" / "mini.yaml").read_text())
