@@ -29,8 +29,9 @@ Shapes:
   on, 32 held out; batch 8; two variants, each with its own ratio line: `smollm2 full` (full fine-tune,
   learning rate 5e-5) and `smollm2 lora` (LoRA r 16, alpha 32, all linear layers, learning rate 2e-4:
   `TrainConfig(lora=...)` for rsft, the same peft `LoraConfig` as `peft_config=` for TRL). 4 steps per
-  run by default; on 2 CPU cores a step takes 30-70 s (the whole `--shape smollm2` at the defaults about
-  an hour), so `all` leaves it out (`all` is `1m` and `25m`, as before): run it with `--shape smollm2`. Without the model it stops with one line
+  run by default; on 2 idle CPU cores a step takes 7-18 s (`--steps 2 --repeats 1` about 4 minutes, the
+  defaults about 15), so `all` leaves it out (`all` is `1m` and `25m`, as before, minutes in all): run it
+  with `--shape smollm2`. Without the model it stops with one line
   saying to run `make model`.
 
 Only `trainer.train()` is timed; tokens are the trainer's own count of the tokens it trained on
